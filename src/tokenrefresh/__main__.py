@@ -1,0 +1,5 @@
+"""`python -m tokenrefresh` runs the CLI."""
+
+from tokenrefresh.cli import main
+
+main()

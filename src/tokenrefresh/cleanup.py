@@ -1,0 +1,93 @@
+"""`cleanup`: expire accounts whose refresh token ran out, erase dead tokens, prune history."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from tokenrefresh.clock import Clock, utcnow
+from tokenrefresh.errors import EXIT_OK, TokenRefreshError
+from tokenrefresh.locks import RunLock
+from tokenrefresh.storage.records import AccountView
+from tokenrefresh.storage.repository import Repository
+
+__all__ = ["DEFAULT_RETENTION", "Cleanup", "CleanupReport"]
+
+DEFAULT_RETENTION = timedelta(days=30)
+MAX_LISTED = 1000
+
+
+@dataclass
+class CleanupReport:
+    dry_run: bool
+    started_at: datetime
+    retention: timedelta
+    expired: list[AccountView] = field(default_factory=list)
+    expired_count: int = 0
+    tokens_erased: int = 0
+    attempts_pruned: int = 0
+    runs_pruned: int = 0
+    run_id: int | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {
+            "expired": self.expired_count,
+            "tokens_erased": self.tokens_erased,
+            "attempts_pruned": self.attempts_pruned,
+            "runs_pruned": self.runs_pruned,
+        }
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK
+
+
+class Cleanup:
+    def __init__(self, repository: Repository, lock: RunLock | None, clock: Clock = utcnow) -> None:
+        self._repository = repository
+        self._lock = lock
+        self._clock = clock
+
+    def run(self, *, dry_run: bool, retention: timedelta) -> CleanupReport:
+        now = self._clock()
+        report = CleanupReport(dry_run=dry_run, started_at=now, retention=retention)
+        repository = self._repository
+        report.expired = repository.past_refresh_expiry(now, MAX_LISTED)
+        if dry_run:
+            report.expired_count = len(report.expired)
+            report.tokens_erased = repository.count_tokens_to_erase(now)
+            report.attempts_pruned, report.runs_pruned = repository.count_history_before(
+                now - retention
+            )
+            report.finished_at = self._clock()
+            return report
+        if self._lock is None:
+            raise ValueError("a cleanup that writes needs a run lock")
+        with self._lock:
+            report.run_id = repository.start_run(
+                "cleanup", host=socket.gethostname(), pid=os.getpid(), shard=None
+            )
+            try:
+                report.expired_count = repository.expire_past_refresh_expiry(now)
+                report.tokens_erased = repository.erase_dead_tokens(now)
+                report.attempts_pruned, report.runs_pruned = repository.prune_history(
+                    now - retention
+                )
+            except TokenRefreshError as error:
+                repository.finish_run(
+                    report.run_id,
+                    outcome="error",
+                    exit_code=error.exit_code,
+                    counts=report.counts,
+                    message=error.message,
+                )
+                raise
+            report.finished_at = self._clock()
+            repository.finish_run(
+                report.run_id, outcome="ok", exit_code=EXIT_OK, counts=report.counts, message=None
+            )
+        return report

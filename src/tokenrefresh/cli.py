@@ -1,0 +1,607 @@
+"""The Typer app: options, environment variables, help text, and errors -> exit codes.
+
+Each command is a thin adapter: read Settings, build what it needs through Context, make
+one service call, render the result. Heavy modules are imported inside the commands, so
+`tokenrefresh --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from tokenrefresh import __version__
+from tokenrefresh.durations import format_duration, parse_duration
+from tokenrefresh.errors import EXIT_USAGE, TokenRefreshError, UsageError
+from tokenrefresh.settings import Settings
+from tokenrefresh.storage.records import Shard  # plain dataclasses: cheap to import
+
+if TYPE_CHECKING:
+    from tokenrefresh.refresher import Refresher
+
+log = logging.getLogger("tokenrefresh")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="tokenrefresh",
+    help="Keeps TikTok OAuth tokens fresh: refreshes, stores them encrypted, flags rejected ones.",
+    no_args_is_help=True,
+    # Tracebacks with local variables would print tokens: never.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+accounts_app = typer.Typer(help="Import, list and manage connected TikTok accounts.")
+keys_app = typer.Typer(help="Encryption keys: generate one, re-encrypt with the first, check.")
+db_app = typer.Typer(help="The database schema (Alembic migrations shipped in the package).")
+app.add_typer(accounts_app, name="accounts", no_args_is_help=True)
+app.add_typer(keys_app, name="keys", no_args_is_help=True)
+app.add_typer(db_app, name="db", no_args_is_help=True)
+
+
+class LogFormat(StrEnum):
+    human = "human"
+    json = "json"
+
+
+class StatusFilter(StrEnum):
+    active = "active"
+    expired = "expired"
+    disabled = "disabled"
+
+
+# ----------------------------------------------------------------------------- option parsers
+
+
+def _duration(text: str | timedelta) -> timedelta:
+    if isinstance(text, timedelta):  # the default, already parsed
+        return text
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
+def _positive_duration(text: str | timedelta) -> timedelta:
+    value = _duration(text)
+    if value <= timedelta(0):
+        raise typer.BadParameter("must be longer than 0s")
+    return value
+
+
+def _shard(text: str) -> Shard:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+        raise typer.BadParameter(f"{text!r} is not a shard: use K/N with 0 <= K < N, e.g. 0/4")
+    return Shard(int(index), int(count))
+
+
+# ----------------------------------------------------------------------------- shared options
+
+Verbose = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv: debug).")
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing unless something went wrong.")
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print stable JSON (shapes in the README); never a token.")
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="TOKENREFRESH_LOG_FORMAT",
+        help="Log lines on stderr: human, or one JSON object per line.",
+    ),
+]
+Window = Annotated[
+    timedelta,
+    typer.Option(
+        parser=_positive_duration,
+        envvar="TOKENREFRESH_WINDOW",
+        metavar="DURATION",
+        show_default="90m",
+        help="Refresh access tokens that expire within this time (e.g. 90m, 2h).",
+    ),
+]
+MetricsFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="TOKENREFRESH_METRICS_FILE",
+        dir_okay=False,
+        help="Write Prometheus metrics here (atomically), for node_exporter's textfile collector.",
+    ),
+]
+
+
+def _setup(verbose: int, quiet: bool, log_format: LogFormat = LogFormat.human) -> None:
+    from tokenrefresh.logs import configure_logging
+
+    if verbose and quiet:
+        raise UsageError("--verbose and --quiet exclude each other")
+    configure_logging(verbose=verbose, quiet=quiet, json_lines=log_format is LogFormat.json)
+
+
+def _handles_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Every TokenRefreshError becomes `error: <message>` on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except TokenRefreshError as error:
+            typer.echo(f"error: {error.message}", err=True)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tokenrefresh {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Keeps TikTok OAuth tokens fresh.
+
+    Configuration comes from the environment (each variable also as NAME_FILE):
+    TOKENREFRESH_DATABASE_URL, TOKENREFRESH_ENCRYPTION_KEYS, TIKTOK_CLIENT_KEY,
+    TIKTOK_CLIENT_SECRET, TIKTOK_API_BASE_URL. Secrets are never command-line options.
+    """
+
+
+# ----------------------------------------------------------------------------- refresh
+
+
+@app.command()
+@_handles_errors
+def refresh(
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="List what would be refreshed; call nothing, write nothing."
+        ),
+    ] = False,
+    account_id: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--account-id",
+            help="Refresh exactly this account, whatever its expiry or status (repeatable).",
+        ),
+    ] = None,
+    window: Window = timedelta(minutes=90),
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, max=256, envvar="TOKENREFRESH_CONCURRENCY", help="Refreshes in flight at once."
+        ),
+    ] = 8,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            envvar="TOKENREFRESH_RATE_LIMIT",
+            help="At most this many TikTok calls per second (default: no limit).",
+        ),
+    ] = None,
+    max_runtime: Annotated[
+        timedelta,
+        typer.Option(
+            parser=_duration,
+            envvar="TOKENREFRESH_MAX_RUNTIME",
+            metavar="DURATION",
+            show_default="25m",
+            help="Claim nothing new after this long; in-flight refreshes finish (0: no limit).",
+        ),
+    ] = timedelta(minutes=25),
+    shard: Annotated[
+        Shard | None,
+        typer.Option(
+            parser=_shard,
+            envvar="TOKENREFRESH_SHARD",
+            metavar="K/N",
+            help="Only accounts with id mod N = K, with a lock of their own.",
+        ),
+    ] = None,
+    http_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1, envvar="TOKENREFRESH_HTTP_TIMEOUT", help="Seconds to wait for TikTok's answer."
+        ),
+    ] = 20.0,
+    metrics_file: MetricsFile = None,
+    as_json: AsJson = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+    log_format: LogFormatOption = LogFormat.human,
+) -> None:
+    """Refresh every access token that expires within the window: the cron job."""
+    _setup(verbose, quiet, log_format)
+    from tokenrefresh.context import Context
+    from tokenrefresh.refresher import Refresher, RefreshOptions
+    from tokenrefresh.render import Output
+
+    options = RefreshOptions(
+        window=window,
+        account_ids=tuple(account_id or ()),
+        dry_run=dry_run,
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        max_runtime=max_runtime or None,
+        shard=shard,
+    )
+    with Context(Settings.from_env()) as context:
+        cipher = context.cipher()
+        client = context.client(read_timeout=http_timeout)
+        repository = context.repository(pool_size=concurrency + 2)
+        lock = None if dry_run else context.run_lock("refresh", shard)
+        refresher = Refresher(repository, cipher, client, lock, observer=_progress(as_json, quiet))
+        with _graceful_stop(refresher):
+            report = refresher.run(options)
+        if metrics_file is not None and not dry_run:
+            _write_metrics(metrics_file, context, report=report)
+    Output(as_json=as_json).refresh(report, quiet=quiet)
+    raise typer.Exit(report.exit_code)
+
+
+@contextmanager
+def _graceful_stop(refresher: Refresher) -> Iterator[None]:
+    """SIGTERM/SIGINT: stop claiming, let in-flight refreshes finish and store their tokens."""
+    received: list[int] = []
+
+    def handler(number: int, _frame: object) -> None:
+        received.append(number)
+        refresher.request_stop(number, signal.Signals(number).name)
+        if len(received) == 2:  # only async-signal-safe calls in here
+            os.write(
+                2,
+                b"tokenrefresh: still finishing in-flight refreshes so their new tokens are "
+                b"stored; SIGKILL would lose them\n",
+            )
+
+    previous = {
+        number: signal.signal(number, handler) for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def _progress(as_json: bool, quiet: bool) -> Any:
+    """A progress bar for interactive terminals (none here yet)."""
+    return
+
+
+def _write_metrics(path: Path, context: object, **_: object) -> None:
+    """Placeholder for --metrics-file."""
+
+
+# ----------------------------------------------------------------------------- cleanup, status
+
+
+@app.command()
+@_handles_errors
+def cleanup(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change; write nothing.")
+    ] = False,
+    retention: Annotated[
+        timedelta,
+        typer.Option(
+            parser=_positive_duration,
+            envvar="TOKENREFRESH_RETENTION",
+            metavar="DURATION",
+            show_default="30d",
+            help="Keep refresh attempts and runs this long.",
+        ),
+    ] = timedelta(days=30),
+    metrics_file: MetricsFile = None,
+    as_json: AsJson = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+    log_format: LogFormatOption = LogFormat.human,
+) -> None:
+    """Expire accounts past their refresh token's expiry, erase dead tokens, prune history."""
+    _setup(verbose, quiet, log_format)
+    from tokenrefresh.cleanup import Cleanup
+    from tokenrefresh.context import Context
+    from tokenrefresh.render import Output
+
+    with Context(Settings.from_env()) as context:
+        repository = context.repository()
+        lock = None if dry_run else context.run_lock("cleanup")
+        report = Cleanup(repository, lock).run(dry_run=dry_run, retention=retention)
+    Output(as_json=as_json).cleanup(report, quiet=quiet)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@_handles_errors
+def status(
+    window: Window = timedelta(minutes=90),
+    limit: Annotated[
+        int, typer.Option(min=0, help="List at most this many accounts that need reconnecting.")
+    ] = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Accounts by status, tokens expiring soon or overdue, reconnects needed, last runs."""
+    _setup(0, False)
+    from tokenrefresh.clock import utcnow
+    from tokenrefresh.context import Context
+    from tokenrefresh.render import Output
+    from tokenrefresh.status import collect_status
+
+    with Context(Settings.from_env()) as context:
+        report = collect_status(context.repository(), utcnow(), window, limit)
+    Output(as_json=as_json).status(report)
+
+
+# ----------------------------------------------------------------------------- accounts
+
+
+@accounts_app.command("import")
+@_handles_errors
+def accounts_import(
+    file: Annotated[
+        str,
+        typer.Argument(metavar="[FILE|-]", help="JSON Lines file; - or nothing: standard input."),
+    ] = "-",
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+) -> None:
+    """Import accounts from JSON Lines (TikTok token response shape); all or nothing."""
+    _setup(0, quiet)
+    from tokenrefresh.accounts import Accounts
+    from tokenrefresh.context import Context
+    from tokenrefresh.render import Output
+
+    lines = _read_lines(file)
+    with Context(Settings.from_env()) as context:
+        cipher = context.cipher()
+        report = Accounts(context.repository()).import_lines(lines, cipher)
+    if not quiet or as_json:
+        Output(as_json=as_json).imported(report)
+
+
+def _read_lines(file: str) -> list[str]:
+    if file == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        return Path(file).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise UsageError(f"cannot read {file}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{file} is not UTF-8 text") from None
+
+
+@accounts_app.command("list")
+@_handles_errors
+def accounts_list(
+    status: Annotated[
+        StatusFilter | None, typer.Option("--status", help="Only accounts with this status.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List accounts (never their tokens)."""
+    _setup(0, False)
+    from tokenrefresh.accounts import Accounts
+    from tokenrefresh.clock import utcnow
+    from tokenrefresh.context import Context
+    from tokenrefresh.render import Output
+    from tokenrefresh.storage.models import AccountStatus
+
+    with Context(Settings.from_env()) as context:
+        accounts = Accounts(context.repository()).list(
+            AccountStatus(status.value) if status else None
+        )
+    Output(as_json=as_json).accounts(accounts, utcnow())
+
+
+@accounts_app.command("show")
+@_handles_errors
+def accounts_show(
+    account_id: Annotated[int, typer.Argument(metavar="ID")],
+    attempts: Annotated[
+        int, typer.Option(min=0, help="How many recent refresh attempts to show.")
+    ] = 10,
+    as_json: AsJson = False,
+) -> None:
+    """Show one account and its recent refresh attempts (never a token)."""
+    _setup(0, False)
+    from tokenrefresh.accounts import Accounts
+    from tokenrefresh.clock import utcnow
+    from tokenrefresh.context import Context
+    from tokenrefresh.render import Output
+
+    with Context(Settings.from_env()) as context:
+        details = Accounts(context.repository()).details(account_id, attempts)
+    Output(as_json=as_json).account_details(details, utcnow())
+
+
+@accounts_app.command("token")
+@_handles_errors
+def accounts_token(
+    account_id: Annotated[int | None, typer.Argument(metavar="[ID]")] = None,
+    open_id: Annotated[
+        str | None, typer.Option("--open-id", help="Find the account by open_id.")
+    ] = None,
+) -> None:
+    """Print the account's current access token, and only it, for apps and scripts."""
+    _setup(0, False)
+    if (account_id is None) == (open_id is None):
+        raise UsageError("give an account ID or --open-id, not both and not neither")
+    from tokenrefresh.accounts import Accounts
+    from tokenrefresh.context import Context
+
+    with Context(Settings.from_env()) as context:
+        cipher = context.cipher()
+        accounts = Accounts(context.repository())
+        token = accounts.access_token(accounts.get(account_id, open_id), cipher)
+    sys.stdout.write(token + "\n")
+
+
+@accounts_app.command("remove")
+@_handles_errors
+def accounts_remove(
+    account_id: Annotated[int, typer.Argument(metavar="ID")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove an account and its tokens (its user must reconnect to come back)."""
+    _setup(0, False)
+    from tokenrefresh.accounts import Accounts
+    from tokenrefresh.context import Context
+
+    with Context(Settings.from_env()) as context:
+        accounts = Accounts(context.repository())
+        account = accounts.get(account_id)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("removing an account needs --yes when not run interactively")
+            typer.confirm(
+                f"Remove account {account.id} ({account.open_id}) and its tokens?", abort=True
+            )
+        accounts.remove(account_id)
+    typer.echo(f"Removed account {account.id} ({account.open_id}).")
+
+
+def _set_enabled(account_id: int, enabled: bool) -> None:
+    _setup(0, False)
+    from tokenrefresh.accounts import Accounts
+    from tokenrefresh.context import Context
+
+    with Context(Settings.from_env()) as context:
+        account = Accounts(context.repository()).set_enabled(account_id, enabled)
+    typer.echo(f"Account {account.id} ({account.open_id}) is {account.status}.")
+
+
+@accounts_app.command("disable")
+@_handles_errors
+def accounts_disable(account_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Exclude an account from refreshing (status disabled)."""
+    _set_enabled(account_id, False)
+
+
+@accounts_app.command("enable")
+@_handles_errors
+def accounts_enable(account_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Make an account active again (refreshed by the next run)."""
+    _set_enabled(account_id, True)
+
+
+# ----------------------------------------------------------------------------- keys, db
+
+
+@keys_app.command("generate")
+@_handles_errors
+def keys_generate() -> None:
+    """Print a new Fernet key (put it first in TOKENREFRESH_ENCRYPTION_KEYS)."""
+    from tokenrefresh.crypto import generate_key
+
+    typer.echo(generate_key())
+
+
+@keys_app.command("rotate")
+@_handles_errors
+def keys_rotate(as_json: AsJson = False, quiet: Quiet = False) -> None:
+    """Re-encrypt every stored token with the first key, so older keys can be dropped."""
+    _setup(0, quiet)
+    from tokenrefresh.context import Context
+    from tokenrefresh.keys import rotate_keys
+    from tokenrefresh.render import Output
+
+    with Context(Settings.from_env()) as context:
+        cipher = context.cipher()
+        report = rotate_keys(context.repository(), cipher)
+    if not quiet or as_json:
+        Output(as_json=as_json).rotated(report)
+
+
+@keys_app.command("check")
+@_handles_errors
+def keys_check(as_json: AsJson = False) -> None:
+    """Count stored tokens per key; exit 3 if any token cannot be decrypted."""
+    _setup(0, False)
+    from tokenrefresh.context import Context
+    from tokenrefresh.errors import EXIT_CONFIG
+    from tokenrefresh.keys import check_keys
+    from tokenrefresh.render import Output
+
+    with Context(Settings.from_env()) as context:
+        cipher = context.cipher()
+        report = check_keys(context.repository(), cipher)
+    Output(as_json=as_json).key_check(report)
+    raise typer.Exit(EXIT_CONFIG if report.undecryptable_accounts else 0)
+
+
+@db_app.command("upgrade")
+@_handles_errors
+def db_upgrade(quiet: Quiet = False) -> None:
+    """Create the schema or migrate it to the newest revision."""
+    _setup(0, quiet)
+    from tokenrefresh.context import Context
+    from tokenrefresh.storage import schema
+    from tokenrefresh.storage.engine import describe_url
+
+    with Context(Settings.from_env()) as context:
+        state = schema.upgrade(context.engine(check_schema=False))
+        where = describe_url(context.database_url)
+    if not quiet:
+        if state.before == state.after:
+            typer.echo(f"The schema of {where} is current (revision {state.after}).")
+        else:
+            typer.echo(
+                f"Upgraded {where} from {state.before or 'nothing'} to revision {state.after}."
+            )
+
+
+@db_app.command("current")
+@_handles_errors
+def db_current() -> None:
+    """Show the schema revision of the database and the one this version needs."""
+    _setup(0, False)
+    from tokenrefresh.context import Context
+    from tokenrefresh.storage import schema
+    from tokenrefresh.storage.engine import describe_url
+
+    with Context(Settings.from_env()) as context:
+        revision = schema.current_revision(context.engine(check_schema=False))
+        where = describe_url(context.database_url)
+    typer.echo(
+        f"{where}: revision {revision or 'none'} (this tokenrefresh needs {schema.HEAD_REVISION})"
+    )
+    raise typer.Exit(0 if revision == schema.HEAD_REVISION else 3)
+
+
+def main() -> None:
+    """The console script."""
+    app()
+
+
+_ = (format_duration, EXIT_USAGE)

@@ -1,0 +1,115 @@
+"""The factories: one place that turns Settings into an engine, a cipher, a client, a lock.
+
+Commands ask for what they need, so `accounts list` never needs TikTok credentials and
+`keys generate` needs nothing at all.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from tokenrefresh.crypto import TokenCipher
+from tokenrefresh.errors import ConfigError, DatabaseError
+from tokenrefresh.locks import AdvisoryLock, FileRunLock, RunLock
+from tokenrefresh.settings import Settings
+from tokenrefresh.storage.engine import (
+    create_database_engine,
+    describe_url,
+    is_postgresql,
+    resolve_database_url,
+    sqlite_path,
+)
+from tokenrefresh.storage.records import Shard
+from tokenrefresh.storage.repository import Repository
+from tokenrefresh.tiktok import TikTokClient
+
+__all__ = ["Context", "lock_name"]
+
+
+def lock_name(command: str, shard: Shard | None = None) -> str:
+    """`tokenrefresh:refresh`, or `tokenrefresh:refresh:shard=1/4` for one shard."""
+    return f"tokenrefresh:{command}" + (f":shard={shard}" if shard else "")
+
+
+class Context:
+    """What one command invocation builds from its Settings (each at most once)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: Engine | None = None
+        self._client: TikTokClient | None = None
+
+    @cached_property
+    def database_url(self) -> URL:
+        return resolve_database_url(self.settings)
+
+    def engine(self, *, pool_size: int = 5, check_schema: bool = True) -> Engine:
+        """The engine; unless told otherwise, checks the schema is current first.
+
+        SQLite, the embedded default, is migrated automatically; PostgreSQL is migrated
+        only by `tokenrefresh db upgrade`, where the operator decides when.
+        """
+        if self._engine is None:
+            from tokenrefresh.storage import schema
+
+            engine = create_database_engine(self.database_url, pool_size=pool_size)
+            try:
+                if check_schema:
+                    schema.ensure_current(engine, auto_upgrade=not is_postgresql(self.database_url))
+                else:
+                    schema.current_revision(engine)  # connects: fail here, not halfway
+            except DatabaseError as error:
+                engine.dispose()
+                raise ConfigError(
+                    f"cannot use the database {describe_url(self.database_url)}: "
+                    f"{error.message.removeprefix('database error: ')}"
+                ) from None
+            except Exception:
+                engine.dispose()
+                raise
+            self._engine = engine
+        return self._engine
+
+    def repository(self, *, pool_size: int = 5, check_schema: bool = True) -> Repository:
+        return Repository(self.engine(pool_size=pool_size, check_schema=check_schema))
+
+    def cipher(self) -> TokenCipher:
+        return TokenCipher(self.settings.require_encryption_keys())
+
+    def client(self, *, read_timeout: float) -> TikTokClient:
+        if self._client is None:
+            self._client = TikTokClient(
+                self.settings.require_client_credentials(),
+                base_url=self.settings.api_base_url,
+                read_timeout=read_timeout,
+            )
+        return self._client
+
+    def run_lock(self, command: str, shard: Shard | None = None) -> RunLock:
+        """One run per name. SQLite has no row locks, so there every shard shares one lock."""
+        if is_postgresql(self.database_url):
+            return AdvisoryLock(self.engine(), lock_name(command, shard))
+        path = sqlite_path(self.database_url)
+        return FileRunLock(path.with_name(f"{path.name}.{command}.lock"), lock_name(command))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

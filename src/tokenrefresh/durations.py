@@ -1,0 +1,40 @@
+"""Human durations for options: `90m`, `1h30m`, `45s`, `2d`, or plain seconds."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+__all__ = ["format_duration", "parse_duration"]
+
+_UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d+)([dhms])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `1h30m`-style text (units d, h, m, s) or a whole number of seconds."""
+    cleaned = text.strip().lower()
+    if cleaned.isdigit():
+        return timedelta(seconds=int(cleaned))
+    parts = _PART.findall(cleaned)
+    if not cleaned or "".join(number + unit for number, unit in parts) != cleaned:
+        raise ValueError(f"{text!r} is not a duration: use e.g. 90m, 1h30m, 45s, 2d or seconds")
+    units = [unit for _, unit in parts]
+    if len(set(units)) != len(units):
+        raise ValueError(f"{text!r} is not a duration: a unit appears twice")
+    return timedelta(seconds=sum(int(number) * _UNITS[unit] for number, unit in parts))
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of parse_duration, shortest form first: `1h30m`, `45s`, `0s`."""
+    remaining = int(value.total_seconds())
+    if remaining == 0:
+        return "0s"
+    sign = "-" if remaining < 0 else ""
+    remaining = abs(remaining)
+    out = []
+    for unit, seconds in _UNITS.items():
+        count, remaining = divmod(remaining, seconds)
+        if count:
+            out.append(f"{count}{unit}")
+    return sign + "".join(out)

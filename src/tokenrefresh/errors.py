@@ -1,0 +1,91 @@
+"""The one exception hierarchy: every error the CLI shows, with the exit code it maps to.
+
+Messages are written for the operator who reads them in a cron mail: they name the
+problem and, where there is one, the fix. They never contain a token or a secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURES",
+    "EXIT_LOCKED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "AccountNotFound",
+    "ClientRejected",
+    "ConfigError",
+    "DatabaseError",
+    "DecryptionError",
+    "ImportFileError",
+    "LockHeld",
+    "NoUsableToken",
+    "SchemaNotCurrent",
+    "TokenRefreshError",
+    "UsageError",
+]
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_LOCKED = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
+
+
+class TokenRefreshError(Exception):
+    """Base of every error tokenrefresh reports; carries its exit code."""
+
+    exit_code: int = EXIT_FAILURES
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or type(self).__name__).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class UsageError(TokenRefreshError):
+    """The command line or its input is not valid."""
+
+    exit_code = EXIT_USAGE
+
+
+class AccountNotFound(UsageError):
+    """No account has that id or open_id."""
+
+
+class ImportFileError(UsageError):
+    """The import file is not valid; nothing was imported."""
+
+
+class ConfigError(TokenRefreshError):
+    """The configuration is missing or wrong."""
+
+    exit_code = EXIT_CONFIG
+
+
+class DecryptionError(ConfigError):
+    """A stored token cannot be decrypted with any of the configured encryption keys."""
+
+
+class SchemaNotCurrent(ConfigError):
+    """The database schema is not at the current revision: run `tokenrefresh db upgrade`."""
+
+
+class ClientRejected(ConfigError):
+    """TikTok rejected the app's own credentials (TIKTOK_CLIENT_KEY / TIKTOK_CLIENT_SECRET)."""
+
+
+class LockHeld(TokenRefreshError):
+    """Another run holds the lock; this one did nothing."""
+
+    exit_code = EXIT_LOCKED
+
+
+class NoUsableToken(TokenRefreshError):
+    """The account has no access token that can be used now."""
+
+
+class DatabaseError(TokenRefreshError):
+    """The database could not be reached or failed during the command."""

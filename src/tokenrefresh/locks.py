@@ -1,0 +1,160 @@
+"""RunLock: one run at a time, per lock name.
+
+PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`) held on ONE dedicated
+autocommit connection for the whole run. Taken through a pooled ORM session, the unlock
+could run on another connection and silently do nothing. If the run dies, its connection
+closes and PostgreSQL lets go of the lock. Session advisory locks need a direct connection:
+PgBouncer in transaction mode hands each statement to any server connection.
+
+SQLite: an OS file lock (flock, through filelock) on a file beside the database, released
+by the kernel when the process ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from tokenrefresh.errors import DatabaseError, LockHeld
+
+__all__ = ["AdvisoryLock", "FileRunLock", "RunLock", "advisory_key"]
+
+log = logging.getLogger(__name__)
+
+
+class RunLock(Protocol):
+    name: str
+
+    def acquire(self) -> None: ...
+
+    def still_held(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for a lock name: 8 bytes of its SHA-256."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+class _LockContext:
+    name: str
+
+    def acquire(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class AdvisoryLock(_LockContext):
+    """A PostgreSQL session advisory lock on a dedicated connection."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self.name = name
+        self.key = advisory_key(name)
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def acquire(self) -> None:
+        try:
+            connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except DBAPIError as error:
+            raise DatabaseError(f"cannot connect to the database: {error.orig}") from error
+        try:
+            acquired = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
+            ).scalar_one()
+        except DBAPIError as error:
+            connection.invalidate()
+            connection.close()
+            raise DatabaseError(f"cannot take the run lock: {error.orig}") from error
+        if not acquired:
+            connection.close()
+            raise LockHeld(f"another run holds the lock {self.name!r}; this run did nothing")
+        self._connection = connection
+        log.debug("took advisory lock %r (key %d)", self.name, self.key)
+
+    def still_held(self) -> bool:
+        """False once the lock's connection is gone (the server may have killed it)."""
+        if self._connection is None:
+            return False
+        try:
+            self._connection.execute(text("SELECT 1"))
+        except DBAPIError:
+            return False
+        return True
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            released = connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": self.key}
+            ).scalar_one()
+            if not released:
+                log.error("the run lock %r was no longer held when the run ended", self.name)
+        except DBAPIError as error:
+            log.warning("could not release the run lock %r cleanly: %s", self.name, error.orig)
+        finally:
+            # Never hand a connection that may still hold the lock back to the pool.
+            connection.invalidate()
+            connection.close()
+
+
+class FileRunLock(_LockContext):
+    """An exclusive OS file lock; the kernel drops it when the process ends."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        from filelock import FileLock  # only SQLite runs need it
+
+        self.name = name
+        self.path = path
+        self._lock = FileLock(path, timeout=0, mode=0o600)
+
+    def acquire(self) -> None:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise LockHeld(
+                f"another run holds the lock {self.name!r} ({self.path}); this run did nothing"
+            ) from None
+        except OSError as error:
+            raise DatabaseError(f"cannot take the run lock {self.path}: {error.strerror}") from None
+
+    def still_held(self) -> bool:
+        return self._lock.is_locked
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()

@@ -1,0 +1,1 @@
+"""Persistence: models, the engine factory, the repository, and the Alembic migrations."""

@@ -1,0 +1,160 @@
+"""The engine factory: one place that knows how SQLite and PostgreSQL are set up.
+
+SQLite: WAL (readers never wait for the writer), a busy timeout, and `BEGIN IMMEDIATE`
+for every transaction, so a transaction that reads and then writes cannot fail with
+SQLITE_BUSY halfway. PostgreSQL: psycopg 3, pre-ping, TCP keepalives (so a run on a lost
+machine lets go of its row locks), an application_name to find it in pg_stat_activity.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from tokenrefresh.errors import ConfigError
+from tokenrefresh.settings import DATABASE_URL, Settings
+
+__all__ = [
+    "create_database_engine",
+    "default_database_path",
+    "describe_url",
+    "is_postgresql",
+    "resolve_database_url",
+    "sqlite_path",
+]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_database_path() -> Path:
+    """`tokenrefresh.db` in the user data dir (e.g. ~/.local/share/tokenrefresh)."""
+    from platformdirs import user_data_path  # only needed when no URL is configured
+
+    return user_data_path("tokenrefresh", appauthor=False) / "tokenrefresh.db"
+
+
+def resolve_database_url(settings: Settings) -> URL:
+    """The configured URL, normalised to a driver we ship; the SQLite default if unset."""
+    if settings.database_url is None:
+        return URL.create("sqlite", database=str(default_database_path()))
+    try:
+        url = make_url(settings.database_url.reveal())
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            f"{DATABASE_URL} is not a database URL: expected e.g. "
+            "postgresql://user@host/dbname or sqlite:////path/to/tokenrefresh.db"
+        ) from None
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend in ("postgresql", "postgres"):
+        if "+" in url.drivername and driver != "psycopg":
+            raise ConfigError(
+                f"{DATABASE_URL}: the driver {driver!r} is not supported; "
+                "use postgresql:// (psycopg 3 is installed with tokenrefresh)"
+            )
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if "+" in url.drivername and driver != "pysqlite":
+            raise ConfigError(f"{DATABASE_URL}: the SQLite driver {driver!r} is not supported")
+        if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+            raise ConfigError(
+                f"{DATABASE_URL}: SQLite needs a file path (sqlite:////abs/path.db); an "
+                "in-memory database would forget every token when the command ends"
+            )
+        return url
+    raise ConfigError(
+        f"{DATABASE_URL}: {backend!r} is not supported; use postgresql:// or sqlite:///"
+    )
+
+
+def is_postgresql(url: URL) -> bool:
+    return url.get_backend_name() == "postgresql"
+
+
+def sqlite_path(url: URL) -> Path:
+    assert url.database is not None
+    return Path(url.database).expanduser().resolve()
+
+
+def describe_url(url: URL) -> str:
+    """The URL as safe to print: the password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+def create_database_engine(url: URL, *, pool_size: int = 5) -> Engine:
+    """An engine whose pool holds `pool_size` connections (one per worker, plus the run's own)."""
+    if is_postgresql(url):
+        return _postgresql_engine(url, pool_size)
+    return _sqlite_engine(url, pool_size)
+
+
+def _postgresql_engine(url: URL, pool_size: int) -> Engine:
+    defaults: dict[str, Any] = {
+        "application_name": "tokenrefresh",
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    connect_args = {key: value for key, value in defaults.items() if key not in url.query}
+    return create_engine(
+        url,
+        hide_parameters=True,  # never a ciphertext or open_id in an exception message
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=60,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+    path = sqlite_path(url)
+    _create_private_file(path)
+    engine = create_engine(
+        url.set(database=str(path)),
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=60,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # The driver must not open transactions by itself: the "begin" hook below does.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            "foreign_keys=ON",
+            "synchronous=NORMAL",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600), its folder 0700."""
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise ConfigError(f"cannot create the database file {path}: {error.strerror}") from None
+    os.close(descriptor)

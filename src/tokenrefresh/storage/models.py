@@ -1,0 +1,157 @@
+"""SQLAlchemy models. Times are timezone-aware UTC in Python, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Account", "AccountStatus", "Attempt", "Base", "Run", "UTCDateTime"]
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"  # refreshed by every run
+    EXPIRED = "expired"  # TikTok rejected the refresh token or it is past its expiry: reconnect
+    DISABLED = "disabled"  # excluded by hand
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive values are refused.
+
+    SQLite has no time zones: values are stored there as naive UTC text, which sorts
+    and compares correctly because every value is written in the same format.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC datetime is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+
+
+# Integer on SQLite, so that the primary key is the rowid and autoincrements.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012 - SQLAlchemy's own API
+
+
+class Account(Base):
+    """One connected TikTok account and its encrypted token pair."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    open_id: Mapped[str] = mapped_column(String(255), unique=True)
+    label: Mapped[str | None] = mapped_column(String(255))
+    access_token_ciphertext: Mapped[str | None] = mapped_column(Text)
+    refresh_token_ciphertext: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime]
+    refresh_expires_at: Mapped[datetime]
+    scope: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE.value)
+    # Bumped whenever a new token pair is stored: a run that holds an older generation
+    # knows that someone else refreshed (or re-imported) the account after it read it.
+    token_generation: Mapped[int] = mapped_column(Integer, default=1)
+    last_refreshed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'expired', 'disabled')", name="status"),
+        # The refresh run walks this index in expiry order: only active accounts are in it.
+        Index(
+            "ix_accounts_due",
+            "access_expires_at",
+            "id",
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+        Index("ix_accounts_status", "status"),
+        Index("ix_accounts_refresh_expires_at", "refresh_expires_at"),
+    )
+
+
+class Run(Base):
+    """One run of `refresh` or `cleanup`: who, when, and how it ended."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    command: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    shard: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(32))  # None while running
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    counts: Mapped[str] = mapped_column(Text, default="{}")  # JSON object of counters
+    message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_runs_command_started_at", "command", "started_at"),)
+
+
+class Attempt(Base):
+    """One call to TikTok's token endpoint for one account: what support tickets need."""
+
+    __tablename__ = "refresh_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("runs.id", ondelete="SET NULL"))
+    attempted_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(32))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    log_id: Mapped[str | None] = mapped_column(String(128))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_refresh_attempts_account_id_attempted_at", "account_id", "attempted_at"),
+        Index("ix_refresh_attempts_attempted_at", "attempted_at"),
+        Index("ix_refresh_attempts_run_id", "run_id"),
+    )

@@ -1,0 +1,188 @@
+"""Plain frozen records that the repository hands to services: never ORM objects or rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = [
+    "AccountView",
+    "AttemptRecord",
+    "AttemptView",
+    "Candidate",
+    "ClaimedAccount",
+    "Due",
+    "NewAccount",
+    "NewTokens",
+    "RunView",
+    "Shard",
+    "Stats",
+    "TokenCiphertexts",
+    "WriteResult",
+]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`index` of `count`: the accounts whose id mod count is index."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class Due:
+    """Which accounts a refresh run takes: active, access token expiring before `horizon`,
+    refresh token still valid at `now`, next attempt time come, not refreshed since `now`.
+    """
+
+    now: datetime
+    horizon: datetime
+    shard: Shard | None = None
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """An account as shown to people: everything but its tokens."""
+
+    id: int
+    open_id: str
+    label: str | None
+    status: str
+    scope: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    last_refreshed_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    has_tokens: bool
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An account a refresh run will try, with what it needs to say why."""
+
+    id: int
+    open_id: str
+    label: str | None
+    status: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class ClaimedAccount:
+    """A claimed account, with its ciphertexts and the generation they belong to."""
+
+    id: int
+    open_id: str
+    status: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    consecutive_failures: int
+    token_generation: int
+    access_token_ciphertext: str | None = field(repr=False)
+    refresh_token_ciphertext: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """An account to import: encrypted tokens and absolute expiries."""
+
+    open_id: str
+    label: str | None
+    access_token_ciphertext: str = field(repr=False)
+    refresh_token_ciphertext: str = field(repr=False)
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    scope: str
+
+
+@dataclass(frozen=True)
+class NewTokens:
+    """A refreshed token pair, encrypted. None keeps what is stored (TikTok left it out)."""
+
+    access_token_ciphertext: str = field(repr=False)
+    refresh_token_ciphertext: str | None = field(repr=False)
+    access_expires_at: datetime
+    refresh_expires_at: datetime | None
+    scope: str | None
+
+
+@dataclass(frozen=True)
+class TokenCiphertexts:
+    """One account's ciphertexts, for key rotation."""
+
+    id: int
+    token_generation: int
+    access_token_ciphertext: str | None = field(repr=False)
+    refresh_token_ciphertext: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One call to TikTok, as it is kept in the attempt history."""
+
+    attempted_at: datetime
+    outcome: str
+    duration_ms: int
+    http_status: int | None = None
+    error_code: str | None = None
+    log_id: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    id: int
+    account_id: int
+    run_id: int | None
+    attempted_at: datetime
+    outcome: str
+    http_status: int | None
+    error_code: str | None
+    log_id: str | None
+    duration_ms: int
+    message: str | None
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: int
+    command: str
+    host: str
+    pid: int
+    shard: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    exit_code: int | None
+    counts: dict[str, int]
+    message: str | None
+
+
+@dataclass(frozen=True)
+class Stats:
+    """What `status` reports, computed in a handful of indexed queries."""
+
+    by_status: dict[str, int]
+    expiring_within_window: int
+    overdue: int
+    failing: int
+    soonest_access_expiry: datetime | None
+    soonest_refresh_expiry: datetime | None
+
+
+class WriteResult:
+    """What a conditional write found."""
+
+    WRITTEN = "written"
+    LOST_RACE = "lost_race"  # another process stored a newer token pair first
+    GONE = "gone"  # the account was removed meanwhile

@@ -1,0 +1,271 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL database per test, the loopback
+TikTok stand-in, and helpers to run the CLI in-process or as a real process.
+
+PostgreSQL tests use TOKENREFRESH_TEST_DATABASE_URL (default: the local server with trust
+auth). Each test gets a fresh database cloned from a migrated template. Without a reachable
+server those tests are skipped, unless TOKENREFRESH_REQUIRE_POSTGRES=1 (CI), which turns the
+skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL, make_url
+from standin import IssuedTokens, TikTokStandIn
+from typer.testing import CliRunner
+
+from tokenrefresh.cli import app
+from tokenrefresh.storage import schema
+from tokenrefresh.storage.engine import create_database_engine
+from tokenrefresh.storage.repository import Repository
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+CONFIG_PREFIXES = ("TOKENREFRESH_", "TIKTOK_")
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def _admin_url() -> URL:
+    url = make_url(os.environ.get("TOKENREFRESH_TEST_DATABASE_URL", DEFAULT_PG_URL))
+    return url.set(drivername="postgresql+psycopg")
+
+
+class PostgresServer:
+    """Makes a fresh database per test from one migrated template."""
+
+    def __init__(self, admin_url: URL) -> None:
+        self.admin_url = admin_url
+        self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=None)
+        self.template = f"tokenrefresh_tpl_{uuid.uuid4().hex[:10]}"
+        self._create(self.template)
+        engine = create_database_engine(self.url(self.template))
+        schema.upgrade(engine)
+        engine.dispose()
+
+    def url(self, database: str) -> URL:
+        return self.admin_url.set(database=database)
+
+    def _create(self, name: str, template: str | None = None) -> None:
+        with self._admin.connect() as connection:
+            clause = f" TEMPLATE {template}" if template else ""
+            connection.execute(text(f'CREATE DATABASE "{name}"{clause}'))
+
+    def fresh_database(self) -> str:
+        name = f"tokenrefresh_test_{uuid.uuid4().hex[:12]}"
+        self._create(name, self.template)
+        return name
+
+    def empty_database(self) -> str:
+        name = f"tokenrefresh_test_{uuid.uuid4().hex[:12]}"
+        self._create(name)
+        return name
+
+    def drop(self, name: str) -> None:
+        with self._admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def close(self) -> None:
+        self.drop(self.template)
+        self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    admin_url = _admin_url()
+    try:
+        engine = create_engine(admin_url, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as error:
+        where = admin_url.render_as_string(hide_password=True)
+        message = (
+            f"PostgreSQL is not reachable at {where} ({type(error).__name__}); set "
+            "TOKENREFRESH_TEST_DATABASE_URL to a server where the tests may create databases"
+        )
+        if os.environ.get("TOKENREFRESH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    server = PostgresServer(admin_url)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test only."""
+    name = postgres_server.fresh_database()
+    yield postgres_server.url(name).render_as_string(hide_password=False)
+    postgres_server.drop(name)
+
+
+# ----------------------------------------------------------------------------- databases
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'data' / 'tokenrefresh.db'}"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """A migrated engine on the test's database."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    engine = create_database_engine(url, pool_size=12)
+    schema.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def repository(engine: Engine) -> Repository:
+    return Repository(engine)
+
+
+# ----------------------------------------------------------------------------- TikTok, config
+
+
+@pytest.fixture
+def standin() -> Iterator[TikTokStandIn]:
+    with TikTokStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def fernet_key() -> str:
+    return Fernet.generate_key().decode("ascii")
+
+
+@pytest.fixture
+def env(
+    database_url: str,
+    standin: TikTokStandIn,
+    fernet_key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """The configuration of a working installation, as environment variables.
+
+    Any TOKENREFRESH_* / TIKTOK_* variable of the developer's shell is removed, and HOME
+    points into tmp_path so that nothing reads or writes the real user data dir.
+    """
+    for name in list(os.environ):
+        if name.startswith(CONFIG_PREFIXES):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    return {
+        "TOKENREFRESH_DATABASE_URL": database_url,
+        "TOKENREFRESH_ENCRYPTION_KEYS": fernet_key,
+        "TIKTOK_CLIENT_KEY": standin.client_key,
+        "TIKTOK_CLIENT_SECRET": standin.client_secret,
+        "TIKTOK_API_BASE_URL": standin.base_url,
+    }
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(env: dict[str, str]) -> Cli:
+    """Run the CLI in-process: cli("refresh", "--json", input=..., env={...overrides})."""
+
+    def run(
+        *args: str, input: str | None = None, env: Mapping[str, str | None] | None = None
+    ) -> CliResult:
+        merged: dict[str, str | None] = {**base_env, **(env or {})}
+        result = CliRunner().invoke(
+            app, list(args), input=input, env=merged, catch_exceptions=False
+        )
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    base_env = env
+    return run
+
+
+@pytest.fixture
+def run_process(env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `python -m tokenrefresh ...` as a real process with the test's environment."""
+
+    def run(
+        *args: str,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tokenrefresh", *args],
+            input=input,
+            env=process_env(base_env, env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    base_env = env
+    return run
+
+
+def process_env(
+    config: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
+    return {**kept, **config, **(extra or {}), "PYTHONUNBUFFERED": "1"}
+
+
+# ----------------------------------------------------------------------------- accounts
+
+
+@pytest.fixture
+def add_accounts(cli: Cli, standin: TikTokStandIn) -> Callable[..., list[IssuedTokens]]:
+    """Issue n accounts at the stand-in and import them; returns what TikTok issued."""
+
+    def add(count: int, *, prefix: str = "user", **line_fields: Any) -> list[IssuedTokens]:
+        issued = [standin.issue(f"{prefix}{index}") for index in range(count)]
+        lines = "\n".join(json.dumps(tokens.as_import_line(**line_fields)) for tokens in issued)
+        result = cli("accounts", "import", "-", "--quiet", input=lines + "\n")
+        assert result.exit_code == 0, result.stderr
+        return issued
+
+    return add

@@ -1,0 +1,476 @@
+"""The TikTok token endpoint stand-in, exercised through the real ``requests`` stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from standin import TOKEN_PATH, IssuedTokens, Reply, TikTokStandIn, tiktok_error
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+def standin() -> Iterator[TikTokStandIn]:
+    with TikTokStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def form(standin: TikTokStandIn, refresh_token: str | None, **overrides: str) -> dict[str, str]:
+    data = {
+        "client_key": standin.client_key,
+        "client_secret": standin.client_secret,
+        "grant_type": "refresh_token",
+    }
+    if refresh_token is not None:
+        data["refresh_token"] = refresh_token
+    data.update(overrides)
+    return data
+
+
+def refresh(
+    http: requests.Session,
+    standin: TikTokStandIn,
+    refresh_token: str | None,
+    timeout: float = TIMEOUT,
+    **overrides: str,
+) -> requests.Response:
+    return http.post(
+        standin.token_url, data=form(standin, refresh_token, **overrides), timeout=timeout
+    )
+
+
+def assert_error(response: requests.Response, status: int, error: str) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert body["error"] == error
+    assert body["error_description"]
+    int(body["log_id"], 16)
+    return body
+
+
+def test_refresh_rotates_and_old_token_is_invalid(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    issued = standin.issue("alice")
+    assert issued.refresh_token.startswith("rft.")
+    assert issued.access_token.startswith("act.")
+    assert standin.current_refresh_token("alice") == issued.refresh_token
+
+    response = refresh(http, standin, issued.refresh_token)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {
+        "access_token",
+        "expires_in",
+        "open_id",
+        "refresh_expires_in",
+        "refresh_token",
+        "scope",
+        "token_type",
+    }
+    assert body["open_id"] == "alice"
+    assert body["expires_in"] == 7200
+    assert body["refresh_expires_in"] == 15_552_000
+    assert body["token_type"] == "Bearer"
+    assert body["scope"] == "user.info.basic,video.publish"
+    assert body["access_token"].startswith("act.")
+    assert body["refresh_token"].startswith("rft.")
+    assert body["refresh_token"] != issued.refresh_token
+    assert standin.current_refresh_token("alice") == body["refresh_token"]
+
+    old = assert_error(refresh(http, standin, issued.refresh_token), 400, "invalid_grant")
+    assert old["error_description"] == "Refresh token is invalid or expired."
+
+    assert refresh(http, standin, body["refresh_token"]).status_code == 200
+    assert standin.refresh_count() == 2
+    assert standin.refresh_count("alice") == 2
+    assert standin.refresh_count("nobody") == 0
+    issued_tokens = standin.issued_tokens
+    assert issued.refresh_token in issued_tokens
+    assert body["access_token"] in issued_tokens
+    assert body["refresh_token"] in issued_tokens
+
+
+def test_issue_again_keeps_older_tokens_and_import_line(standin: TikTokStandIn) -> None:
+    first = standin.issue("bob", scope="user.info.basic")
+    second = standin.issue("bob")
+    assert standin.is_valid(first.refresh_token)
+    assert standin.is_valid(second.refresh_token)
+    assert standin.current_refresh_token("bob") == second.refresh_token
+    line = first.as_import_line(label="Bob", issued_at="2025-01-01T00:00:00Z")
+    assert line == {
+        "open_id": "bob",
+        "access_token": first.access_token,
+        "refresh_token": first.refresh_token,
+        "expires_in": 7200,
+        "refresh_expires_in": 15_552_000,
+        "scope": "user.info.basic",
+        "label": "Bob",
+        "issued_at": "2025-01-01T00:00:00Z",
+    }
+    json.dumps(line)
+
+
+def race(standin: TikTokStandIn, token: str, n: int) -> list[int]:
+    """Present ``token`` from ``n`` threads at once (one Session each); the sorted statuses."""
+    barrier = threading.Barrier(n)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def use() -> None:
+        with requests.Session() as session:
+            barrier.wait()
+            status = refresh(session, standin, token).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=use) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    return sorted(statuses)
+
+
+def test_concurrent_double_use_exactly_one_wins(standin: TikTokStandIn) -> None:
+    for round_ in range(10):
+        token = standin.issue(f"user{round_}").refresh_token
+        assert race(standin, token, 2 + round_ % 3) == [200] + [400] * (1 + round_ % 3)
+    assert standin.refresh_count() == 10
+
+
+def test_json_body_is_invalid_request(standin: TikTokStandIn, http: requests.Session) -> None:
+    token = standin.issue("carol").refresh_token
+    response = http.post(standin.token_url, json=form(standin, token), timeout=TIMEOUT)
+    assert_error(response, 400, "invalid_request")
+    (received,) = standin.received
+    assert received.content_type == "application/json"
+    assert received.form == {}
+    assert json.loads(received.body)["refresh_token"] == token
+    assert standin.is_valid(token)
+
+
+def test_wrong_client_credentials_are_invalid_client(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    token = standin.issue("dave").refresh_token
+    assert_error(refresh(http, standin, token, client_secret="nope"), 401, "invalid_client")
+    data = form(standin, token)
+    data["client_id"] = data.pop("client_key")
+    response = http.post(standin.token_url, data=data, timeout=TIMEOUT)
+    assert_error(response, 401, "invalid_client")
+    assert standin.is_valid(token)
+    assert standin.refresh_count() == 0
+
+
+def test_wrong_grant_type_and_missing_token(standin: TikTokStandIn, http: requests.Session) -> None:
+    token = standin.issue("erin").refresh_token
+    response = refresh(http, standin, token, grant_type="authorization_code")
+    assert_error(response, 400, "unsupported_grant_type")
+    assert_error(refresh(http, standin, None), 400, "invalid_grant")
+    assert_error(refresh(http, standin, "rft.unknown"), 400, "invalid_grant")
+    assert standin.is_valid(token)
+
+
+def test_scripted_per_open_id_reply_with_retry_after(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    alice = standin.issue("alice").refresh_token
+    bob = standin.issue("bob").refresh_token
+    standin.script(
+        tiktok_error("rate_limit_exceeded", status=429, headers={"Retry-After": "1"}),
+        open_id="alice",
+    )
+    assert standin.pending_scripts("alice") == 1
+    assert refresh(http, standin, bob).status_code == 200  # bob is not affected
+    response = refresh(http, standin, alice)
+    assert_error(response, 429, "rate_limit_exceeded")
+    assert response.headers["Retry-After"] == "1"
+    assert standin.is_valid(alice)  # a scripted answer does not consume the token
+    assert refresh(http, standin, alice).status_code == 200
+    assert standin.pending_scripts("alice") == 0
+
+
+def test_scripted_global_fifo_garbage_and_priority(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    token = standin.issue("frank").refresh_token
+    standin.script(Reply(503), Reply(502, body="<html>bad gateway</html>"))
+    standin.script(Reply(429, body={"error": {"code": "rate_limit_exceeded"}}), open_id="frank")
+
+    first = refresh(http, standin, token)  # per-open_id queue first
+    assert first.status_code == 429
+    assert first.json() == {"error": {"code": "rate_limit_exceeded"}}
+    second = refresh(http, standin, token)
+    assert second.status_code == 503
+    assert second.content == b""
+    third = refresh(http, standin, "rft.unknown-to-anyone")  # global queue serves anyone
+    assert third.status_code == 502
+    assert third.text == "<html>bad gateway</html>"
+    assert third.headers["Content-Type"].startswith("text/html")
+    assert refresh(http, standin, token).status_code == 200
+    assert standin.pending_scripts() == 0
+
+
+def test_default_reply_storm(standin: TikTokStandIn, http: requests.Session) -> None:
+    token = standin.issue("gina").refresh_token
+    standin.default = Reply(503, headers={"Retry-After": "0"})
+    standin.script(Reply(500))
+    assert refresh(http, standin, token).status_code == 500
+    for _ in range(3):
+        assert refresh(http, standin, token).status_code == 503
+    standin.default = None
+    assert refresh(http, standin, token).status_code == 200
+    assert standin.presented()[token] == 5
+
+
+def test_scripted_delay_and_client_timeout(standin: TikTokStandIn, http: requests.Session) -> None:
+    token = standin.issue("hank").refresh_token
+    standin.script(Reply(200, body={"ok": True}, delay=0.15))
+    started = time.monotonic()
+    assert refresh(http, standin, token).json() == {"ok": True}
+    assert time.monotonic() - started >= 0.15
+
+    standin.script(Reply(200, body={"late": True}, delay=0.4))
+    with pytest.raises(requests.ReadTimeout):
+        refresh(http, standin, token, timeout=0.1)
+    # The handler thread survives the client hanging up; the stand-in keeps working.
+    assert refresh(http, standin, token).status_code == 200
+
+
+def test_scripted_drop_is_a_connection_error(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    token = standin.issue("ivy").refresh_token
+    standin.script(Reply(drop=True, delay=0.05))
+    with pytest.raises(requests.ConnectionError):
+        refresh(http, standin, token)
+    assert standin.is_valid(token)
+    assert refresh(http, standin, token).status_code == 200
+
+
+def test_scripted_consume_is_a_lost_answer(standin: TikTokStandIn, http: requests.Session) -> None:
+    token = standin.issue("jack").refresh_token
+    standin.script(Reply(504, body="<html>gateway timeout</html>", consume=True), open_id="jack")
+    response = refresh(http, standin, token)
+    assert response.status_code == 504
+    assert "gateway timeout" in response.text
+    assert not standin.is_valid(token)
+    assert_error(refresh(http, standin, token), 400, "invalid_grant")
+    lost = standin.current_refresh_token("jack")
+    assert lost is not None
+    assert lost != token
+    assert standin.lost_rotations == 1
+    assert standin.refresh_count("jack") == 0
+    assert refresh(http, standin, lost).status_code == 200
+
+
+def test_invalid_grant_status_can_be_200(standin: TikTokStandIn, http: requests.Session) -> None:
+    standin.invalid_grant_status = 200
+    assert_error(refresh(http, standin, "rft.gone"), 200, "invalid_grant")
+
+
+def test_omit_refresh_token_keeps_old_one_valid(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    token = standin.issue("kate").refresh_token
+    standin.omit_refresh_token = True
+    body = refresh(http, standin, token).json()
+    assert "refresh_token" not in body
+    assert body["access_token"].startswith("act.")
+    assert standin.is_valid(token)
+    assert refresh(http, standin, token).status_code == 200
+    assert standin.current_refresh_token("kate") == token
+
+
+def test_wrong_open_id(standin: TikTokStandIn, http: requests.Session) -> None:
+    token = standin.issue("liam").refresh_token
+    standin.wrong_open_id = "somebody-else"
+    body = refresh(http, standin, token).json()
+    assert body["open_id"] == "somebody-else"
+    assert standin.current_refresh_token("liam") == body["refresh_token"]
+
+
+def test_presented_received_and_reset_log(standin: TikTokStandIn, http: requests.Session) -> None:
+    token = standin.issue("mia").refresh_token
+    standin.script(Reply(500))
+    refresh(http, standin, token)  # scripted 500
+    new = refresh(http, standin, token).json()["refresh_token"]  # 200
+    refresh(http, standin, token)  # invalid_grant
+    presented = standin.presented()
+    assert presented[token] == 3
+    assert presented[new] == 0
+    received = standin.received
+    assert [r.path for r in received] == [TOKEN_PATH] * 3
+    assert all(r.content_type == "application/x-www-form-urlencoded" for r in received)
+    assert received[0].form == form(standin, token)
+    assert received[0].at <= received[1].at <= received[2].at
+    standin.reset_log()
+    assert standin.received == []
+    assert not standin.presented()
+    standin.wait_for_requests(0)
+
+
+def test_wait_for_requests(standin: TikTokStandIn) -> None:
+    def later() -> None:
+        time.sleep(0.05)
+        with requests.Session() as session:
+            refresh(session, standin, "rft.x").close()
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    standin.wait_for_requests(1, timeout=TIMEOUT)
+    thread.join(TIMEOUT)
+    with pytest.raises(TimeoutError):
+        standin.wait_for_requests(2, timeout=0.05)
+
+
+def test_revoke_method_and_endpoint(standin: TikTokStandIn, http: requests.Session) -> None:
+    first = standin.issue("nina")
+    second = standin.issue("nina")
+    other = standin.issue("oscar")
+    standin.revoke("nina")
+    assert standin.current_refresh_token("nina") is None
+    for issued in (first, second):
+        assert_error(refresh(http, standin, issued.refresh_token), 400, "invalid_grant")
+
+    revoke_form = {
+        "client_key": standin.client_key,
+        "client_secret": "wrong",
+        "token": other.access_token,
+    }
+    response = http.post(standin.revoke_url, data=revoke_form, timeout=TIMEOUT)
+    assert_error(response, 401, "invalid_client")
+    assert standin.is_valid(other.refresh_token)
+    revoke_form["client_secret"] = standin.client_secret
+    response = http.post(standin.revoke_url, data=revoke_form, timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert_error(refresh(http, standin, other.refresh_token), 400, "invalid_grant")
+
+
+def test_unknown_path_is_404(standin: TikTokStandIn, http: requests.Session) -> None:
+    response = http.post(standin.base_url + "/v2/oauth/token", data={}, timeout=TIMEOUT)
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found"}
+    assert http.get(standin.token_url, timeout=TIMEOUT).status_code == 404
+
+
+def test_keep_alive_reuses_one_connection(standin: TikTokStandIn, http: requests.Session) -> None:
+    token = standin.issue("pia").refresh_token
+    for _ in range(5):
+        token = refresh(http, standin, token).json()["refresh_token"]
+    assert standin.accepted_connections == 1
+
+
+def test_latency_sleeps_outside_the_lock(standin: TikTokStandIn) -> None:
+    standin.latency = 0.2
+    tokens = [standin.issue(f"lat{i}").refresh_token for i in range(20)]
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def use(token: str) -> None:
+        with requests.Session() as session:
+            status = refresh(session, standin, token).status_code
+        with lock:
+            statuses.append(status)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=use, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert statuses == [200] * 20
+    assert 0.2 <= elapsed < 1.5
+
+
+def test_stop_is_prompt_with_sleeping_and_idle_handlers() -> None:
+    server = TikTokStandIn().start()
+    url = server.token_url
+    idle = requests.Session()
+    try:
+        refresh(idle, server, "rft.x").close()  # leaves an idle keep-alive connection
+        server.script(Reply(200, delay=5.0))
+        errors: list[BaseException] = []
+
+        def slow() -> None:
+            with requests.Session() as session:
+                try:
+                    refresh(session, server, "rft.y", timeout=0.3)
+                except requests.RequestException as exc:
+                    errors.append(exc)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        server.wait_for_requests(2, timeout=TIMEOUT)
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 1.0
+        thread.join(TIMEOUT)
+        assert len(errors) == 1
+        with pytest.raises(requests.ConnectionError):
+            requests.post(url, data={}, timeout=1).close()
+        server.stop()  # idempotent
+    finally:
+        idle.close()
+        server.stop()
+
+
+CLIENT = """
+import sys, requests
+url, key, secret, token, n = sys.argv[1:6]
+with requests.Session() as s:
+    for _ in range(int(n)):
+        r = s.post(url, data={"client_key": key, "client_secret": secret,
+                              "grant_type": "refresh_token", "refresh_token": token}, timeout=5)
+        r.raise_for_status()
+        token = r.json()["refresh_token"]
+print(token)
+"""
+
+
+def test_several_client_processes(standin: TikTokStandIn) -> None:
+    standin.latency = 0.005
+    issued: list[IssuedTokens] = [standin.issue(f"proc{i}") for i in range(3)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                CLIENT,
+                standin.token_url,
+                standin.client_key,
+                standin.client_secret,
+                tokens.refresh_token,
+                "15",
+            ],
+            stdout=subprocess.PIPE,
+            cwd=Path(__file__).parent,
+        )
+        for tokens in issued
+    ]
+    for proc, tokens in zip(procs, issued, strict=True):
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0
+        assert out.decode().strip() == standin.current_refresh_token(tokens.open_id)
+        assert standin.refresh_count(tokens.open_id) == 15
+    assert len(standin.received) == 45
