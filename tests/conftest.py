@@ -23,9 +23,9 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
-from standin import IssuedTokens, TikTokStandIn
 from typer.testing import CliRunner
 
+from standin import IssuedTokens, TikTokStandIn
 from tokenrefresh.cli import app
 from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import create_database_engine
