@@ -150,6 +150,16 @@ def repository(engine: Engine) -> Repository:
     return Repository(engine)
 
 
+@pytest.fixture
+def pg_engine(postgres_url: str) -> Iterator[Engine]:
+    """A migrated engine on a fresh PostgreSQL database, for PostgreSQL-only tests."""
+    engine = create_database_engine(
+        make_url(postgres_url).set(drivername="postgresql+psycopg"), pool_size=12
+    )
+    yield engine
+    engine.dispose()
+
+
 # ----------------------------------------------------------------------------- TikTok, config
 
 

@@ -150,6 +150,16 @@ def _handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as error:
+            # A driver error that no layer translated: say what it is, without SQL or values.
+            from sqlalchemy.exc import DBAPIError
+
+            if not isinstance(error, DBAPIError):
+                raise
+            from tokenrefresh.storage.engine import describe_db_error
+
+            typer.echo(f"error: database error: {describe_db_error(error)}", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -12,13 +12,15 @@ from typing import Self
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from tokenrefresh.crypto import TokenCipher
-from tokenrefresh.errors import ConfigError, DatabaseError
+from tokenrefresh.errors import ConfigError
 from tokenrefresh.locks import AdvisoryLock, FileRunLock, RunLock
 from tokenrefresh.settings import Settings
 from tokenrefresh.storage.engine import (
     create_database_engine,
+    describe_db_error,
     describe_url,
     is_postgresql,
     resolve_database_url,
@@ -63,11 +65,11 @@ class Context:
                     schema.ensure_current(engine, auto_upgrade=not is_postgresql(self.database_url))
                 else:
                     schema.current_revision(engine)  # connects: fail here, not halfway
-            except DatabaseError as error:
+            except DBAPIError as error:
                 engine.dispose()
                 raise ConfigError(
                     f"cannot use the database {describe_url(self.database_url)}: "
-                    f"{error.message.removeprefix('database error: ')}"
+                    f"{describe_db_error(error)}"
                 ) from None
             except Exception:
                 engine.dispose()

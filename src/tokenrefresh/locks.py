@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tokenrefresh.errors import DatabaseError, LockHeld
 
@@ -108,7 +108,7 @@ class AdvisoryLock(_LockContext):
             return False
         try:
             self._connection.execute(text("SELECT 1"))
-        except DBAPIError:
+        except SQLAlchemyError:
             return False
         return True
 
@@ -122,8 +122,9 @@ class AdvisoryLock(_LockContext):
             ).scalar_one()
             if not released:
                 log.error("the run lock %r was no longer held when the run ended", self.name)
-        except DBAPIError as error:
-            log.warning("could not release the run lock %r cleanly: %s", self.name, error.orig)
+        except SQLAlchemyError as error:
+            # The connection is gone, and with it the lock: PostgreSQL released it already.
+            log.warning("could not release the run lock %r cleanly: %s", self.name, error)
         finally:
             # Never hand a connection that may still hold the lock back to the pool.
             connection.invalidate()

@@ -361,9 +361,9 @@ class Refresher:
             report.stop_reason, report.stop_message = control.reason, control.message
             report.signal_number = control.signal_number
             if control.reason and not options.account_ids and control.fatal is None:
-                report.left_due = self._count_due(
-                    Due(now=due.now, horizon=due.horizon, shard=due.shard)
-                )
+                report.left_due = self._count_due(due)
+                if report.stop_reason == StopReason.MAX_RUNTIME and report.left_due == 0:
+                    report.stop_reason = report.stop_message = None  # it all got done
             self._finish_run(report, control.fatal)
         if control.fatal is not None:
             raise control.fatal

@@ -225,6 +225,8 @@ class Output:
                 table.add_row(*row)
             self._console.print(table)
             return
+        if title:
+            self.line(f"{title}:")
         widths = [
             max([len(column), *(len(row[index]) for row in rows)])
             for index, column in enumerate(columns)

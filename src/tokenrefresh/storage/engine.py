@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.settings import DATABASE_URL, Settings
@@ -22,6 +22,7 @@ from tokenrefresh.settings import DATABASE_URL, Settings
 __all__ = [
     "create_database_engine",
     "default_database_path",
+    "describe_db_error",
     "describe_url",
     "is_postgresql",
     "resolve_database_url",
@@ -83,6 +84,14 @@ def sqlite_path(url: URL) -> Path:
 def describe_url(url: URL) -> str:
     """The URL as safe to print: the password masked."""
     return url.render_as_string(hide_password=True)
+
+
+def describe_db_error(error: DBAPIError) -> str:
+    """The driver's first line, without SQL or parameters: safe to show and log."""
+    original = error.orig
+    lines = str(original).strip().splitlines()
+    name = type(original).__name__
+    return f"{name}: {lines[0]}" if lines else name
 
 
 def create_database_engine(url: URL, *, pool_size: int = 5) -> Engine:

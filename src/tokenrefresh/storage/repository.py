@@ -42,6 +42,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.errors import DatabaseError
+from tokenrefresh.storage.engine import describe_db_error
 from tokenrefresh.storage.models import Account, AccountStatus, Attempt, BigId, Run, UTCDateTime
 from tokenrefresh.storage.records import (
     AccountView,
@@ -729,7 +730,7 @@ def _translated() -> Iterator[None]:
     try:
         yield
     except DBAPIError as error:
-        raise DatabaseError(f"database error: {_describe_db_error(error)}") from error
+        raise DatabaseError(f"database error: {describe_db_error(error)}") from error
 
 
 def _close_quietly(connection: Connection) -> None:
@@ -737,13 +738,7 @@ def _close_quietly(connection: Connection) -> None:
     try:
         connection.close()
     except DBAPIError as error:
-        log.debug("closing a broken database connection: %s", _describe_db_error(error))
-
-
-def _describe_db_error(error: DBAPIError) -> str:
-    original = error.orig
-    first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
-    return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
+        log.debug("closing a broken database connection: %s", describe_db_error(error))
 
 
 def _due_conditions(due: Due) -> list[ColumnElement[bool]]:

@@ -1,0 +1,93 @@
+"""Schema management: Alembic is the source of truth, and commands refuse a stale schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+from conftest import Cli, PostgresServer
+from tokenrefresh.storage import schema
+from tokenrefresh.storage.models import Base
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == schema.HEAD_REVISION
+
+
+def test_migrations_create_exactly_the_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_upgrade_is_idempotent(engine: Engine) -> None:
+    state = schema.upgrade(engine)
+    assert state.before == state.after == schema.HEAD_REVISION
+
+
+@pytest.mark.postgres
+def test_postgresql_without_schema_stops_with_exit_3(
+    cli: Cli, postgres_server: PostgresServer
+) -> None:
+    name = postgres_server.empty_database()
+    try:
+        url = postgres_server.url(name).render_as_string(hide_password=False)
+        result = cli("accounts", "list", env={"TOKENREFRESH_DATABASE_URL": url})
+        assert result.exit_code == 3
+        assert "run `tokenrefresh db upgrade`" in result.stderr
+        assert cli("db", "current", env={"TOKENREFRESH_DATABASE_URL": url}).exit_code == 3
+
+        upgraded = cli("db", "upgrade", env={"TOKENREFRESH_DATABASE_URL": url})
+        assert upgraded.exit_code == 0, upgraded.stderr
+        assert f"to revision {schema.HEAD_REVISION}" in upgraded.stdout
+        assert cli("accounts", "list", env={"TOKENREFRESH_DATABASE_URL": url}).exit_code == 0
+        current = cli("db", "current", env={"TOKENREFRESH_DATABASE_URL": url})
+        assert current.exit_code == 0
+        assert f"revision {schema.HEAD_REVISION}" in current.stdout
+    finally:
+        postgres_server.drop(name)
+
+
+def test_a_newer_schema_is_refused(cli: Cli, engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    result = cli("status")
+    assert result.exit_code == 3
+    assert "newer than this tokenrefresh knows" in result.stderr
+    assert "upgrade tokenrefresh" in result.stderr
+
+
+def test_sqlite_is_created_and_migrated_on_first_use(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "new" / "place" / "tokens.db"
+    result = cli("accounts", "list", env={"TOKENREFRESH_DATABASE_URL": f"sqlite:///{path}"})
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "No accounts.\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    current = cli("db", "current", env={"TOKENREFRESH_DATABASE_URL": f"sqlite:///{path}"})
+    assert current.exit_code == 0
+
+
+def test_unreachable_database_is_a_configuration_error(cli: Cli) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/none"
+    result = cli("status", env={"TOKENREFRESH_DATABASE_URL": url})
+    assert result.exit_code == 3
+    assert result.stderr.startswith(
+        "error: cannot use the database postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )
+
+
+def test_password_in_database_url_is_never_shown(cli: Cli) -> None:
+    url = "postgresql://someone:hunter2-secret@127.0.0.1:1/none"
+    result = cli("status", env={"TOKENREFRESH_DATABASE_URL": url})
+    assert result.exit_code == 3
+    assert "hunter2-secret" not in result.stderr + result.stdout
+    assert "someone:***@" in result.stderr

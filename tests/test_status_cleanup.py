@@ -1,0 +1,157 @@
+"""`status` and `cleanup` on SQLite and PostgreSQL: the numbers and what changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from conftest import Cli
+from standin import TikTokStandIn
+from tokenrefresh.storage.models import Account, Attempt, Run
+
+
+def set_account(engine: Engine, open_id: str, **values: object) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(Account).where(Account.open_id == open_id).values(**values))
+
+
+def account(engine: Engine, open_id: str) -> dict[str, object]:
+    with engine.connect() as connection:
+        row = connection.execute(select(Account).where(Account.open_id == open_id)).one()
+    return dict(row._mapping)
+
+
+def test_status_counts_expiry_and_reconnects(
+    cli: Cli, engine: Engine, add_accounts: Callable[..., list]
+) -> None:
+    add_accounts(4)
+    now = datetime.now(UTC)
+    set_account(engine, "user0", access_expires_at=now - timedelta(minutes=5))  # overdue
+    set_account(engine, "user1", access_expires_at=now + timedelta(minutes=30))  # in window
+    set_account(engine, "user2", status="expired", last_error="TikTok rejected the refresh token")
+    set_account(engine, "user3", status="disabled")
+
+    result = cli("status", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert report["accounts"] == {"active": 2, "expired": 1, "disabled": 1, "total": 4}
+    assert report["access_tokens"]["overdue"] == 1
+    assert report["access_tokens"]["expiring_within_window"] == 1
+    assert report["window_seconds"] == 5400
+    soonest = datetime.fromisoformat(report["access_tokens"]["soonest_expiry"])
+    assert abs(soonest - (now - timedelta(minutes=5))) < timedelta(seconds=2)
+    assert report["reconnect_needed"]["count"] == 1
+    assert [entry["open_id"] for entry in report["reconnect_needed"]["accounts"]] == ["user2"]
+    assert report["last_runs"] == {"refresh": None, "cleanup": None}
+
+    plain = cli("status")
+    assert plain.exit_code == 0
+    assert "Active accounts with an expired access token (overdue): 1" in plain.stdout
+    assert "1 account(s) need their user to reconnect" in plain.stdout
+    assert "Last refresh: never" in plain.stdout
+
+
+def test_status_shows_the_last_run_of_each_command(
+    cli: Cli, add_accounts: Callable[..., list]
+) -> None:
+    add_accounts(2)
+    assert cli("refresh", "--window", "3h", "-q").exit_code == 0
+    assert cli("cleanup", "-q").exit_code == 0
+    runs = cli("status", "--json").json()["last_runs"]
+    assert runs["refresh"]["outcome"] == "ok"
+    assert runs["refresh"]["exit_code"] == 0
+    assert runs["refresh"]["counts"] == {"refreshed": 2, "expired": 0, "failed": 0, "skipped": 0}
+    assert runs["cleanup"]["outcome"] == "ok"
+    assert runs["cleanup"]["finished_at"] is not None
+
+
+def test_cleanup_expires_erases_and_prunes(
+    cli: Cli, engine: Engine, add_accounts: Callable[..., list], standin: TikTokStandIn
+) -> None:
+    add_accounts(4)
+    now = datetime.now(UTC)
+    set_account(engine, "user0", refresh_expires_at=now - timedelta(seconds=1))
+    set_account(engine, "user1", status="expired", last_error="rejected")
+    old = now - timedelta(days=40)
+    with engine.begin() as connection:
+        user3 = connection.execute(
+            select(Account.id).where(Account.open_id == "user3")
+        ).scalar_one()
+        run_ids = [
+            connection.execute(
+                insert(Run)
+                .values(
+                    command="refresh",
+                    host="h",
+                    pid=1,
+                    started_at=started,
+                    finished_at=started,
+                    outcome="ok",
+                    exit_code=0,
+                    counts="{}",
+                )
+                .returning(Run.id)
+            ).scalar_one()
+            for started in (old, old + timedelta(hours=1))
+        ]
+        connection.execute(
+            insert(Attempt),
+            [
+                {
+                    "account_id": user3,
+                    "run_id": run_ids[0],
+                    "attempted_at": old,
+                    "outcome": "refreshed",
+                    "duration_ms": 5,
+                },
+                {
+                    "account_id": user3,
+                    "run_id": None,
+                    "attempted_at": now,
+                    "outcome": "refreshed",
+                    "duration_ms": 5,
+                },
+            ],
+        )
+
+    dry = cli("cleanup", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.json()["counts"] == {
+        "expired": 1,
+        "tokens_erased": 2,
+        "attempts_pruned": 1,
+        "runs_pruned": 1,
+    }
+    assert account(engine, "user0")["status"] == "active"  # the dry run changed nothing
+
+    result = cli("cleanup", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == {
+        "expired": 1,
+        "tokens_erased": 2,
+        "attempts_pruned": 1,
+        "runs_pruned": 1,
+    }
+    assert [entry["open_id"] for entry in result.json()["expired"]] == ["user0"]
+    for open_id in ("user0", "user1"):
+        row = account(engine, open_id)
+        assert row["status"] == "expired"
+        assert row["access_token_ciphertext"] is None
+        assert row["refresh_token_ciphertext"] is None
+    assert "refresh token passed its expiry" in str(account(engine, "user0")["last_error"])
+    assert account(engine, "user2")["refresh_token_ciphertext"] is not None
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(Attempt)).scalar_one() == 1
+        # The newest run of each command stays, however old: `status` shows it.
+        commands = connection.execute(select(Run.command, Run.id)).all()
+    assert ("refresh", run_ids[1]) in [tuple(row) for row in commands]
+    assert ("refresh", run_ids[0]) not in [tuple(row) for row in commands]
+
+    # An erased account has nothing to refresh or hand out.
+    token = cli("accounts", "token", "--open-id", "user0")
+    assert token.exit_code == 1
+    assert token.stdout == ""
+    assert "expired" in token.stderr
+    assert standin.received == []
