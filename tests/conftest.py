@@ -174,8 +174,7 @@ def fernet_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
-@pytest.fixture
-def env(
+def make_env(
     database_url: str,
     standin: TikTokStandIn,
     fernet_key: str,
@@ -201,6 +200,30 @@ def env(
         "TIKTOK_CLIENT_SECRET": standin.client_secret,
         "TIKTOK_API_BASE_URL": standin.base_url,
     }
+
+
+@pytest.fixture
+def env(
+    database_url: str,
+    standin: TikTokStandIn,
+    fernet_key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """A working configuration on this test's database (SQLite and PostgreSQL in turn)."""
+    return make_env(database_url, standin, fernet_key, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def pg_env(
+    postgres_url: str,
+    standin: TikTokStandIn,
+    fernet_key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """A working configuration on a fresh PostgreSQL database, for PostgreSQL-only tests."""
+    return make_env(postgres_url, standin, fernet_key, tmp_path, monkeypatch)
 
 
 @dataclass

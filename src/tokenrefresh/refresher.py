@@ -80,6 +80,7 @@ DEFAULT_CONCURRENCY = 8
 # Below the 30-minute cron interval, so a run ends (and frees its lock) before the next.
 DEFAULT_MAX_RUNTIME = timedelta(minutes=25)
 BATCH_SIZE = 500
+LOCK_CHECK_INTERVAL = 2.0  # seconds
 MAX_REPORTED_PROBLEMS = 1000
 
 
@@ -286,6 +287,7 @@ class Refresher:
         self._backoff = backoff or FailureBackoff()
         self._observer = observer or _NoObserver()
         self._control = _Control()
+        self._lock_checked_at = time.monotonic()
 
     def request_stop(self, signal_number: int, signal_name: str) -> None:
         """Stop claiming; in-flight refreshes finish and store their tokens.
@@ -374,7 +376,7 @@ class Refresher:
         control = self._control
         slots = threading.BoundedSemaphore(options.concurrency)
         with ThreadPoolExecutor(options.concurrency, thread_name_prefix="refresh") as pool:
-            for candidate in self._candidates(options, due, check_lock=True):
+            for candidate in self._candidates(options, due):
                 if not self._wait_for_slot(slots):
                     break
                 future = pool.submit(work.refresh_one, candidate)
@@ -383,26 +385,33 @@ class Refresher:
     def _wait_for_slot(self, slots: threading.BoundedSemaphore) -> bool:
         """Block until fewer than `concurrency` accounts are in flight; False: stop instead."""
         while not slots.acquire(timeout=0.2):
+            self._check_lock()
             if self._control.stopping:
                 return False
+        self._check_lock()
         if self._control.stopping:
             slots.release()
             return False
         return True
 
-    def _candidates(
-        self, options: RefreshOptions, due: Due, *, check_lock: bool = False
-    ) -> Iterator[Candidate]:
+    def _check_lock(self) -> None:
+        """Every few seconds: is the run lock still ours? (Its connection may be killed.)"""
+        now = time.monotonic()
+        if self._lock is None or now - self._lock_checked_at < LOCK_CHECK_INTERVAL:
+            return
+        self._lock_checked_at = now
+        if not self._lock.still_held():
+            self._control.stop(
+                StopReason.LOCK_LOST,
+                "lost the run lock (was the database connection dropped?); in-flight "
+                "refreshes finished, nothing new was claimed",
+            )
+
+    def _candidates(self, options: RefreshOptions, due: Due) -> Iterator[Candidate]:
         if options.account_ids:
             yield from self._repository.candidates(options.account_ids)
             return
         for batch in self._repository.due_batches(due, options.batch_size):
-            if check_lock and self._lock is not None and not self._lock.still_held():
-                self._control.stop(
-                    StopReason.LOCK_LOST,
-                    "lost the run lock (was the database connection dropped?)",
-                )
-                return
             yield from batch
             if self._control.stopping:
                 return
