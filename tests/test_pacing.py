@@ -1,0 +1,153 @@
+"""Unit tests of the run's pacing: retry delays, back-off, the throttle and the breaker."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from tokenrefresh.durations import format_duration, parse_duration
+from tokenrefresh.pacing import CircuitBreaker, FailureBackoff, RetryPolicy, Throttle
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def never() -> bool:
+    return False
+
+
+def test_retry_delay_grows_with_jitter_and_honours_retry_after() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=8.0)
+    for failed in range(1, 10):
+        ceiling = min(8.0, 0.5 * 2 ** (failed - 1))
+        delays = [policy.delay(failed, None) for _ in range(200)]
+        assert all(0 <= delay <= ceiling for delay in delays)
+        assert max(delays) > ceiling / 2  # jitter spreads over the whole range
+    assert policy.delay(1, 3.0) >= 3.0
+
+
+def test_failure_backoff_doubles_up_to_an_hour() -> None:
+    backoff = FailureBackoff()
+    minutes = [backoff.after(n) / timedelta(minutes=1) for n in range(1, 8)]
+    assert minutes == [5, 10, 20, 40, 60, 60, 60]
+    assert backoff.after(10_000) == timedelta(hours=1)
+
+
+def test_throttle_bounds_calls_in_flight() -> None:
+    throttle = Throttle(concurrency=2)
+    assert throttle.acquire(never)
+    assert throttle.acquire(never)
+    stop = threading.Event()
+    waiter = threading.Thread(target=lambda: stop.set() if throttle.acquire(never) else None)
+    waiter.start()
+    assert not stop.wait(0.3)  # a third call must wait
+    throttle.release(throttled=False)
+    assert stop.wait(5)
+    waiter.join()
+
+
+def test_a_429_halves_the_limit_and_pauses_everyone() -> None:
+    clock = FakeClock()
+    throttle = Throttle(concurrency=8, clock=clock)
+    assert throttle.acquire(never)
+    throttle.release(throttled=True, retry_after=2.0)
+    assert throttle.limit == 4
+    assert throttle.slowdowns == 1
+    stopping = threading.Event()
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(throttle.acquire(stopping.is_set)))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # paused: Retry-After has not passed on the fake clock
+    clock.now += 2.0
+    waiter.join(5)
+    assert result == [True]
+
+
+def test_successes_grow_the_limit_back() -> None:
+    throttle = Throttle(concurrency=4)
+    throttle.acquire(never)
+    throttle.release(throttled=True, retry_after=0.0)
+    assert throttle.limit == 2
+    for _ in range(2):
+        throttle.acquire(never)
+        throttle.release(throttled=False)
+    assert throttle.limit == 3
+    for _ in range(3):
+        throttle.acquire(never)
+        throttle.release(throttled=False)
+    assert throttle.limit == 4
+    for _ in range(10):
+        throttle.acquire(never)
+        throttle.release(throttled=False)
+    assert throttle.limit == 4  # never above the configured concurrency
+
+
+def test_rate_limit_spaces_starts() -> None:
+    clock = FakeClock()
+    throttle = Throttle(concurrency=10, rate_limit=4.0, clock=clock)
+    assert throttle.acquire(never)
+    started = threading.Event()
+    waiter = threading.Thread(target=lambda: throttle.acquire(never) and started.set())
+    waiter.start()
+    assert not started.wait(0.4)  # the next start is 0.25 s later on the fake clock
+    clock.now += 0.25
+    assert started.wait(5)
+    waiter.join()
+
+
+def test_a_waiting_worker_gives_up_when_the_run_stops() -> None:
+    throttle = Throttle(concurrency=1)
+    assert throttle.acquire(never)
+    stopping = threading.Event()
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(throttle.acquire(stopping.is_set)))
+    waiter.start()
+    stopping.set()
+    waiter.join(5)
+    assert result == [False]
+
+
+def test_breaker_opens_when_most_recent_calls_fail() -> None:
+    breaker = CircuitBreaker(window=10, min_calls=5, failure_ratio=0.8)
+    for _ in range(4):
+        assert not breaker.record(failed=True)
+    assert not breaker.is_open  # too few calls to judge
+    assert breaker.record(failed=True, description="HTTP 503")
+    assert breaker.is_open
+    assert breaker.reason == "5 of the last 5 calls to TikTok failed (last: HTTP 503)"
+    assert not breaker.record(failed=True)  # opens once
+
+
+def test_breaker_stays_closed_with_enough_successes() -> None:
+    breaker = CircuitBreaker(window=10, min_calls=5, failure_ratio=0.8)
+    for index in range(100):
+        breaker.record(failed=index % 3 != 0)  # two failures in three
+    assert not breaker.is_open
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90m", 5400), ("1h30m", 5400), ("45s", 45), ("2d", 172800), ("3600", 3600), (" 2H ", 7200)],
+)
+def test_durations_parse(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "m", "1x", "1h1h", "-5m", "1.5h", "h1"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_durations_format_back() -> None:
+    assert format_duration(timedelta(seconds=5400)) == "1h30m"
+    assert format_duration(timedelta(0)) == "0s"
+    assert format_duration(timedelta(days=1, seconds=5)) == "1d5s"
