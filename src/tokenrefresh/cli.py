@@ -401,10 +401,11 @@ def accounts_import(
 
 
 def _read_lines(file: str) -> list[str]:
+    """The lines of FILE or standard input; a UTF-8 byte order mark is ignored."""
     if file == "-":
-        return sys.stdin.read().splitlines()
+        return sys.stdin.read().removeprefix("\ufeff").splitlines()
     try:
-        return Path(file).read_text(encoding="utf-8").splitlines()
+        return Path(file).read_text(encoding="utf-8-sig").splitlines()
     except OSError as error:
         raise UsageError(f"cannot read {file}: {error.strerror}") from None
     except UnicodeDecodeError:

@@ -66,7 +66,7 @@ class ConfigError(TokenRefreshError):
 
 
 class DecryptionError(ConfigError):
-    """A stored token cannot be decrypted with any of the configured encryption keys."""
+    """A stored token cannot be decrypted with any key in TOKENREFRESH_ENCRYPTION_KEYS."""
 
 
 class SchemaNotCurrent(ConfigError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tokenrefresh.errors import ImportFileError
@@ -33,6 +33,9 @@ KNOWN_FIELDS = frozenset(
 )
 MAX_REPORTED_ERRORS = 20
 CLOCK_SKEW = timedelta(minutes=5)
+MAX_LIFETIME_SECONDS = 100 * 365 * 86_400
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ def _parse_line(number: int, text: str, now: datetime) -> ImportedAccount:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise _LineError(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    except RecursionError:
+        raise _LineError("not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise _LineError("not a JSON object")
     unknown = sorted(set(data) - KNOWN_FIELDS)
@@ -148,6 +153,8 @@ def _expiry(
     seconds = data[seconds_name]
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
         raise _LineError(f"field {seconds_name!r} must be a positive whole number of seconds")
+    if seconds > MAX_LIFETIME_SECONDS:
+        raise _LineError(f"field {seconds_name!r} is more than 100 years")
     return issued_at + timedelta(seconds=seconds)
 
 
@@ -165,4 +172,10 @@ def _timestamp(data: Mapping[str, Any], name: str) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         raise _LineError(f"field {name!r} needs a time zone (e.g. Z or +00:00)")
-    return moment
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = datetime.max.replace(tzinfo=UTC)
+    if not EARLIEST <= utc <= LATEST:
+        raise _LineError(f"field {name!r} is not between the years 2000 and 2999")
+    return utc

@@ -160,6 +160,7 @@ class RunReport:
     stop_message: str | None = None
     left_due: int | None = None
     signal_number: int | None = None
+    duration_seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -301,6 +302,7 @@ class Refresher:
         due = Due(now=now, horizon=now + options.window, shard=options.shard)
         if options.account_ids:
             self._check_accounts_exist(options.account_ids)
+        self._check_keys(due, options.account_ids)
         if options.dry_run:
             return self._plan(options, due)
         if self._lock is None:
@@ -333,6 +335,7 @@ class Refresher:
         )
         control = self._control
         control.deadline = deadline
+        started = time.monotonic()
         report = RunReport(dry_run=False, started_at=due.now)
         report.run_id = self._repository.start_run(
             "refresh",
@@ -360,6 +363,7 @@ class Refresher:
         finally:
             throttle.wake()
             report.finished_at = self._clock()
+            report.duration_seconds = time.monotonic() - started
             report.stop_reason, report.stop_message = control.reason, control.message
             report.signal_number = control.signal_number
             if control.reason and not options.account_ids and control.fatal is None:
@@ -432,6 +436,23 @@ class Refresher:
                 if len(missing) == 1
                 else f"no accounts with ids {listed}"
             )
+
+    def _check_keys(self, due: Due, account_ids: tuple[int, ...]) -> None:
+        """Before anything is written: can the configured keys read the stored tokens?
+
+        A wrong key then stops the run with nothing recorded. (A key that reads some
+        tokens but not others is caught per account, and stops the run there.)
+        """
+        ciphertext = self._repository.sample_refresh_ciphertext(due, account_ids)
+        if ciphertext is None:
+            return
+        try:
+            self._cipher.decrypt(ciphertext)
+        except DecryptionError:
+            raise DecryptionError(
+                "no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts the stored tokens (a wrong "
+                "key, or the key they were encrypted with was removed); nothing was changed"
+            ) from None
 
     def _finish_run(self, report: RunReport, fatal: TokenRefreshError | None) -> None:
         if report.run_id is None:

@@ -121,6 +121,7 @@ def refresh_json(report: RunReport) -> dict[str, Any]:
         "run_id": report.run_id,
         "started_at": timestamp(report.started_at),
         "finished_at": timestamp(report.finished_at),
+        "duration_seconds": round(report.duration_seconds, 3),
         "outcome": report.outcome,
         "exit_code": report.exit_code,
         "counts": dict(report.counts),
@@ -247,7 +248,6 @@ class Output:
         if quiet and report.exit_code == 0:
             return
         counts = report.counts
-        elapsed = (report.finished_at or report.started_at) - report.started_at
         attempted = sum(counts.values()) - counts["skipped"]
         if attempted == 0 and not report.stop_reason:
             self.line("Nothing to refresh: no account is due.")
@@ -255,7 +255,8 @@ class Output:
             self.line(
                 f"Refreshed {counts['refreshed']} of {attempted} account(s): "
                 f"{counts['expired']} expired, {counts['failed']} failed, "
-                f"{counts['skipped']} skipped (run {report.run_id}, {_seconds(elapsed)})."
+                f"{counts['skipped']} skipped "
+                f"(run {report.run_id}, {report.duration_seconds:.1f}s)."
             )
         for problem in report.problems:
             self.line(
@@ -512,10 +513,6 @@ def _coarse(text: str) -> str:
             parts.append(number)
             number = ""
     return "".join(parts[:2])
-
-
-def _seconds(value: timedelta) -> str:
-    return f"{value.total_seconds():.1f}s"
 
 
 def _short(text: str | None, limit: int = 60) -> str:

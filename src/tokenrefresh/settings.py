@@ -131,6 +131,8 @@ def _read(env: Mapping[str, str], name: str) -> str | None:
         raise ConfigError(
             f"cannot read {name}_FILE ({file_name}): {error.strerror or error}"
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {name}_FILE ({file_name}): it is not UTF-8 text") from None
     if not content:
         raise ConfigError(f"{name}_FILE ({file_name}) is empty")
     return content
@@ -167,7 +169,8 @@ def is_loopback_host(host: str) -> bool:
 def _validate_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{API_BASE_URL} must be an https:// URL, not {url!r}")
+        # Not repeated in the message: a mistyped URL may carry a password.
+        raise ConfigError(f"{API_BASE_URL} must be an https:// URL with a host name")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigError(
             f"{API_BASE_URL}: plain http:// is only allowed for a loopback host "

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tokenrefresh.durations import format_duration
 from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.records import AccountView, RunView, Stats
 from tokenrefresh.storage.repository import Repository
 
-__all__ = ["StatusReport", "collect_status", "health_problems"]
+__all__ = ["HealthProblem", "StatusReport", "collect_status", "health_problems"]
 
 
 @dataclass(frozen=True)
@@ -38,30 +39,45 @@ def collect_status(
     )
 
 
-def health_problems(report: StatusReport, max_age: timedelta) -> list[str]:
-    """One line per problem `status --check` reports; empty when healthy."""
-    problems: list[str] = []
+@dataclass(frozen=True)
+class HealthProblem:
+    severity: str  # "critical" | "warning"
+    message: str
+
+
+def health_problems(report: StatusReport, max_age: timedelta) -> list[HealthProblem]:
+    """What `status --check` reports, most severe first; empty when healthy.
+
+    Critical: the refresh is not keeping up (no success within max_age, or active accounts
+    whose access token already expired). Warning: users must reconnect their accounts.
+    """
+    problems: list[HealthProblem] = []
     last_ok = report.last_successful_runs.get("refresh")
     if last_ok is None:
-        problems.append("no refresh run has succeeded yet")
-    elif report.generated_at - (last_ok.finished_at or last_ok.started_at) > max_age:
-        problems.append(
-            "the last successful refresh finished at "
-            f"{(last_ok.finished_at or last_ok.started_at).isoformat(timespec='seconds')}, "
-            f"more than {_hours(max_age)} ago"
-        )
+        problems.append(HealthProblem("critical", "no refresh run has succeeded yet"))
+    else:
+        finished = last_ok.finished_at or last_ok.started_at
+        if report.generated_at - finished > max_age:
+            problems.append(
+                HealthProblem(
+                    "critical",
+                    "the last successful refresh finished at "
+                    f"{finished.isoformat(timespec='seconds')}, more than "
+                    f"{format_duration(max_age)} ago",
+                )
+            )
     if report.stats.overdue:
         problems.append(
-            f"{report.stats.overdue} active account(s) have an expired access token (overdue)"
+            HealthProblem(
+                "critical",
+                f"{report.stats.overdue} active account(s) have an expired access token",
+            )
         )
     if report.reconnect_count:
         problems.append(
-            f"{report.reconnect_count} account(s) need their user to reconnect (status expired)"
+            HealthProblem(
+                "warning",
+                f"{report.reconnect_count} account(s) need their user to reconnect",
+            )
         )
     return problems
-
-
-def _hours(value: timedelta) -> str:
-    from tokenrefresh.durations import format_duration
-
-    return format_duration(value)

@@ -50,16 +50,18 @@ def resolve_database_url(settings: Settings) -> URL:
             f"{DATABASE_URL} is not a database URL: expected e.g. "
             "postgresql://user@host/dbname or sqlite:////path/to/tokenrefresh.db"
         ) from None
-    backend, driver = url.get_backend_name(), url.get_driver_name()
+    # Read the names from the URL itself: asking SQLAlchemy would load the dialect, and
+    # there is no dialect called "postgres" (nor "redis", ...).
+    backend, _, driver = url.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
-        if "+" in url.drivername and driver != "psycopg":
+        if driver and driver != "psycopg":
             raise ConfigError(
                 f"{DATABASE_URL}: the driver {driver!r} is not supported; "
                 "use postgresql:// (psycopg 3 is installed with tokenrefresh)"
             )
         return url.set(drivername="postgresql+psycopg")
     if backend == "sqlite":
-        if "+" in url.drivername and driver != "pysqlite":
+        if driver and driver != "pysqlite":
             raise ConfigError(f"{DATABASE_URL}: the SQLite driver {driver!r} is not supported")
         if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
             raise ConfigError(
@@ -73,7 +75,7 @@ def resolve_database_url(settings: Settings) -> URL:
 
 
 def is_postgresql(url: URL) -> bool:
-    return url.get_backend_name() == "postgresql"
+    return url.drivername.partition("+")[0] == "postgresql"
 
 
 def sqlite_path(url: URL) -> Path:

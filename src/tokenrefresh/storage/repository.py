@@ -363,6 +363,22 @@ class Repository:
         rows = {row.id: Candidate(**row._mapping) for row in self._rows(query)}
         return [rows[account_id] for account_id in account_ids if account_id in rows]
 
+    def sample_refresh_ciphertext(
+        self, due: Due | None, account_ids: Sequence[int] = ()
+    ) -> str | None:
+        """One stored refresh token a run would use: to check the keys before it starts."""
+        query = select(Account.refresh_token_ciphertext).where(
+            Account.refresh_token_ciphertext.is_not(None)
+        )
+        if account_ids:
+            query = query.where(Account.id.in_(list(account_ids)))
+        elif due is not None:
+            query = query.where(*_due_conditions(due)).order_by(
+                Account.access_expires_at, Account.id
+            )
+        value: str | None = self._scalar(query.limit(1))
+        return value
+
     def count_due(self, due: Due) -> int:
         query = select(func.count()).select_from(Account).where(*_due_conditions(due))
         return int(self._scalar(query))

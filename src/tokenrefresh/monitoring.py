@@ -1,0 +1,162 @@
+"""What a run tells the outside world: a dead-man's-switch ping and a Prometheus metrics file.
+
+Both are best effort: a ping or a metrics file that cannot be written is logged, and never
+changes the outcome or exit code of the run it reports on.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from tokenrefresh.settings import Secret
+from tokenrefresh.status import collect_status
+from tokenrefresh.storage.repository import Repository
+
+__all__ = ["Monitoring", "Pinger", "write_metrics"]
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT = (3.0, 5.0)  # (connect, read) seconds
+
+
+class Pinger:
+    """healthchecks.io-style pings: URL/start, then URL (success) or URL/fail, with a body.
+
+    The URL identifies the check: it is never logged.
+    """
+
+    def __init__(self, url: Secret) -> None:
+        self._url = url
+
+    def start(self) -> None:
+        self._ping("/start", "")
+
+    def finish(self, success: bool, summary: str) -> None:
+        self._ping("" if success else "/fail", summary)
+
+    def _ping(self, suffix: str, body: str) -> None:
+        import requests
+
+        try:
+            response = requests.post(
+                self._url.reveal() + suffix,
+                data=body.encode("utf-8"),
+                timeout=PING_TIMEOUT,
+                allow_redirects=False,
+                headers={"Content-Type": "text/plain; charset=utf-8"},
+            )
+            response.close()
+        except requests.RequestException as error:
+            log.warning(
+                "the health-check ping failed (%s); the run is not affected", type(error).__name__
+            )
+            return
+        if response.status_code >= 300:
+            log.warning(
+                "the health-check ping was answered with HTTP %s; the run is not affected",
+                response.status_code,
+            )
+
+
+def write_metrics(
+    path: Path, command: str, repository: Repository, now: datetime, window: timedelta
+) -> None:
+    """Prometheus text format, written atomically (a temp file beside it, then a rename).
+
+    Everything comes from the database (the runs table and the accounts), so the file
+    tells the same story as `status`, whatever happened in this process.
+    """
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    status = collect_status(repository, now, window, reconnect_limit=0)
+    registry = CollectorRegistry()
+
+    def gauge(name: str, help_text: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(f"tokenrefresh_{name}", help_text, labels, registry=registry)
+
+    run = status.last_runs.get(command)
+    success = status.last_successful_runs.get(command)
+    if run is not None:
+        gauge("last_run_timestamp_seconds", "When the last run started.", ("command",)).labels(
+            command
+        ).set(run.started_at.timestamp())
+        if run.finished_at is not None:
+            gauge("last_run_duration_seconds", "How long the last run took.", ("command",)).labels(
+                command
+            ).set((run.finished_at - run.started_at).total_seconds())
+        if run.exit_code is not None:
+            gauge("last_run_exit_code", "Exit code of the last run.", ("command",)).labels(
+                command
+            ).set(run.exit_code)
+        outcomes = gauge(
+            "last_run_accounts", "Accounts by result in the last run.", ("command", "result")
+        )
+        for result, count in sorted(run.counts.items()):
+            outcomes.labels(command, result).set(count)
+    if success is not None:
+        gauge(
+            "last_success_timestamp_seconds",
+            "When the last successful run finished.",
+            ("command",),
+        ).labels(command).set((success.finished_at or success.started_at).timestamp())
+    if command == "refresh":
+        stats = status.stats
+        accounts = gauge("accounts", "Accounts by status.", ("status",))
+        for account_status, count in stats.by_status.items():
+            accounts.labels(account_status).set(count)
+        gauge(
+            "access_tokens_expiring_within_window",
+            "Active accounts whose access token expires within the refresh window.",
+        ).set(stats.expiring_within_window)
+        gauge(
+            "access_tokens_overdue", "Active accounts whose access token has already expired."
+        ).set(stats.overdue)
+        gauge("accounts_failing", "Active accounts whose last refresh failed.").set(stats.failing)
+        if stats.soonest_access_expiry is not None:
+            gauge(
+                "soonest_access_token_expiry_timestamp_seconds",
+                "The soonest access token expiry among active accounts.",
+            ).set(stats.soonest_access_expiry.timestamp())
+        if stats.soonest_refresh_expiry is not None:
+            gauge(
+                "soonest_refresh_token_expiry_timestamp_seconds",
+                "The soonest refresh token expiry among active accounts.",
+            ).set(stats.soonest_refresh_expiry.timestamp())
+    write_to_textfile(str(path), registry)
+
+
+class Monitoring:
+    """The ping and the metrics file of one `refresh` or `cleanup` invocation."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        ping_url: Secret | None,
+        metrics_file: Path | None,
+        window: timedelta,
+    ) -> None:
+        self._command = command
+        self._pinger = Pinger(ping_url) if ping_url is not None else None
+        self._metrics_file = metrics_file
+        self._window = window
+
+    def started(self) -> None:
+        if self._pinger is not None:
+            self._pinger.start()
+
+    def finished(
+        self, exit_code: int, summary: str, repository: Repository | None, now: datetime
+    ) -> None:
+        if self._metrics_file is not None and repository is not None:
+            try:
+                write_metrics(self._metrics_file, self._command, repository, now, self._window)
+            except Exception as error:
+                log.error("could not write the metrics file %s: %s", self._metrics_file, error)
+        if self._pinger is not None:
+            self._pinger.finish(
+                exit_code == 0, f"{self._command} on {socket.gethostname()}: {summary}"
+            )

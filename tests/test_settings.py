@@ -1,0 +1,572 @@
+"""Settings from the environment (NAME and NAME_FILE), database URL resolution, and how
+configuration errors reach the command line: exit 3, the variable named, no secret shown.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, text
+
+from conftest import Cli
+from standin import TikTokStandIn
+from tokenrefresh.errors import ConfigError
+from tokenrefresh.settings import DEFAULT_API_BASE_URL, Secret, Settings
+from tokenrefresh.storage import schema
+from tokenrefresh.storage.engine import resolve_database_url
+
+KEY_A = Fernet.generate_key().decode("ascii")
+KEY_B = Fernet.generate_key().decode("ascii")
+CLIENT_SECRET = "client-secret-value-do-not-print"
+
+
+def config_error(environ: dict[str, str]) -> str:
+    """The message of the ConfigError that loading these settings raises."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(environ)
+    assert caught.value.exit_code == 3
+    return caught.value.message
+
+
+def table_rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    with engine.connect() as connection:
+        return {
+            table: [tuple(row) for row in connection.execute(text(f"SELECT * FROM {table}"))]
+            for table in ("accounts", "refresh_attempts", "runs")
+        }
+
+
+# ----------------------------------------------------------------------------- NAME, NAME_FILE
+
+
+def test_nothing_set_gives_the_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.database_url is None
+    assert settings.encryption_keys == ()
+    assert settings.client_key is None
+    assert settings.client_secret is None
+    assert settings.api_base_url == DEFAULT_API_BASE_URL == "https://open.tiktokapis.com"
+
+
+def test_values_are_read_from_the_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "TOKENREFRESH_DATABASE_URL": "postgresql://app:pw@db.internal/tokens",
+            "TOKENREFRESH_ENCRYPTION_KEYS": f"{KEY_A},{KEY_B}",
+            "TIKTOK_CLIENT_KEY": "aw1234",
+            "TIKTOK_CLIENT_SECRET": CLIENT_SECRET,
+            "TIKTOK_API_BASE_URL": "https://tiktok-proxy.example.com/",
+        }
+    )
+    assert settings.database_url == Secret("postgresql://app:pw@db.internal/tokens")
+    assert [key.reveal() for key in settings.encryption_keys] == [KEY_A, KEY_B]
+    assert settings.client_key == "aw1234"
+    assert settings.client_secret is not None
+    assert settings.client_secret.reveal() == CLIENT_SECRET
+    assert settings.api_base_url == "https://tiktok-proxy.example.com"
+    credentials = settings.require_client_credentials()
+    assert credentials.client_key == "aw1234"
+    assert credentials.client_secret.reveal() == CLIENT_SECRET
+
+
+def test_name_file_is_read_and_stripped(tmp_path: Path) -> None:
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(f"\n  {CLIENT_SECRET}  \n\n", encoding="utf-8")
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(f"{KEY_A}, {KEY_B}\n", encoding="utf-8")
+    settings = Settings.from_env(
+        {
+            "TIKTOK_CLIENT_SECRET_FILE": str(secret_file),
+            "TOKENREFRESH_ENCRYPTION_KEYS_FILE": str(keys_file),
+        }
+    )
+    assert settings.client_secret == Secret(CLIENT_SECRET)
+    assert [key.reveal() for key in settings.encryption_keys] == [KEY_A, KEY_B]
+
+
+def test_direct_values_are_stripped() -> None:
+    settings = Settings.from_env(
+        {"TIKTOK_CLIENT_KEY": "  aw1234\n", "TOKENREFRESH_ENCRYPTION_KEYS": f" {KEY_A} "}
+    )
+    assert settings.client_key == "aw1234"
+    assert [key.reveal() for key in settings.encryption_keys] == [KEY_A]
+
+
+def test_both_name_and_name_file_is_an_error_naming_both(tmp_path: Path) -> None:
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(CLIENT_SECRET, encoding="utf-8")
+    message = config_error(
+        {"TIKTOK_CLIENT_SECRET": "other-secret", "TIKTOK_CLIENT_SECRET_FILE": str(secret_file)}
+    )
+    assert message == (
+        "both TIKTOK_CLIENT_SECRET and TIKTOK_CLIENT_SECRET_FILE are set: use one of them"
+    )
+    assert CLIENT_SECRET not in message
+    assert "other-secret" not in message
+
+
+def test_missing_name_file_is_an_error_naming_the_variable_and_path(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-file"
+    message = config_error({"TIKTOK_CLIENT_SECRET_FILE": str(missing)})
+    assert message == (
+        f"cannot read TIKTOK_CLIENT_SECRET_FILE ({missing}): No such file or directory"
+    )
+
+
+def test_name_file_that_is_a_directory_is_an_error(tmp_path: Path) -> None:
+    message = config_error({"TOKENREFRESH_ENCRYPTION_KEYS_FILE": str(tmp_path)})
+    assert message == f"cannot read TOKENREFRESH_ENCRYPTION_KEYS_FILE ({tmp_path}): Is a directory"
+
+
+@pytest.mark.parametrize("content", ["", "   \n\n\t"], ids=["empty", "white-space"])
+def test_empty_name_file_is_an_error(tmp_path: Path, content: str) -> None:
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(content, encoding="utf-8")
+    message = config_error({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
+    assert message == f"TIKTOK_CLIENT_SECRET_FILE ({secret_file}) is empty"
+
+
+def test_name_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """A binary file mounted by mistake: a ConfigError naming the variable, not a traceback."""
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_bytes(b"\xff\xfe" + CLIENT_SECRET.encode("utf-16-le"))
+    message = config_error({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
+    assert "TIKTOK_CLIENT_SECRET_FILE" in message
+    assert str(secret_file) in message
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "\n"], ids=["empty", "spaces", "newline"])
+def test_an_empty_variable_counts_as_unset(tmp_path: Path, empty: str) -> None:
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(CLIENT_SECRET, encoding="utf-8")
+    settings = Settings.from_env(
+        {
+            "TOKENREFRESH_DATABASE_URL": empty,
+            "TOKENREFRESH_ENCRYPTION_KEYS": empty,
+            "TIKTOK_CLIENT_KEY": empty,
+            "TIKTOK_API_BASE_URL": empty,
+            "TIKTOK_CLIENT_SECRET": empty,  # empty: the _FILE form is not "both set"
+            "TIKTOK_CLIENT_SECRET_FILE": str(secret_file),
+            "TOKENREFRESH_PING_URL_FILE": empty,
+        }
+    )
+    assert settings.database_url is None
+    assert settings.encryption_keys == ()
+    assert settings.client_key is None
+    assert settings.api_base_url == DEFAULT_API_BASE_URL
+    assert settings.client_secret == Secret(CLIENT_SECRET)
+    assert settings.ping_url is None
+
+
+# ----------------------------------------------------------------------------- encryption keys
+
+
+def test_missing_encryption_keys_names_the_variable_and_keys_generate() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(ConfigError) as caught:
+        settings.require_encryption_keys()
+    assert caught.value.message == (
+        "TOKENREFRESH_ENCRYPTION_KEYS is not set: it must hold one or more Fernet keys, comma "
+        "separated (create one with `tokenrefresh keys generate`)"
+    )
+    assert caught.value.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "position"),
+    [
+        ("not-a-fernet-key", 1),
+        (f"{KEY_A},c2hvcnQ=", 2),  # valid base64, 5 bytes
+        (f"{KEY_A},{KEY_B[:-4]}", 2),  # truncated: 30 bytes
+        (f"{KEY_A},{KEY_B},{KEY_B[:-8]}", 3),
+        (f"{KEY_A},ключ-{KEY_B}", 2),  # not ASCII
+    ],
+    ids=["garbage", "too-short", "truncated", "third", "non-ascii"],
+)
+def test_a_malformed_key_is_named_by_position_never_echoed(value: str, position: int) -> None:
+    message = config_error({"TOKENREFRESH_ENCRYPTION_KEYS": value})
+    assert message == (
+        f"TOKENREFRESH_ENCRYPTION_KEYS: key #{position} is not a Fernet key (32 url-safe "
+        "base64-encoded bytes; create one with `tokenrefresh keys generate`)"
+    )
+    for part in value.split(","):
+        assert part not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "position"),
+    [(f"{KEY_A},", 2), (f",{KEY_A}", 1), (f"{KEY_A},,{KEY_B}", 2), (f"{KEY_A}, ,{KEY_B}", 2)],
+    ids=["trailing", "leading", "double", "blank"],
+)
+def test_a_stray_comma_is_named_by_position(value: str, position: int) -> None:
+    message = config_error({"TOKENREFRESH_ENCRYPTION_KEYS": value})
+    assert message == f"TOKENREFRESH_ENCRYPTION_KEYS: key #{position} is empty (stray comma?)"
+    assert KEY_A not in message
+    assert KEY_B not in message
+
+
+# ----------------------------------------------------------------------------- API base URL
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://open.tiktokapis.com", "https://open.tiktokapis.com"),
+        ("https://tiktok-proxy.example.com/", "https://tiktok-proxy.example.com"),
+        ("https://proxy.example.com:8443/tiktok/", "https://proxy.example.com:8443/tiktok"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://127.3.4.5:9", "http://127.3.4.5:9"),
+        ("http://[::1]:8080/", "http://[::1]:8080"),
+        ("http://localhost:8080", "http://localhost:8080"),
+        ("http://LOCALHOST:8080", "http://LOCALHOST:8080"),
+    ],
+)
+def test_api_base_url_accepted(value: str, expected: str) -> None:
+    assert Settings.from_env({"TIKTOK_API_BASE_URL": value}).api_base_url == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "host"),
+    [
+        ("http://example.com", "example.com"),
+        ("http://open.tiktokapis.com/", "open.tiktokapis.com"),
+        ("http://localhost.example.com", "localhost.example.com"),
+        ("http://127.0.0.1.nip.io", "127.0.0.1.nip.io"),
+        ("http://0.0.0.0:8080", "0.0.0.0"),  # noqa: S104 - a refused URL, nothing binds
+        ("http://10.0.0.1", "10.0.0.1"),
+    ],
+)
+def test_plain_http_is_refused_unless_loopback(value: str, host: str) -> None:
+    assert config_error({"TIKTOK_API_BASE_URL": value}) == (
+        "TIKTOK_API_BASE_URL: plain http:// is only allowed for a loopback host "
+        f"(127.0.0.1, ::1, localhost), not {host!r}; use https://"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://user:hunter2@open.tiktokapis.com",
+        "https://open.tiktokapis.com/?client_secret=hunter2",
+        "https://open.tiktokapis.com/#hunter2",
+        "http://user:hunter2@127.0.0.1:8080",
+    ],
+    ids=["credentials", "query", "fragment", "loopback-credentials"],
+)
+def test_api_base_url_with_credentials_or_query_is_refused(value: str) -> None:
+    message = config_error({"TIKTOK_API_BASE_URL": value})
+    assert message == "TIKTOK_API_BASE_URL must not carry credentials, a query or a fragment"
+
+
+@pytest.mark.parametrize(
+    "value", ["open.tiktokapis.com", "ftp://open.tiktokapis.com", "https://", "https:///v2"]
+)
+def test_api_base_url_that_is_not_https_is_refused(value: str) -> None:
+    assert config_error({"TIKTOK_API_BASE_URL": value}) == (
+        "TIKTOK_API_BASE_URL must be an https:// URL with a host name"
+    )
+
+
+@pytest.mark.parametrize(
+    "value", ["ftp://user:hunter2@open.tiktokapis.com", "https://user:hunter2@"]
+)
+def test_a_refused_api_base_url_never_echoes_a_password(value: str) -> None:
+    message = config_error({"TIKTOK_API_BASE_URL": value})
+    assert message.startswith("TIKTOK_API_BASE_URL ")
+    assert "hunter2" not in message
+
+
+# ----------------------------------------------------------------------------- Secret
+
+
+def test_secret_never_shows_its_value() -> None:
+    secret = Secret(CLIENT_SECRET)
+    for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", format(secret)):
+        assert CLIENT_SECRET not in shown
+        assert shown == "Secret('**********')"
+    assert repr([secret]) == "[Secret('**********')]"
+    assert secret.reveal() == CLIENT_SECRET
+    assert not hasattr(secret, "__dict__")
+
+
+def test_settings_repr_shows_no_secret() -> None:
+    settings = Settings.from_env(
+        {
+            "TOKENREFRESH_DATABASE_URL": "postgresql://app:db-password-1@db/tokens",
+            "TOKENREFRESH_ENCRYPTION_KEYS": f"{KEY_A},{KEY_B}",
+            "TIKTOK_CLIENT_KEY": "aw1234",
+            "TIKTOK_CLIENT_SECRET": CLIENT_SECRET,
+            "TOKENREFRESH_PING_URL": "https://hc-ping.com/ping-uuid-secret",
+        }
+    )
+    shown = repr(settings) + repr(settings.require_client_credentials())
+    for value in (CLIENT_SECRET, KEY_A, KEY_B, "db-password-1", "ping-uuid-secret"):
+        assert value not in shown
+    assert "aw1234" in shown  # the client key is not a secret
+
+
+def test_missing_client_credentials_are_named() -> None:
+    for environ, expected in [
+        ({}, "TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET are not set"),
+        ({"TIKTOK_CLIENT_KEY": "aw1234"}, "TIKTOK_CLIENT_SECRET is not set"),
+        ({"TIKTOK_CLIENT_SECRET": CLIENT_SECRET}, "TIKTOK_CLIENT_KEY is not set"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env(environ).require_client_credentials()
+        assert caught.value.message == (
+            f"{expected}: the TikTok app's credentials are needed to refresh tokens"
+        )
+        assert CLIENT_SECRET not in caught.value.message
+
+
+# ----------------------------------------------------------------------------- database URL
+
+
+def database_url(value: str) -> str:
+    url = resolve_database_url(Settings.from_env({"TOKENREFRESH_DATABASE_URL": value}))
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("postgres://app:pw@db:5432/tokens", "postgresql+psycopg://app:pw@db:5432/tokens"),
+        ("postgresql://app:pw@db/tokens", "postgresql+psycopg://app:pw@db/tokens"),
+        ("postgresql+psycopg://app@db/tokens", "postgresql+psycopg://app@db/tokens"),
+        (
+            "postgresql://app@db/tokens?sslmode=require",
+            "postgresql+psycopg://app@db/tokens?sslmode=require",
+        ),
+        ("sqlite:////var/lib/tokenrefresh/t.db", "sqlite:////var/lib/tokenrefresh/t.db"),
+    ],
+)
+def test_database_url_resolution(value: str, expected: str) -> None:
+    assert database_url(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "postgresql+psycopg2://app:pw@db/tokens",
+            "TOKENREFRESH_DATABASE_URL: the driver 'psycopg2' is not supported; use "
+            "postgresql:// (psycopg 3 is installed with tokenrefresh)",
+        ),
+        (
+            "postgresql+asyncpg://app:pw@db/tokens",
+            "TOKENREFRESH_DATABASE_URL: the driver 'asyncpg' is not supported; use "
+            "postgresql:// (psycopg 3 is installed with tokenrefresh)",
+        ),
+        (
+            "mysql://app:pw@db/tokens",
+            "TOKENREFRESH_DATABASE_URL: 'mysql' is not supported; use postgresql:// or sqlite:///",
+        ),
+        (
+            "redis://:pw@cache/0",
+            "TOKENREFRESH_DATABASE_URL: 'redis' is not supported; use postgresql:// or sqlite:///",
+        ),
+        (
+            "sqlite+pysqlcipher://:pw@/t.db",
+            "TOKENREFRESH_DATABASE_URL: the SQLite driver 'pysqlcipher' is not supported",
+        ),
+    ],
+)
+def test_unsupported_database_urls_are_refused(value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        database_url(value)
+    assert caught.value.message == expected
+    assert "pw@" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "value", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:tokens?mode=memory&uri=true"]
+)
+def test_in_memory_sqlite_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        database_url(value)
+    assert caught.value.message == (
+        "TOKENREFRESH_DATABASE_URL: SQLite needs a file path (sqlite:////abs/path.db); an "
+        "in-memory database would forget every token when the command ends"
+    )
+
+
+@pytest.mark.parametrize("value", ["not a url", "db.internal:5432", "://app:pw@db"])
+def test_garbage_database_url_is_refused_without_echo(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        database_url(value)
+    assert caught.value.message == (
+        "TOKENREFRESH_DATABASE_URL is not a database URL: expected e.g. "
+        "postgresql://user@host/dbname or sqlite:////path/to/tokenrefresh.db"
+    )
+
+
+def test_default_database_is_in_the_xdg_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    url = resolve_database_url(Settings.from_env({}))
+    assert url.get_backend_name() == "sqlite"
+    assert url.database == str(tmp_path / "xdg" / "tokenrefresh" / "tokenrefresh.db")
+
+
+def test_default_database_falls_back_to_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    url = resolve_database_url(Settings.from_env({}))
+    expected = tmp_path / "home" / ".local" / "share" / "tokenrefresh" / "tokenrefresh.db"
+    assert url.database == str(expected)
+
+
+# ----------------------------------------------------------------------------- on the CLI
+
+
+def test_refresh_without_encryption_keys_exits_3_and_calls_nothing(
+    cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
+) -> None:
+    add_accounts(2)
+    before = table_rows(engine)
+    result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": None})
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "error: TOKENREFRESH_ENCRYPTION_KEYS is not set: it must hold one or more Fernet keys, "
+        "comma separated (create one with `tokenrefresh keys generate`)\n"
+    )
+    assert result.stdout == ""
+    assert standin.received == []
+    assert table_rows(engine) == before
+
+
+def test_refresh_without_client_secret_exits_3_and_calls_nothing(
+    cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
+) -> None:
+    add_accounts(2)
+    before = table_rows(engine)
+    result = cli("refresh", "--window", "3h", env={"TIKTOK_CLIENT_SECRET": ""})
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "error: TIKTOK_CLIENT_SECRET is not set: the TikTok app's credentials are needed to "
+        "refresh tokens\n"
+    )
+    assert standin.received == []
+    assert table_rows(engine) == before
+    assert env["TOKENREFRESH_ENCRYPTION_KEYS"] not in result.stdout + result.stderr
+
+
+def test_malformed_key_on_the_cli_exits_3_without_echo(
+    cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
+) -> None:
+    add_accounts(1)
+    before = table_rows(engine)
+    bad = f"{env['TOKENREFRESH_ENCRYPTION_KEYS']},{KEY_B[:20]}"
+    result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": bad})
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "error: TOKENREFRESH_ENCRYPTION_KEYS: key #2 is not a Fernet key (32 url-safe "
+        "base64-encoded bytes; create one with `tokenrefresh keys generate`)\n"
+    )
+    assert KEY_B[:20] not in result.stderr
+    assert env["TOKENREFRESH_ENCRYPTION_KEYS"] not in result.stdout + result.stderr
+    assert standin.received == []
+    assert table_rows(engine) == before
+
+
+def test_refused_api_base_url_on_the_cli_exits_3(
+    cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine
+) -> None:
+    add_accounts(1)
+    before = table_rows(engine)
+    result = cli("refresh", "--window", "3h", env={"TIKTOK_API_BASE_URL": "http://example.com"})
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "error: TIKTOK_API_BASE_URL: plain http:// is only allowed for a loopback host "
+        "(127.0.0.1, ::1, localhost), not 'example.com'; use https://\n"
+    )
+    assert standin.received == []
+    assert table_rows(engine) == before
+
+
+def test_secrets_from_files_work_for_a_real_refresh(
+    cli: Cli, standin: TikTokStandIn, add_accounts, env: dict[str, str], tmp_path: Path
+) -> None:
+    issued = add_accounts(1)
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(standin.client_secret + "\n", encoding="utf-8")
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(env["TOKENREFRESH_ENCRYPTION_KEYS"] + "\n", encoding="utf-8")
+    result = cli(
+        "refresh",
+        "--window",
+        "3h",
+        "--json",
+        env={
+            "TIKTOK_CLIENT_SECRET": None,
+            "TIKTOK_CLIENT_SECRET_FILE": str(secret_file),
+            "TOKENREFRESH_ENCRYPTION_KEYS": None,
+            "TOKENREFRESH_ENCRYPTION_KEYS_FILE": str(keys_file),
+        },
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"]["refreshed"] == 1
+    assert standin.presented()[issued[0].refresh_token] == 1
+    assert standin.received[0].form["client_secret"] == standin.client_secret
+    assert standin.client_secret not in result.stdout + result.stderr
+
+
+def test_accounts_list_needs_neither_keys_nor_tiktok_credentials(
+    cli: Cli, add_accounts, standin: TikTokStandIn
+) -> None:
+    add_accounts(1)
+    result = cli(
+        "accounts",
+        "list",
+        "--json",
+        env={
+            "TOKENREFRESH_ENCRYPTION_KEYS": None,
+            "TIKTOK_CLIENT_KEY": None,
+            "TIKTOK_CLIENT_SECRET": None,
+        },
+    )
+    assert result.exit_code == 0, result.stderr
+    assert [account["open_id"] for account in result.json()["accounts"]] == ["user0"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_default_database_is_created_private_and_migrated(
+    cli: Cli, standin: TikTokStandIn, tmp_path: Path
+) -> None:
+    data_home = Path(os.environ["XDG_DATA_HOME"])  # set by the env fixture, inside tmp_path
+    assert data_home.is_relative_to(tmp_path)
+    path = data_home / "tokenrefresh" / "tokenrefresh.db"
+    assert not path.exists()
+    no_url = {"TOKENREFRESH_DATABASE_URL": None}
+
+    listed = cli("accounts", "list", env=no_url)
+    assert listed.exit_code == 0, listed.stderr
+    assert listed.stdout == "No accounts.\n"
+    assert path.is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    with sqlite3.connect(path) as connection:
+        (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert revision == schema.HEAD_REVISION
+
+    tokens = standin.issue("default-db-user")
+    line = (
+        f'{{"open_id": "{tokens.open_id}", "access_token": "{tokens.access_token}", '
+        f'"refresh_token": "{tokens.refresh_token}", "expires_in": 7200, '
+        f'"refresh_expires_in": 86400}}\n'
+    )
+    imported = cli("accounts", "import", input=line, env=no_url)
+    assert imported.exit_code == 0, imported.stderr
+    shown = cli("accounts", "list", "--json", env=no_url)
+    assert [a["open_id"] for a in shown.json()["accounts"]] == ["default-db-user"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not (tmp_path / "data").exists()  # the test's own sqlite_url was never used
