@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -52,7 +53,13 @@ class Cleanup:
         self._lock = lock
         self._clock = clock
 
-    def run(self, *, dry_run: bool, retention: timedelta) -> CleanupReport:
+    def run(
+        self,
+        *,
+        dry_run: bool,
+        retention: timedelta,
+        on_started: Callable[[], None] | None = None,
+    ) -> CleanupReport:
         now = self._clock()
         report = CleanupReport(dry_run=dry_run, started_at=now, retention=retention)
         repository = self._repository
@@ -71,6 +78,8 @@ class Cleanup:
             report.run_id = repository.start_run(
                 "cleanup", host=socket.gethostname(), pid=os.getpid(), shard=None
             )
+            if on_started is not None:
+                on_started()
             try:
                 report.expired_count = repository.expire_past_refresh_expiry(now)
                 report.tokens_erased = repository.erase_dead_tokens(now)

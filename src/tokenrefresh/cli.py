@@ -17,18 +17,20 @@ from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
 from tokenrefresh import __version__
 from tokenrefresh.durations import format_duration, parse_duration
-from tokenrefresh.errors import EXIT_USAGE, TokenRefreshError, UsageError
+from tokenrefresh.errors import EXIT_USAGE, LockHeld, TokenRefreshError, UsageError
 from tokenrefresh.settings import Settings
 from tokenrefresh.storage.records import Shard  # plain dataclasses: cheap to import
 
 if TYPE_CHECKING:
-    from tokenrefresh.refresher import Refresher
+    from tokenrefresh.monitoring import Monitoring
+    from tokenrefresh.refresher import Refresher, RunObserver
+    from tokenrefresh.storage.repository import Repository
 
 log = logging.getLogger("tokenrefresh")
 
@@ -254,7 +256,7 @@ def refresh(
     _setup(verbose, quiet, log_format)
     from tokenrefresh.context import Context
     from tokenrefresh.refresher import Refresher, RefreshOptions
-    from tokenrefresh.render import Output
+    from tokenrefresh.render import Output, refresh_summary
 
     options = RefreshOptions(
         window=window,
@@ -265,16 +267,18 @@ def refresh(
         max_runtime=max_runtime or None,
         shard=shard,
     )
-    with Context(Settings.from_env()) as context:
+    settings = Settings.from_env()
+    monitoring = _monitoring("refresh", settings, metrics_file, window, enabled=not dry_run)
+    with Context(settings) as context:
         cipher = context.cipher()
         client = context.client(read_timeout=http_timeout)
         repository = context.repository(pool_size=concurrency + 2)
         lock = None if dry_run else context.run_lock("refresh", shard)
-        refresher = Refresher(repository, cipher, client, lock, observer=_progress(as_json, quiet))
-        with _graceful_stop(refresher):
+        observer = _observer(monitoring, show_progress=not (quiet or as_json or dry_run))
+        refresher = Refresher(repository, cipher, client, lock, observer=observer)
+        with _graceful_stop(refresher), _reported(monitoring, repository) as reported:
             report = refresher.run(options)
-        if metrics_file is not None and not dry_run:
-            _write_metrics(metrics_file, context, report=report)
+            reported(report.exit_code, refresh_summary(report))
     Output(as_json=as_json).refresh(report, quiet=quiet)
     raise typer.Exit(report.exit_code)
 
@@ -304,13 +308,48 @@ def _graceful_stop(refresher: Refresher) -> Iterator[None]:
             signal.signal(number, old)
 
 
-def _progress(as_json: bool, quiet: bool) -> Any:
-    """A progress bar for interactive terminals (none here yet)."""
-    return
+def _monitoring(
+    command: str, settings: Settings, metrics_file: Path | None, window: timedelta, *, enabled: bool
+) -> Monitoring | None:
+    from tokenrefresh.monitoring import Monitoring
+
+    ping_url = settings.cleanup_ping_url if command == "cleanup" else settings.ping_url
+    if not enabled or (ping_url is None and metrics_file is None):
+        return None
+    return Monitoring(command, ping_url=ping_url, metrics_file=metrics_file, window=window)
 
 
-def _write_metrics(path: Path, context: object, **_: object) -> None:
-    """Placeholder for --metrics-file."""
+def _observer(monitoring: Monitoring | None, *, show_progress: bool) -> RunObserver | None:
+    """A progress bar on an interactive terminal; the health-check start ping, if any."""
+    from tokenrefresh.render import ProgressBar, StartHook
+
+    on_started = monitoring.started if monitoring is not None else None
+    if show_progress and sys.stderr.isatty():
+        return ProgressBar(on_started)
+    return StartHook(on_started) if on_started is not None else None
+
+
+@contextmanager
+def _reported(
+    monitoring: Monitoring | None, repository: Repository
+) -> Iterator[Callable[[int, str], None]]:
+    """Report the run's end to the ping and the metrics file, errors included.
+
+    A run that found the lock held reports nothing: the run holding it will.
+    """
+    from tokenrefresh.clock import utcnow
+
+    def finished(exit_code: int, summary: str) -> None:
+        if monitoring is not None:
+            monitoring.finished(exit_code, summary, repository, utcnow())
+
+    try:
+        yield finished
+    except LockHeld:
+        raise
+    except TokenRefreshError as error:
+        finished(error.exit_code, error.message)
+        raise
 
 
 # ----------------------------------------------------------------------------- cleanup, status
@@ -342,12 +381,20 @@ def cleanup(
     _setup(verbose, quiet, log_format)
     from tokenrefresh.cleanup import Cleanup
     from tokenrefresh.context import Context
-    from tokenrefresh.render import Output
+    from tokenrefresh.render import Output, cleanup_summary
 
-    with Context(Settings.from_env()) as context:
+    settings = Settings.from_env()
+    monitoring = _monitoring("cleanup", settings, metrics_file, retention, enabled=not dry_run)
+    with Context(settings) as context:
         repository = context.repository()
         lock = None if dry_run else context.run_lock("cleanup")
-        report = Cleanup(repository, lock).run(dry_run=dry_run, retention=retention)
+        with _reported(monitoring, repository) as reported:
+            report = Cleanup(repository, lock).run(
+                dry_run=dry_run,
+                retention=retention,
+                on_started=monitoring.started if monitoring is not None else None,
+            )
+            reported(report.exit_code, cleanup_summary(report))
     Output(as_json=as_json).cleanup(report, quiet=quiet)
     raise typer.Exit(report.exit_code)
 
@@ -359,6 +406,23 @@ def status(
     limit: Annotated[
         int, typer.Option(min=0, help="List at most this many accounts that need reconnecting.")
     ] = 50,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Health check: exit 0 healthy, 1 warning, 2 critical; one line per problem.",
+        ),
+    ] = False,
+    max_age: Annotated[
+        timedelta,
+        typer.Option(
+            parser=_positive_duration,
+            envvar="TOKENREFRESH_MAX_AGE",
+            metavar="DURATION",
+            show_default="1h",
+            help="With --check: the last successful refresh may be at most this old.",
+        ),
+    ] = timedelta(hours=1),
     as_json: AsJson = False,
 ) -> None:
     """Accounts by status, tokens expiring soon or overdue, reconnects needed, last runs."""
@@ -366,11 +430,17 @@ def status(
     from tokenrefresh.clock import utcnow
     from tokenrefresh.context import Context
     from tokenrefresh.render import Output
-    from tokenrefresh.status import collect_status
+    from tokenrefresh.status import collect_status, health_problems
 
     with Context(Settings.from_env()) as context:
         report = collect_status(context.repository(), utcnow(), window, limit)
-    Output(as_json=as_json).status(report)
+    if not check:
+        Output(as_json=as_json).status(report)
+        return
+    problems = health_problems(report, max_age)
+    Output(as_json=as_json).health(problems)
+    severities = {problem.severity for problem in problems}
+    raise typer.Exit(2 if "critical" in severities else 1 if severities else 0)
 
 
 # ----------------------------------------------------------------------------- accounts

@@ -186,11 +186,17 @@ class RunReport:
 
 
 class RunObserver(Protocol):
-    """Progress hooks (the CLI's progress bar); called from worker threads."""
+    """Hooks for progress bars and health-check pings.
+
+    run_started: the lock is held and the run recorded; account_done: from worker threads;
+    run_finished: always, last.
+    """
 
     def run_started(self, total: int | None) -> None: ...
 
     def account_done(self, result: AccountResult) -> None: ...
+
+    def run_finished(self) -> None: ...
 
 
 class _NoObserver:
@@ -198,6 +204,9 @@ class _NoObserver:
         pass
 
     def account_done(self, result: AccountResult) -> None:
+        pass
+
+    def run_finished(self) -> None:
         pass
 
 
@@ -361,6 +370,7 @@ class Refresher:
         try:
             self._dispatch(options, due, work)
         finally:
+            self._observer.run_finished()
             throttle.wake()
             report.finished_at = self._clock()
             report.duration_seconds = time.monotonic() - started

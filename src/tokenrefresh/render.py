@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -17,7 +17,7 @@ from tokenrefresh.cleanup import CleanupReport
 from tokenrefresh.durations import format_duration
 from tokenrefresh.keys import KeyCheckReport, RotateReport
 from tokenrefresh.refresher import AccountResult, RunReport
-from tokenrefresh.status import StatusReport
+from tokenrefresh.status import HealthProblem, StatusReport
 from tokenrefresh.storage.records import AccountView, AttemptView, RunView
 
 __all__ = [
@@ -189,6 +189,68 @@ def cleanup_json(report: CleanupReport) -> dict[str, Any]:
     }
 
 
+def refresh_summary(report: RunReport) -> str:
+    """One line for a health-check ping or a log: counts, exit code, why it stopped."""
+    counts = ", ".join(f"{name} {count}" for name, count in report.counts.items())
+    text = f"{counts} (exit {report.exit_code})"
+    if report.stop_message:
+        text += f"; stopped: {report.stop_message}"
+    return text
+
+
+def cleanup_summary(report: CleanupReport) -> str:
+    counts = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in report.counts.items())
+    return f"{counts} (exit {report.exit_code})"
+
+
+class ProgressBar:
+    """A refresh run's progress on an interactive terminal (stderr); a RunObserver."""
+
+    def __init__(self, on_started: Callable[[], None] | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self._on_started = on_started
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task: Any = None
+
+    def run_started(self, total: int | None) -> None:
+        if self._on_started is not None:
+            self._on_started()
+        self._task = self._progress.add_task("refreshing", total=total)
+        self._progress.start()
+
+    def account_done(self, result: AccountResult) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task)
+
+    def run_finished(self) -> None:
+        self._progress.stop()
+
+
+class StartHook:
+    """A RunObserver that only calls `on_started` (the health-check start ping)."""
+
+    def __init__(self, on_started: Callable[[], None]) -> None:
+        self._on_started = on_started
+
+    def run_started(self, total: int | None) -> None:
+        self._on_started()
+
+    def account_done(self, result: AccountResult) -> None:
+        pass
+
+    def run_finished(self) -> None:
+        pass
+
+
 # ----------------------------------------------------------------------------- output
 
 
@@ -237,6 +299,31 @@ class Output:
             self.line("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
     # --- per command --------------------------------------------------------------
+
+    def health(self, problems: Sequence[HealthProblem]) -> None:
+        """`status --check`: one line per problem, Nagios style; or JSON."""
+        severity = (
+            "critical"
+            if any(problem.severity == "critical" for problem in problems)
+            else "warning"
+            if problems
+            else "ok"
+        )
+        if self.as_json:
+            self.json(
+                {
+                    "status": severity,
+                    "problems": [
+                        {"severity": problem.severity, "message": problem.message}
+                        for problem in problems
+                    ],
+                }
+            )
+            return
+        if not problems:
+            self.line("OK: tokenrefresh is healthy")
+        for problem in problems:
+            self.line(f"{problem.severity.upper()}: {problem.message}")
 
     def refresh(self, report: RunReport, *, quiet: bool) -> None:
         if self.as_json:

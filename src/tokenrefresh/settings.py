@@ -33,6 +33,7 @@ CLIENT_KEY = "TIKTOK_CLIENT_KEY"
 CLIENT_SECRET = "TIKTOK_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 API_BASE_URL = "TIKTOK_API_BASE_URL"
 PING_URL = "TOKENREFRESH_PING_URL"
+CLEANUP_PING_URL = "TOKENREFRESH_CLEANUP_PING_URL"
 
 
 class Secret:
@@ -76,6 +77,7 @@ class Settings:
     client_secret: Secret | None = None
     api_base_url: str = DEFAULT_API_BASE_URL
     ping_url: Secret | None = None
+    cleanup_ping_url: Secret | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -84,13 +86,19 @@ class Settings:
         database_url = _read(env, DATABASE_URL)
         client_secret = _read(env, CLIENT_SECRET)
         ping_url = _read(env, PING_URL)
+        cleanup_ping_url = _read(env, CLEANUP_PING_URL)
         return cls(
             database_url=Secret(database_url) if database_url else None,
             encryption_keys=_parse_keys(keys_text) if keys_text else (),
             client_key=_read(env, CLIENT_KEY),
             client_secret=Secret(client_secret) if client_secret else None,
             api_base_url=_validate_base_url(_read(env, API_BASE_URL) or DEFAULT_API_BASE_URL),
-            ping_url=Secret(_validate_ping_url(ping_url)) if ping_url else None,
+            ping_url=Secret(_validate_ping_url(PING_URL, ping_url)) if ping_url else None,
+            cleanup_ping_url=(
+                Secret(_validate_ping_url(CLEANUP_PING_URL, cleanup_ping_url))
+                if cleanup_ping_url
+                else None
+            ),
         )
 
     def require_encryption_keys(self) -> tuple[Secret, ...]:
@@ -181,8 +189,8 @@ def _validate_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _validate_ping_url(url: str) -> str:
+def _validate_ping_url(name: str, url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{PING_URL} must be an http:// or https:// URL")
+        raise ConfigError(f"{name} must be an http:// or https:// URL")
     return url.rstrip("/")
