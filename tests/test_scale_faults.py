@@ -299,7 +299,8 @@ def test_storms_trip_the_breaker_and_expire_nobody(
     with db.connect() as connection:
         untouched = connection.execute(
             text(
-                "SELECT count(*) FROM accounts WHERE consecutive_failures = 0 AND last_error IS NULL"
+                "SELECT count(*) FROM accounts "
+                "WHERE consecutive_failures = 0 AND last_error IS NULL"
             )
         ).scalar_one()
     assert untouched == 40 - failed

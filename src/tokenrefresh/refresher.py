@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
@@ -307,6 +307,8 @@ class Refresher:
         self._control.pending_signal = (signal_number, signal_name)
 
     def run(self, options: RefreshOptions) -> RunReport:
+        # An id given twice is refreshed once: a second worker would spend the token again.
+        options = replace(options, account_ids=tuple(dict.fromkeys(options.account_ids)))
         now = self._clock()
         due = Due(now=now, horizon=now + options.window, shard=options.shard)
         if options.account_ids:
@@ -486,17 +488,19 @@ class Refresher:
 
 
 def _finished(done: Future[None], *, slots: threading.BoundedSemaphore, control: _Control) -> None:
-    slots.release()
+    """A worker is done: record why the run must stop, if it must, then free its slot."""
     error = done.exception()
     if error is None:
-        return
-    if isinstance(error, DatabaseError):
+        pass
+    elif isinstance(error, DatabaseError):
         control.stop(StopReason.DATABASE_ERROR, str(error))
     elif isinstance(error, TokenRefreshError):
         control.abort(error)
     else:
         log.error("unexpected error in a refresh worker", exc_info=error)
         control.abort(TokenRefreshError(f"unexpected error: {type(error).__name__}: {error}"))
+    # Only now: the dispatcher, woken by the free slot, must already see the stop.
+    slots.release()
 
 
 # ----------------------------------------------------------------------------- one account
@@ -609,8 +613,8 @@ class _Work:
             calls.add(started_at, Result.FAILED, rejected)
             raise ClientRejected(
                 "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
-                f"TIKTOK_CLIENT_SECRET): {rejected.reason}; the run stopped and no account "
-                "was marked"
+                "TIKTOK_CLIENT_SECRET), so the run stopped and no account was marked. "
+                f"TikTok said: {rejected.reason}"
             ) from None
         except RefreshFailed as failed:
             throttled = failed.http_status == 429 or failed.retry_after is not None
@@ -661,7 +665,13 @@ class _Work:
             claim.save_grant(tokens, calls.records, status=AccountStatus.DISABLED, error=detail)
             log.error("account %s (%s): %s", account.id, account.open_id, detail)
             return AccountResult(account.id, account.open_id, Result.FAILED, detail)
-        claim.save_grant(tokens, calls.records)
+        # A refresh asked for by id does not undo an operator's `accounts disable`.
+        keep_disabled = account.status == AccountStatus.DISABLED
+        claim.save_grant(
+            tokens,
+            calls.records,
+            status=AccountStatus.DISABLED if keep_disabled else AccountStatus.ACTIVE,
+        )
         log.info(
             "account %s (%s): refreshed; access token valid until %s",
             account.id,

@@ -1,0 +1,887 @@
+"""`tokenrefresh refresh` when TikTok or the network fails: each failure class of the spec.
+
+Every test runs on SQLite and on PostgreSQL, through the CLI, against the loopback stand-in.
+Assertions look at what is in the database, what the stand-in received, the exit code and
+the exact messages; no output may ever carry a token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text, update
+from sqlalchemy.exc import OperationalError
+
+from conftest import Cli, CliResult
+from standin import IssuedTokens, Reply, TikTokStandIn
+from tokenrefresh.crypto import TokenCipher
+from tokenrefresh.settings import Secret
+from tokenrefresh.storage.models import Account, AccountStatus, Attempt, Run
+from tokenrefresh.storage.records import AttemptRecord, WriteResult
+from tokenrefresh.storage.repository import Repository
+
+AddAccounts = Callable[..., list[IssuedTokens]]
+
+WINDOW = ("--window", "3h")  # imported tokens live 2 h: all due
+FAST = ("--http-timeout", "0.3")
+FIRST_BACKOFF = timedelta(minutes=5)  # FailureBackoff after one failed run
+WRONG_SECRET = "wrong-client-secret-4711"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def account(engine: Engine, open_id: str) -> dict[str, Any]:
+    with engine.connect() as connection:
+        row = connection.execute(select(Account.__table__).where(Account.open_id == open_id)).one()
+    return dict(row._mapping)
+
+
+def all_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    tables = {"accounts": Account.__table__, "runs": Run.__table__, "attempts": Attempt.__table__}
+    with engine.connect() as connection:
+        return {
+            name: [
+                dict(row._mapping) for row in connection.execute(select(table).order_by(table.c.id))
+            ]
+            for name, table in tables.items()
+        }
+
+
+def attempts(engine: Engine, account_id: int) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Attempt.__table__).where(Attempt.account_id == account_id).order_by(Attempt.id)
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+def runs(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(select(Run.__table__))]
+
+
+def stored_refresh_token(engine: Engine, open_id: str, fernet_key: str) -> str:
+    ciphertext = account(engine, open_id)["refresh_token_ciphertext"]
+    assert ciphertext
+    return TokenCipher([Secret(fernet_key)]).decrypt(ciphertext)
+
+
+def assert_no_tokens(standin: TikTokStandIn, *outputs: CliResult | str | None) -> None:
+    texts: list[str] = []
+    for output in outputs:
+        if isinstance(output, CliResult):
+            texts += [output.stdout, output.stderr]
+        elif output is not None:
+            texts.append(output)
+    for shown in texts:
+        for token in standin.issued_tokens:
+            assert token not in shown
+        assert standin.client_secret not in shown
+        assert WRONG_SECRET not in shown
+
+
+def assert_history_has_no_tokens(engine: Engine, standin: TikTokStandIn) -> None:
+    rows = all_rows(engine)
+    texts = [row["last_error"] for row in rows["accounts"]]
+    texts += [row["message"] for row in rows["attempts"]]
+    texts += [row["message"] for row in rows["runs"]]
+    assert_no_tokens(standin, *texts)
+
+
+def refresh(cli: Cli, *args: str, env: dict[str, str] | None = None) -> CliResult:
+    return cli("refresh", *args, env=env)
+
+
+# ----------------------------------------------------------------------------- (a) invalid_grant
+
+
+def test_invalid_grant_expires_the_account_and_the_run_goes_on(
+    cli: Cli,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    engine: Engine,
+    fernet_key: str,
+) -> None:
+    issued = add_accounts(3)
+    standin.revoke("user0")  # first in line: its failure must not stop the others
+    before = datetime.now(UTC)
+
+    result = refresh(cli, *WINDOW, "--concurrency", "1")
+
+    assert result.exit_code == 1, result.stderr
+    rejected = account(engine, "user0")
+    assert rejected["status"] == AccountStatus.EXPIRED
+    assert rejected["last_error"] == (
+        "TikTok rejected the refresh token: invalid_grant (HTTP 400): "
+        "Refresh token is invalid or expired."
+    )
+    assert rejected["token_generation"] == 1
+    assert rejected["last_refreshed_at"] is None
+    [attempt] = attempts(engine, rejected["id"])
+    assert attempt["outcome"] == "expired"
+    assert attempt["http_status"] == 400
+    assert attempt["error_code"] == "invalid_grant"
+    assert attempt["log_id"] is not None
+    assert len(attempt["log_id"]) == 32
+    assert attempt["attempted_at"] >= before
+    [run] = runs(engine)
+    assert attempt["run_id"] == run["id"]
+
+    # The other accounts were refreshed in the same run, their rotated tokens stored.
+    for tokens in issued[1:]:
+        row = account(engine, tokens.open_id)
+        assert row["status"] == AccountStatus.ACTIVE
+        assert row["last_error"] is None
+        assert row["token_generation"] == 2
+        assert row["last_refreshed_at"] >= before
+        assert standin.presented()[tokens.refresh_token] == 1
+        assert stored_refresh_token(engine, tokens.open_id, fernet_key) == (
+            standin.current_refresh_token(tokens.open_id)
+        )
+        [ok] = attempts(engine, row["id"])
+        assert (ok["outcome"], ok["http_status"], ok["error_code"]) == ("refreshed", 200, None)
+
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Refreshed 2 of 3 account(s): 1 expired, 0 failed, 0 skipped (run ")
+    assert lines[1] == (
+        f"  account {rejected['id']} (user0): expired: TikTok rejected the refresh token: "
+        "invalid_grant (HTTP 400): Refresh token is invalid or expired."
+    )
+    assert lines[2] == (
+        "Expired accounts need their user to reconnect the TikTok account "
+        "(then `tokenrefresh accounts import` the new tokens)."
+    )
+    assert len(lines) == 3
+    assert_no_tokens(standin, result)
+    assert_history_has_no_tokens(engine, standin)
+
+
+def test_invalid_grant_with_http_200_still_expires(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(1)
+    standin.invalid_grant_status = 200
+    standin.revoke("user0")
+
+    result = refresh(cli, *WINDOW, "--json")
+
+    assert result.exit_code == 1
+    report = result.json()
+    assert report["counts"] == {"refreshed": 0, "expired": 1, "failed": 0, "skipped": 0}
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.EXPIRED
+    assert row["last_error"] == (
+        "TikTok rejected the refresh token: invalid_grant (HTTP 200): "
+        "Refresh token is invalid or expired."
+    )
+    [attempt] = attempts(engine, row["id"])
+    assert (attempt["outcome"], attempt["http_status"], attempt["error_code"]) == (
+        "expired",
+        200,
+        "invalid_grant",
+    )
+    assert len(standin.received) == 1
+    assert_no_tokens(standin, result)
+
+
+# ----------------------------------------------------------------------------- (b) lost race
+
+
+def store_newer_pair_meanwhile(engine: Engine, account_id: int) -> bool:
+    """Another process stores a newer token pair (bumps the generation); False if it must wait.
+
+    On PostgreSQL a claim holds the account's row lock until it ends, so the other writer
+    waits: with a short lock_timeout, its UPDATE fails instead of blocking the test.
+    """
+    bump = (
+        update(Account)
+        .where(Account.id == account_id)
+        .values(token_generation=Account.token_generation + 1)
+    )
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as connection:
+            connection.execute(bump)
+        return True
+    with engine.connect() as connection:
+        connection.execute(text("SET LOCAL lock_timeout = '200ms'"))
+        with pytest.raises(OperationalError, match="lock timeout"):
+            connection.execute(bump)
+        connection.rollback()
+    return False
+
+
+def rejected_attempt() -> AttemptRecord:
+    return AttemptRecord(
+        attempted_at=datetime.now(UTC),
+        outcome="expired",
+        duration_ms=12,
+        http_status=400,
+        error_code="invalid_grant",
+        log_id="LOG-RACE",
+        message="invalid_grant (HTTP 400): Refresh token is invalid or expired.",
+    )
+
+
+def test_rejection_after_someone_stored_a_newer_pair_is_a_lost_race(
+    add_accounts: AddAccounts, repository: Repository, engine: Engine
+) -> None:
+    add_accounts(1)
+    account_id = account(engine, "user0")["id"]
+
+    with repository.claim(account_id, None) as claim:
+        assert claim is not None
+        assert claim.account.token_generation == 1
+        raced = store_newer_pair_meanwhile(engine, account_id)
+        written = claim.mark_expired("TikTok rejected the refresh token", [rejected_attempt()])
+
+    row = account(engine, "user0")
+    if raced:  # SQLite: no row locks, the generation check catches it
+        assert written == WriteResult.LOST_RACE
+        assert row["status"] == AccountStatus.ACTIVE
+        assert row["last_error"] is None
+        assert row["token_generation"] == 2
+    else:  # PostgreSQL: the race could not happen; the rejection stands
+        assert written == WriteResult.WRITTEN
+        assert row["status"] == AccountStatus.EXPIRED
+        assert row["last_error"] == "TikTok rejected the refresh token"
+        assert row["token_generation"] == 1
+    # The call belongs in the history either way.
+    [kept] = attempts(engine, account_id)
+    assert (kept["outcome"], kept["error_code"], kept["log_id"]) == (
+        "expired",
+        "invalid_grant",
+        "LOG-RACE",
+    )
+
+
+def test_failure_after_someone_stored_a_newer_pair_is_a_lost_race(
+    add_accounts: AddAccounts, repository: Repository, engine: Engine
+) -> None:
+    add_accounts(1)
+    account_id = account(engine, "user0")["id"]
+    next_attempt_at = datetime.now(UTC) + FIRST_BACKOFF
+
+    with repository.claim(account_id, None) as claim:
+        assert claim is not None
+        raced = store_newer_pair_meanwhile(engine, account_id)
+        written = claim.record_failure("refresh failed: HTTP 503", next_attempt_at, [])
+
+    row = account(engine, "user0")
+    if raced:
+        assert written == WriteResult.LOST_RACE
+        assert row["consecutive_failures"] == 0
+        assert row["last_error"] is None
+        assert row["next_attempt_at"] < next_attempt_at
+    else:
+        assert written == WriteResult.WRITTEN
+        assert row["consecutive_failures"] == 1
+        assert row["last_error"] == "refresh failed: HTTP 503"
+        assert row["next_attempt_at"] == next_attempt_at
+    assert row["status"] == AccountStatus.ACTIVE
+
+
+# ----------------------------------------------------------------------------- (c) invalid_client
+
+
+def test_invalid_client_stops_the_run_and_marks_nothing(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    issued = add_accounts(3)
+    accounts_before = all_rows(engine)["accounts"]
+
+    result = refresh(cli, *WINDOW, "--concurrency", "1", env={"TIKTOK_CLIENT_SECRET": WRONG_SECRET})
+
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    error_line = (
+        "error: TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / TIKTOK_CLIENT_SECRET),"
+        " so the run stopped and no account was marked. TikTok said: invalid_client (HTTP 401):"
+        " Client key or secret is invalid."
+    )
+    assert result.stderr.splitlines()[-1] == error_line
+    # One request, with the wrong secret; no account's token was presented again.
+    [received] = standin.received
+    assert received.form["client_secret"] == WRONG_SECRET
+    assert sum(standin.presented()[tokens.refresh_token] for tokens in issued) == 1
+    for tokens in issued:
+        assert standin.is_valid(tokens.refresh_token)
+    # No account changed at all: no status, no last_error, no back-off, no history.
+    after = all_rows(engine)
+    assert after["accounts"] == accounts_before
+    assert after["attempts"] == []
+    [run] = after["runs"]
+    assert run["outcome"] == "config_error"
+    assert run["exit_code"] == 3
+    assert run["finished_at"] is not None
+    assert run["message"] == error_line.removeprefix("error: ")
+    assert_no_tokens(standin, result)
+    assert_history_has_no_tokens(engine, standin)
+
+
+# ----------------------------------------------------------------------------- (d) transient
+
+
+def test_503_then_success_refreshes_with_two_attempts(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    [tokens] = add_accounts(1)
+    standin.script(Reply(503, "<html>Service Unavailable</html>"), open_id="user0")
+
+    result = refresh(cli, *WINDOW, *FAST, "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == {"refreshed": 1, "expired": 0, "failed": 0, "skipped": 0}
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.ACTIVE
+    assert row["last_error"] is None
+    assert row["consecutive_failures"] == 0
+    assert row["token_generation"] == 2
+    history = attempts(engine, row["id"])
+    assert [(a["outcome"], a["http_status"]) for a in history] == [
+        ("failed", 503),
+        ("refreshed", 200),
+    ]
+    assert history[0]["message"] == "HTTP 503 from TikTok"
+    assert standin.presented()[tokens.refresh_token] == 2
+    assert standin.refresh_count("user0") == 1
+    assert_no_tokens(standin, result)
+
+
+def test_503_three_times_fails_backs_off_and_is_skipped_until_forced(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    [tokens] = add_accounts(1)
+    standin.script(*[Reply(503)] * 3, open_id="user0")
+    before = datetime.now(UTC)
+
+    result = refresh(cli, *WINDOW, *FAST)
+
+    after = datetime.now(UTC)
+    assert result.exit_code == 1
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.ACTIVE
+    assert row["consecutive_failures"] == 1
+    assert row["token_generation"] == 1
+    assert row["last_error"] == "refresh failed: HTTP 503 from TikTok"
+    assert before + FIRST_BACKOFF <= row["next_attempt_at"] <= after + FIRST_BACKOFF
+    history = attempts(engine, row["id"])
+    assert [(a["outcome"], a["http_status"]) for a in history] == [("failed", 503)] * 3
+    assert standin.presented()[tokens.refresh_token] == 3
+    assert result.stdout.splitlines()[1] == (
+        f"  account {row['id']} (user0): failed: refresh failed: HTTP 503 from TikTok"
+    )
+    assert result.stdout.splitlines()[0].startswith(
+        "Refreshed 0 of 1 account(s): 0 expired, 1 failed, 0 skipped"
+    )
+
+    # The next run leaves it alone: its next attempt time has not come.
+    again = refresh(cli, *WINDOW, *FAST)
+    assert again.exit_code == 0
+    assert again.stdout == "Nothing to refresh: no account is due.\n"
+    assert len(standin.received) == 3
+    planned = refresh(cli, *WINDOW, "--dry-run", "--json")
+    assert planned.json()["count"] == 0
+
+    # --account-id forces it.
+    forced = refresh(cli, "--account-id", str(row["id"]), *FAST, "--json")
+    assert forced.exit_code == 0, forced.stderr
+    assert forced.json()["counts"]["refreshed"] == 1
+    row = account(engine, "user0")
+    assert row["consecutive_failures"] == 0
+    assert row["last_error"] is None
+    assert row["token_generation"] == 2
+    assert standin.refresh_count("user0") == 1
+    assert_no_tokens(standin, result, again, forced)
+    assert_history_has_no_tokens(engine, standin)
+
+
+@pytest.mark.parametrize("retry_after", ["0", "1"])
+def test_429_retry_after_is_honoured_then_success(
+    cli: Cli,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    engine: Engine,
+    retry_after: str,
+) -> None:
+    add_accounts(1)
+    standin.script(Reply(429, headers={"Retry-After": retry_after}), open_id="user0")
+
+    result = refresh(cli, *WINDOW, *FAST, "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"]["refreshed"] == 1
+    first, second = standin.received
+    assert second.at - first.at >= float(retry_after)
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.ACTIVE
+    assert row["token_generation"] == 2
+    history = attempts(engine, row["id"])
+    assert [(a["outcome"], a["http_status"]) for a in history] == [
+        ("failed", 429),
+        ("refreshed", 200),
+    ]
+
+
+def test_long_retry_after_stops_the_run_and_leaves_the_rest(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    issued = add_accounts(3)
+    standin.script(Reply(429, headers={"Retry-After": "3600"}), open_id="user0")
+    before = datetime.now(UTC)
+
+    result = refresh(cli, *WINDOW, *FAST, "--concurrency", "1", "--json")
+
+    assert result.exit_code == 1
+    report = result.json()
+    assert report["outcome"] == "stopped"
+    assert report["stopped"]["reason"] == "rate_limited"
+    assert report["stopped"]["left_due"] == 2
+    assert report["counts"] == {"refreshed": 0, "expired": 0, "failed": 1, "skipped": 0}
+    assert len(standin.received) == 1
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.ACTIVE
+    assert row["next_attempt_at"] >= before + timedelta(seconds=3600)
+    for tokens in issued[1:]:
+        assert standin.presented()[tokens.refresh_token] == 0
+        assert account(engine, tokens.open_id)["token_generation"] == 1
+
+
+def test_html_garbage_with_200_is_transient(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    [tokens] = add_accounts(1)
+    standin.default = Reply(200, "<html><body>Please enable JavaScript</body></html>")
+
+    result = refresh(cli, *WINDOW, *FAST)
+
+    assert result.exit_code == 1
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.ACTIVE
+    assert row["consecutive_failures"] == 1
+    assert row["last_error"] == "refresh failed: TikTok's answer is not a JSON object"
+    history = attempts(engine, row["id"])
+    assert [(a["outcome"], a["http_status"]) for a in history] == [("failed", 200)] * 3
+
+    standin.default = None
+    forced = refresh(cli, "--account-id", str(row["id"]), *FAST)
+    assert forced.exit_code == 0, forced.stdout
+    assert standin.refresh_count("user0") == 1
+    assert standin.presented()[tokens.refresh_token] == 4
+    assert_no_tokens(standin, result, forced)
+    assert_history_has_no_tokens(engine, standin)
+
+
+# ----------------------------------------------------------------------------- (e), (f) timeouts
+
+
+def test_lost_answer_then_invalid_grant_expires_and_says_the_answer_was_lost(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    [tokens] = add_accounts(1)
+    standin.script(Reply(delay=1.0, consume=True), open_id="user0")
+
+    result = refresh(cli, *WINDOW, *FAST, "--json")
+
+    assert result.exit_code == 1
+    assert standin.lost_rotation_count("user0") == 1
+    assert standin.presented()[tokens.refresh_token] == 2
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.EXPIRED
+    assert row["last_error"] == (
+        "TikTok rejected the refresh token: invalid_grant (HTTP 400): Refresh token is invalid "
+        "or expired.; an earlier attempt in this run got no answer, so TikTok probably rotated "
+        "the token then and the response carrying the new one was lost"
+    )
+    history = attempts(engine, row["id"])
+    assert [(a["outcome"], a["http_status"], a["error_code"]) for a in history] == [
+        ("failed", None, None),
+        ("expired", 400, "invalid_grant"),
+    ]
+    [problem] = result.json()["problems"]
+    assert problem["result"] == "expired"
+    assert "the response carrying the new one was lost" in problem["detail"]
+    assert_no_tokens(standin, result)
+    assert_history_has_no_tokens(engine, standin)
+
+
+def test_read_timeout_then_success_on_retry(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    [tokens] = add_accounts(1)
+    standin.script(Reply(delay=1.0, consume=False), open_id="user0")
+
+    result = refresh(cli, *WINDOW, *FAST, "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"]["refreshed"] == 1
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.ACTIVE
+    assert row["last_error"] is None
+    assert row["token_generation"] == 2
+    assert standin.presented()[tokens.refresh_token] == 2
+    history = attempts(engine, row["id"])
+    assert [(a["outcome"], a["http_status"]) for a in history] == [
+        ("failed", None),
+        ("refreshed", 200),
+    ]
+    assert history[0]["message"] == (
+        "no answer from TikTok before the read timeout (the token may have been rotated)"
+    )
+
+
+def test_read_timeout_every_time_fails_and_warns_about_rotation(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(1)
+    standin.script(*[Reply(delay=1.0)] * 3, open_id="user0")
+
+    result = refresh(cli, *WINDOW, *FAST)
+
+    assert result.exit_code == 1
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.ACTIVE
+    assert row["consecutive_failures"] == 1
+    assert row["last_error"] == (
+        "refresh failed: no answer from TikTok before the read timeout (the token may have been "
+        "rotated); TikTok may have rotated the token without the answer arriving: if the next "
+        "attempt is rejected, the user must reconnect"
+    )
+
+
+# ----------------------------------------------------------------------------- (g) omitted token
+
+
+def test_omitted_refresh_token_keeps_the_old_one(
+    cli: Cli,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    engine: Engine,
+    fernet_key: str,
+) -> None:
+    [tokens] = add_accounts(1)
+    standin.omit_refresh_token = True
+
+    first = refresh(cli, *WINDOW, "--json")
+
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["counts"]["refreshed"] == 1
+    row = account(engine, "user0")
+    assert row["token_generation"] == 2
+    assert stored_refresh_token(engine, "user0", fernet_key) == tokens.refresh_token
+
+    second = refresh(cli, "--account-id", str(row["id"]), "--json")
+
+    assert second.exit_code == 0, second.stderr
+    assert standin.presented()[tokens.refresh_token] == 2
+    assert stored_refresh_token(engine, "user0", fernet_key) == tokens.refresh_token
+    assert account(engine, "user0")["token_generation"] == 3
+    token = cli("accounts", "token", "--open-id", "user0")
+    assert token.stdout.strip() in standin.issued_tokens
+    assert token.stdout.strip() != tokens.access_token
+
+
+# ----------------------------------------------------------------------------- (h) wrong open_id
+
+
+def test_grant_for_another_open_id_stores_tokens_and_disables(
+    cli: Cli,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    engine: Engine,
+    fernet_key: str,
+) -> None:
+    [tokens] = add_accounts(1)
+    standin.wrong_open_id = "someone-else"
+
+    result = refresh(cli, *WINDOW)
+
+    assert result.exit_code == 1
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.DISABLED
+    assert row["last_error"] == (
+        "TikTok says this refresh token belongs to open_id 'someone-else': the new tokens are "
+        "stored, but the account is disabled until someone checks it"
+    )
+    # The rotated pair was stored: the old refresh token is dead, the new one is kept.
+    assert not standin.is_valid(tokens.refresh_token)
+    assert stored_refresh_token(engine, "user0", fernet_key) == (
+        standin.current_refresh_token("user0")
+    )
+    assert row["token_generation"] == 2
+    assert f"  account {row['id']} (user0): failed: TikTok says" in result.stdout
+    assert_no_tokens(standin, result)
+    assert_history_has_no_tokens(engine, standin)
+
+
+# ----------------------------------------------------------------------------- (i) dry run
+
+
+def test_dry_run_lists_due_accounts_calls_nothing_writes_nothing(
+    cli: Cli,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    engine: Engine,
+    database_url: str,
+) -> None:
+    add_accounts(2, label="shop")
+    add_accounts(1, prefix="later", expires_in=86_400)
+    rows_before = all_rows(engine)
+    files_before = sqlite_files(database_url)
+
+    result = refresh(cli, *WINDOW, "--dry-run", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert set(report) == {"command", "dry_run", "started_at", "count", "would_refresh"}
+    assert (report["command"], report["dry_run"], report["count"]) == ("refresh", True, 2)
+    listed = report["would_refresh"]
+    assert [item["open_id"] for item in listed] == ["user0", "user1"]
+    by_open_id = {row["open_id"]: row for row in rows_before["accounts"]}
+    for item in listed:
+        assert set(item) == {"account_id", "open_id", "label", "access_expires_at", "reason"}
+        assert item["account_id"] == by_open_id[item["open_id"]]["id"]
+        assert item["label"] == "shop"
+        assert item["reason"].startswith("access token expires in 1h59m")
+    assert standin.received == []
+    assert all_rows(engine) == rows_before
+    assert sqlite_files(database_url) == files_before
+
+    plain = refresh(cli, *WINDOW, "--dry-run")
+    assert plain.exit_code == 0
+    shown = plain.stdout.splitlines()
+    headers = [line for line in shown if line.split()[:2] == ["id", "open_id"]]
+    assert [header.split() for header in headers] == [
+        ["id", "open_id", "label", "access", "expires", "why"]
+    ]
+    rows = shown[shown.index(headers[0]) + 1 :]
+    assert [row.split()[1] for row in rows] == ["user0", "user1"]
+    assert all("access token expires in 1h59m" in row for row in rows)
+
+    explicit = refresh(cli, "--dry-run", "--json", "--account-id", str(by_open_id["later0"]["id"]))
+    [item] = explicit.json()["would_refresh"]
+    assert item["reason"] == "requested with --account-id (status active)"
+
+    assert standin.received == []
+    assert all_rows(engine) == rows_before
+    assert sqlite_files(database_url) == files_before
+    assert_no_tokens(standin, result, plain, explicit)
+
+
+def sqlite_files(database_url: str) -> dict[str, bytes]:
+    """The SQLite database file and its WAL, byte for byte; {} on PostgreSQL."""
+    if not database_url.startswith("sqlite"):
+        return {}
+    path = Path(database_url.removeprefix("sqlite:///"))
+    files = {path.name: path.read_bytes()}
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        files[wal.name] = wal.read_bytes()
+    for lock in path.parent.glob("*.lock"):
+        files[lock.name] = b"lock file"
+    return files
+
+
+# ----------------------------------------------------------------------------- (j) --account-id
+
+
+def test_account_id_refreshes_it_whatever_its_expiry_or_status(
+    cli: Cli,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    engine: Engine,
+    repository: Repository,
+) -> None:
+    [not_due] = add_accounts(1, prefix="later", expires_in=86_400)
+    [expired] = add_accounts(1, prefix="gone")
+    not_due_id = account(engine, "later0")["id"]
+    expired_id = account(engine, "gone0")["id"]
+    assert repository.set_status(expired_id, AccountStatus.EXPIRED)
+    # Nothing is due in the normal sense.
+    assert refresh(cli, "--dry-run", "--json").json()["count"] == 0
+
+    result = refresh(
+        cli, "--account-id", str(not_due_id), "--account-id", str(expired_id), "--json"
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == {"refreshed": 2, "expired": 0, "failed": 0, "skipped": 0}
+    assert standin.presented()[not_due.refresh_token] == 1
+    assert standin.presented()[expired.refresh_token] == 1
+    assert account(engine, "later0")["token_generation"] == 2
+    revived = account(engine, "gone0")
+    assert revived["token_generation"] == 2
+    assert revived["status"] == AccountStatus.ACTIVE
+
+
+@pytest.mark.parametrize("concurrency", ["1", "8"])
+def test_repeated_account_id_is_refreshed_once(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine, concurrency: str
+) -> None:
+    [tokens] = add_accounts(1)
+    account_id = str(account(engine, "user0")["id"])
+
+    result = refresh(
+        cli,
+        *("--account-id", account_id) * 3,
+        "--concurrency",
+        concurrency,
+        "--json",
+    )
+
+    assert result.exit_code == 0, result.stdout
+    # A refresh token is single use: presenting it twice in flight gets one invalid_grant, and
+    # refreshing again after success rotates the pair for nothing.
+    assert standin.presented()[tokens.refresh_token] == 1
+    assert len(standin.received) == 1
+    assert standin.refresh_count("user0") == 1
+    assert result.json()["counts"] == {"refreshed": 1, "expired": 0, "failed": 0, "skipped": 0}
+    row = account(engine, "user0")
+    assert row["status"] == AccountStatus.ACTIVE
+    assert row["token_generation"] == 2
+
+
+def test_unknown_account_id_refreshes_nothing(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(1)
+    known = str(account(engine, "user0")["id"])
+    before = all_rows(engine)
+
+    result = refresh(cli, "--account-id", "999")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == "error: no account with id 999\n"
+
+    mixed = refresh(cli, "--account-id", known, "--account-id", "999", "--account-id", "998")
+    assert mixed.exit_code == 2
+    assert mixed.stderr == "error: no accounts with ids 998, 999\n"
+
+    assert standin.received == []
+    assert all_rows(engine) == before
+
+
+# ----------------------------------------------------------------------------- (k), (l) exit, -q
+
+
+def test_exit_0_when_nothing_is_due_or_all_refreshed(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts
+) -> None:
+    empty = refresh(cli)
+    assert empty.exit_code == 0
+    assert empty.stdout == "Nothing to refresh: no account is due.\n"
+
+    add_accounts(2)
+    not_due = refresh(cli, "--window", "1h")
+    assert not_due.exit_code == 0
+    assert not_due.stdout == "Nothing to refresh: no account is due.\n"
+    assert standin.received == []
+
+    done = refresh(cli, *WINDOW)
+    assert done.exit_code == 0
+    assert done.stdout.startswith("Refreshed 2 of 2 account(s): 0 expired, 0 failed, 0 skipped")
+    assert standin.refresh_count() == 2
+
+
+def test_quiet_prints_nothing_on_success_and_the_summary_on_failure(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(2)
+    quiet_ok = refresh(cli, *WINDOW, "-q")
+    assert quiet_ok.exit_code == 0
+    assert (quiet_ok.stdout, quiet_ok.stderr) == ("", "")
+    assert standin.refresh_count() == 2
+
+    [failing] = add_accounts(1, prefix="bad")
+    standin.revoke("bad0")
+    quiet_failed = refresh(cli, *WINDOW, "-q")
+    assert quiet_failed.exit_code == 1
+    lines = quiet_failed.stdout.splitlines()
+    # --window 3h takes the 2-hour tokens refreshed a moment ago again, and the bad one.
+    assert lines[0].startswith("Refreshed 2 of 3 account(s): 1 expired, 0 failed, 0 skipped")
+    assert lines[1] == (
+        f"  account {account(engine, 'bad0')['id']} (bad0): expired: TikTok rejected the refresh "
+        "token: invalid_grant (HTTP 400): Refresh token is invalid or expired."
+    )
+    assert standin.presented()[failing.refresh_token] == 1
+    assert len(lines) == 3  # the summary, the account, the advice to reconnect
+    assert quiet_failed.stderr == ""
+    assert_no_tokens(standin, quiet_ok, quiet_failed)
+
+
+# ----------------------------------------------------------------------------- (m) runs
+
+
+def test_runs_are_recorded_and_shown_by_status(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(3)
+    standin.revoke("user2")
+    before = datetime.now(UTC)
+
+    result = refresh(cli, *WINDOW, "--json")
+
+    assert result.exit_code == 1
+    report = result.json()
+    [run] = runs(engine)
+    assert report["run_id"] == run["id"]
+    assert run["command"] == "refresh"
+    assert run["outcome"] == "failures"
+    assert run["exit_code"] == 1
+    assert json.loads(run["counts"]) == {"refreshed": 2, "expired": 1, "failed": 0, "skipped": 0}
+    assert before <= run["started_at"] <= run["finished_at"]
+    assert run["host"]
+    assert run["pid"] > 0
+    assert run["message"] is None
+    with engine.connect() as connection:
+        run_ids = set(connection.execute(select(Attempt.run_id)).scalars())
+    assert run_ids == {run["id"]}
+
+    status = cli("status", "--json")
+    assert status.exit_code == 0, status.stderr
+    shown = status.json()
+    last = shown["last_runs"]["refresh"]
+    assert last["id"] == run["id"]
+    assert last["outcome"] == "failures"
+    assert last["exit_code"] == 1
+    assert last["counts"] == {"refreshed": 2, "expired": 1, "failed": 0, "skipped": 0}
+    assert shown["last_successful_runs"]["refresh"] is None
+    assert shown["reconnect_needed"]["count"] == 1
+    assert shown["reconnect_needed"]["accounts"][0]["open_id"] == "user2"
+
+    ok = refresh(cli, *WINDOW, "--json")  # the two active accounts are due again within 3h
+    assert ok.exit_code == 0
+    shown = cli("status", "--json").json()
+    assert shown["last_runs"]["refresh"]["id"] == ok.json()["run_id"]
+    assert shown["last_runs"]["refresh"]["outcome"] == "ok"
+    assert shown["last_runs"]["refresh"]["counts"] == {
+        "refreshed": 2,
+        "expired": 0,
+        "failed": 0,
+        "skipped": 0,
+    }
+    assert shown["last_successful_runs"]["refresh"]["id"] == ok.json()["run_id"]
+    assert len(runs(engine)) == 2
+    assert_no_tokens(standin, result, status, ok)
+
+
+def test_a_forced_refresh_keeps_a_disabled_account_disabled(
+    cli: Cli,
+    add_accounts: Callable[..., list[IssuedTokens]],
+    engine: Engine,
+    standin: TikTokStandIn,
+) -> None:
+    [tokens] = add_accounts(1)
+    assert cli("accounts", "disable", "1").exit_code == 0
+    result = refresh(cli, "--account-id", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"]["refreshed"] == 1
+    assert standin.presented()[tokens.refresh_token] == 1
+    with engine.connect() as connection:
+        status = connection.execute(select(Account.status).where(Account.id == 1)).scalar_one()
+    assert status == AccountStatus.DISABLED
