@@ -102,7 +102,10 @@ def test_advisory_lock_is_exclusive_and_released(pg_engine: Engine) -> None:
     # Released on the server, not only forgotten by the client.
     with engine.connect() as connection:
         held = connection.execute(
-            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
         ).scalar_one()
     assert held == 0
     with second:
@@ -118,7 +121,8 @@ def test_a_dropped_lock_connection_is_noticed(pg_engine: Engine) -> None:
         connection.execute(
             text(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND granted"
+                "WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
         )
     assert not lock.still_held()
