@@ -392,11 +392,15 @@ class Refresher:
         control = self._control
         slots = threading.BoundedSemaphore(options.concurrency)
         with ThreadPoolExecutor(options.concurrency, thread_name_prefix="refresh") as pool:
-            for candidate in self._candidates(options, due):
-                if not self._wait_for_slot(slots):
-                    break
-                future = pool.submit(work.refresh_one, candidate)
-                future.add_done_callback(partial(_finished, slots=slots, control=control))
+            try:
+                for candidate in self._candidates(options, due):
+                    if not self._wait_for_slot(slots):
+                        break
+                    future = pool.submit(work.refresh_one, candidate)
+                    future.add_done_callback(partial(_finished, slots=slots, control=control))
+            except DatabaseError as error:
+                # Reading the next batch failed; the refreshes in flight still finish.
+                control.stop(StopReason.DATABASE_ERROR, str(error))
 
     def _wait_for_slot(self, slots: threading.BoundedSemaphore) -> bool:
         """Block until fewer than `concurrency` accounts are in flight; False: stop instead."""
