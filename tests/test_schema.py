@@ -10,9 +10,11 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from conftest import Cli, PostgresServer
 from tokenrefresh.storage import schema
+from tokenrefresh.storage.engine import create_database_engine
 from tokenrefresh.storage.models import Base
 
 
@@ -91,3 +93,52 @@ def test_password_in_database_url_is_never_shown(cli: Cli) -> None:
     assert result.exit_code == 3
     assert "hunter2-secret" not in result.stderr + result.stdout
     assert "someone:***@" in result.stderr
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    from alembic import command
+
+    engine = create_database_engine(make_url(url).set(drivername=_driver(url)))
+    config = Config()
+    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+def _driver(url: str) -> str:
+    return "postgresql+psycopg" if url.startswith("postgresql") else "sqlite"
+
+
+@pytest.mark.postgres
+def test_postgresql_at_an_older_revision_is_upgraded_only_on_request(
+    cli: Cli, postgres_server: PostgresServer
+) -> None:
+    name = postgres_server.empty_database()
+    try:
+        url = postgres_server.url(name).render_as_string(hide_password=False)
+        _upgrade_to(url, "0001")
+        env = {"TOKENREFRESH_DATABASE_URL": url}
+        stale = cli("refresh", "--dry-run", env=env)
+        assert stale.exit_code == 3
+        assert stale.stderr == (
+            f"error: the database schema is at revision 0001, this tokenrefresh needs "
+            f"{schema.HEAD_REVISION}: run `tokenrefresh db upgrade`\n"
+        )
+        upgraded = cli("db", "upgrade", env=env)
+        assert upgraded.exit_code == 0, upgraded.stderr
+        assert f"from 0001 to revision {schema.HEAD_REVISION}" in upgraded.stdout
+        assert cli("refresh", "--dry-run", env=env).exit_code == 0
+    finally:
+        postgres_server.drop(name)
+
+
+def test_sqlite_at_an_older_revision_is_upgraded_on_first_use(cli: Cli, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _upgrade_to(url, "0001")
+    result = cli("accounts", "list", env={"TOKENREFRESH_DATABASE_URL": url})
+    assert result.exit_code == 0, result.stderr
+    current = cli("db", "current", env={"TOKENREFRESH_DATABASE_URL": url})
+    assert current.exit_code == 0
+    assert f"revision {schema.HEAD_REVISION}" in current.stdout

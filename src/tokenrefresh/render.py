@@ -10,15 +10,17 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from tokenrefresh.accounts import AccountDetails, ImportReport
-from tokenrefresh.cleanup import CleanupReport
 from tokenrefresh.durations import format_duration
-from tokenrefresh.keys import KeyCheckReport, RotateReport
-from tokenrefresh.refresher import AccountResult, RunReport
-from tokenrefresh.status import HealthProblem, StatusReport
-from tokenrefresh.storage.records import AccountView, AttemptView, RunView
+
+if TYPE_CHECKING:  # types only: `status` need not import the refresher's HTTP stack
+    from tokenrefresh.accounts import AccountDetails, ImportReport
+    from tokenrefresh.cleanup import CleanupReport
+    from tokenrefresh.keys import KeyCheckReport, RotateReport
+    from tokenrefresh.refresher import AccountResult, RunReport
+    from tokenrefresh.status import HealthProblem, StatusReport
+    from tokenrefresh.storage.records import AccountView, AttemptView, RunView
 
 __all__ = [
     "Output",

@@ -110,6 +110,13 @@ class Account(Base):
             sqlite_where=text("status = 'active'"),
         ),
         Index("ix_accounts_status", "status"),
+        # `status` counts the failing accounts: few, so a small partial index.
+        Index(
+            "ix_accounts_failing",
+            "id",
+            postgresql_where=text("consecutive_failures > 0"),
+            sqlite_where=text("consecutive_failures > 0"),
+        ),
         Index("ix_accounts_refresh_expires_at", "refresh_expires_at"),
     )
 

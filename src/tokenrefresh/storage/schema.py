@@ -15,7 +15,7 @@ from tokenrefresh.errors import SchemaNotCurrent
 
 __all__ = ["HEAD_REVISION", "SchemaState", "current_revision", "ensure_current", "upgrade"]
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
