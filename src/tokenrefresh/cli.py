@@ -271,7 +271,9 @@ def refresh(
     monitoring = _monitoring("refresh", settings, metrics_file, window, enabled=not dry_run)
     with Context(settings) as context:
         cipher = context.cipher()
-        client = context.client(read_timeout=http_timeout)
+        # A dry run checks that the credentials are there, but never needs the HTTP stack.
+        settings.require_client_credentials()
+        client = None if dry_run else context.client(read_timeout=http_timeout)
         repository = context.repository(pool_size=concurrency + 2)
         lock = None if dry_run else context.run_lock("refresh", shard)
         observer = _observer(monitoring, show_progress=not (quiet or as_json or dry_run))

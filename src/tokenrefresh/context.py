@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from functools import cached_property
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.locks import AdvisoryLock, FileRunLock, RunLock
 from tokenrefresh.settings import Settings
@@ -28,7 +27,10 @@ from tokenrefresh.storage.engine import (
 )
 from tokenrefresh.storage.records import Shard
 from tokenrefresh.storage.repository import Repository
-from tokenrefresh.tiktok import TikTokClient
+
+if TYPE_CHECKING:  # imported where used: `status` needs neither cryptography nor requests
+    from tokenrefresh.crypto import TokenCipher
+    from tokenrefresh.tiktok import TikTokClient
 
 __all__ = ["Context", "lock_name"]
 
@@ -81,9 +83,13 @@ class Context:
         return Repository(self.engine(pool_size=pool_size, check_schema=check_schema))
 
     def cipher(self) -> TokenCipher:
+        from tokenrefresh.crypto import TokenCipher
+
         return TokenCipher(self.settings.require_encryption_keys())
 
     def client(self, *, read_timeout: float) -> TikTokClient:
+        from tokenrefresh.tiktok import TikTokClient
+
         if self._client is None:
             self._client = TikTokClient(
                 self.settings.require_client_credentials(),

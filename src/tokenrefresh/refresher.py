@@ -280,7 +280,7 @@ class Refresher:
         self,
         repository: Repository,
         cipher: TokenCipher,
-        client: TokenEndpoint,
+        client: TokenEndpoint | None,
         lock: RunLock | None,
         *,
         clock: Clock = utcnow,
@@ -316,8 +316,8 @@ class Refresher:
         self._check_keys(due, options.account_ids)
         if options.dry_run:
             return self._plan(options, due)
-        if self._lock is None:
-            raise ValueError("a refresh that writes needs a run lock")
+        if self._lock is None or self._client is None:
+            raise ValueError("a refresh that writes needs a run lock and a TikTok client")
         with self._lock:
             return self._run_locked(options, due)
 
@@ -524,6 +524,8 @@ class _Work:
         *,
         explicit: bool,
     ) -> None:
+        assert refresher._client is not None
+        self._client = refresher._client
         self._r = refresher
         self._report = report
         self._control = control
@@ -608,7 +610,7 @@ class _Work:
         started_at = self._r._clock()
         throttled, retry_after = False, None
         try:
-            grant = self._r._client.refresh(refresh_token)
+            grant = self._client.refresh(refresh_token)
         except UserTokenRejected as rejected:
             self._breaker.record(failed=False)
             calls.add(started_at, Result.EXPIRED, rejected)

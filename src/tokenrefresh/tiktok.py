@@ -12,6 +12,7 @@ seen to be 200, so the body's `error` is read first, whatever the status.
 from __future__ import annotations
 
 import email.utils
+import os
 import re
 import threading
 import time
@@ -179,6 +180,13 @@ class TikTokClient:
             adapter = HTTPAdapter(max_retries=Retry(total=0, redirect=0, raise_on_status=False))
             session.mount("https://", adapter)
             session.mount("http://", adapter)
+            # The proxy and CA environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE) is read
+            # once here instead of on every call, and ~/.netrc is never consulted.
+            session.trust_env = False
+            session.proxies = requests.utils.get_environ_proxies(self._url)
+            session.verify = (
+                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            )
             session.headers["User-Agent"] = f"tokenrefresh/{__version__}"
             session.headers["Accept"] = "application/json"
             self._local.session = session

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -27,6 +27,10 @@ from sqlalchemy import (
     Engine,
     Executable,
     Row,
+    Select,
+    Text,
+    and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -144,21 +148,14 @@ class Claim:
 
     def mark_expired(self, reason: str, attempts: Sequence[AttemptRecord]) -> str:
         """Mark the account expired, unless a newer token pair was stored meanwhile."""
-        return self._conditional(
-            {"status": AccountStatus.EXPIRED.value, "last_error": reason}, attempts
-        )
+        return self._conditional(_MARK_EXPIRED, {"b_error": reason}, attempts)
 
     def record_failure(
         self, reason: str, next_attempt_at: datetime, attempts: Sequence[AttemptRecord]
     ) -> str:
         """Count a failed refresh and push the next attempt back; the account stays active."""
         return self._conditional(
-            {
-                "last_error": reason,
-                "consecutive_failures": Account.consecutive_failures + 1,
-                "next_attempt_at": next_attempt_at,
-            },
-            attempts,
+            _RECORD_FAILURE, {"b_error": reason, "b_next_attempt": next_attempt_at}, attempts
         )
 
     def release(self) -> None:
@@ -169,10 +166,14 @@ class Claim:
         if held is not None:
             _close_quietly(held[0])
 
-    def _conditional(self, values: dict[str, Any], attempts: Sequence[AttemptRecord]) -> str:
+    def _conditional(
+        self, statement: Executable, parameters: dict[str, Any], attempts: Sequence[AttemptRecord]
+    ) -> str:
         repository = self._repository
         work = self._with_attempts(
-            lambda connection: repository._conditional_update(connection, self.account, values),
+            lambda connection: repository._conditional_update(
+                connection, self.account, statement, parameters
+            ),
             attempts,
         )
         return self._commit(self._end(), work)
@@ -392,11 +393,10 @@ class Repository:
         With `due`, the account must still match it (checked after locking, so an account
         another run refreshed a moment ago is not refreshed again); without, any status.
         """
-        query = select(*_CLAIM_COLUMNS).where(Account.id == account_id)
-        if due is not None:
-            query = query.where(*_due_conditions(due))
+        query = _claim_statement(due is not None, due is not None and due.shard is not None)
+        parameters = {"b_id": account_id, **(_due_parameters(due) if due is not None else {})}
         if not self.holds_row_locks:
-            found = self._row(query)
+            found = self._read(lambda c: c.execute(query, parameters).one_or_none())
             claim = Claim(self, _claimed(found), run_id, None) if found is not None else None
             yield claim
             return
@@ -404,7 +404,9 @@ class Repository:
             connection = self.engine.connect()
             try:
                 transaction = connection.begin()
-                row = connection.execute(query.with_for_update(skip_locked=True)).one_or_none()
+                row = connection.execute(
+                    query.with_for_update(skip_locked=True), parameters
+                ).one_or_none()
             except BaseException:
                 connection.close()
                 raise
@@ -671,45 +673,46 @@ class Repository:
         status: AccountStatus,
         error: str | None,
     ) -> str:
-        now = self._clock()
-        values: dict[str, Any] = {
-            "access_token_ciphertext": tokens.access_token_ciphertext,
-            "access_expires_at": tokens.access_expires_at,
-            "status": status.value,
-            "token_generation": Account.token_generation + 1,
-            "last_refreshed_at": now,
-            "last_error": error,
-            "consecutive_failures": 0,
-            "next_attempt_at": now,
-            "updated_at": now,
-        }
-        # Never overwrite a stored token with nothing: TikTok may leave the refresh token out.
-        if tokens.refresh_token_ciphertext is not None:
-            values["refresh_token_ciphertext"] = tokens.refresh_token_ciphertext
-        if tokens.refresh_expires_at is not None:
-            values["refresh_expires_at"] = tokens.refresh_expires_at
-        if tokens.scope is not None:
-            values["scope"] = tokens.scope
-        result = connection.execute(update(Account).where(Account.id == account_id).values(values))
+        result = connection.execute(
+            _SAVE_GRANT,
+            {
+                "b_id": account_id,
+                "b_access": tokens.access_token_ciphertext,
+                "b_access_expires": tokens.access_expires_at,
+                # None keeps the stored value (COALESCE): never a token overwritten with nothing.
+                "b_refresh": tokens.refresh_token_ciphertext,
+                "b_refresh_expires": tokens.refresh_expires_at,
+                "b_scope": tokens.scope,
+                "b_status": status.value,
+                "b_error": error,
+                "b_now": self._clock(),
+            },
+        )
         return WriteResult.WRITTEN if result.rowcount else WriteResult.GONE
 
     def _conditional_update(
-        self, connection: Connection, account: ClaimedAccount, values: dict[str, Any]
+        self,
+        connection: Connection,
+        account: ClaimedAccount,
+        statement: Executable,
+        parameters: dict[str, Any],
     ) -> str:
-        """Re-read the generation, then write only if nobody stored a newer token pair."""
-        current = connection.execute(
-            select(Account.token_generation).where(Account.id == account.id)
-        ).scalar_one_or_none()
-        if current is None:
-            return WriteResult.GONE
-        if current != account.token_generation:
-            return WriteResult.LOST_RACE
-        connection.execute(
-            update(Account)
-            .where(Account.id == account.id)
-            .values({**values, "updated_at": self._clock()})
+        """Write only if nobody stored a newer token pair since the claim read the row."""
+        result = connection.execute(
+            statement,
+            {
+                **parameters,
+                "b_id": account.id,
+                "b_generation": account.token_generation,
+                "b_now": self._clock(),
+            },
         )
-        return WriteResult.WRITTEN
+        if result.rowcount:
+            return WriteResult.WRITTEN
+        exists = connection.execute(
+            select(Account.id).where(Account.id == account.id)
+        ).scalar_one_or_none()
+        return WriteResult.LOST_RACE if exists is not None else WriteResult.GONE
 
     def _insert_attempts(
         self,
@@ -720,7 +723,7 @@ class Repository:
     ) -> None:
         if attempts:
             connection.execute(
-                insert(Attempt),
+                _INSERT_ATTEMPT,
                 [
                     {
                         "account_id": account_id,
@@ -896,6 +899,88 @@ _RUN_COLUMNS = (
     Run.counts,
     Run.message,
 )
+
+
+# The statements run once per refreshed account, built once: SQLAlchemy then reuses their
+# compiled form instead of rebuilding and re-keying a statement for every account.
+_SAVE_GRANT = (
+    update(Account)
+    .where(Account.id == bindparam("b_id"))
+    .values(
+        access_token_ciphertext=bindparam("b_access"),
+        access_expires_at=bindparam("b_access_expires", type_=UTCDateTime()),
+        refresh_token_ciphertext=func.coalesce(
+            bindparam("b_refresh", type_=Text()), Account.refresh_token_ciphertext
+        ),
+        refresh_expires_at=func.coalesce(
+            bindparam("b_refresh_expires", type_=UTCDateTime()), Account.refresh_expires_at
+        ),
+        scope=func.coalesce(bindparam("b_scope", type_=Text()), Account.scope),
+        status=bindparam("b_status"),
+        token_generation=Account.token_generation + 1,
+        last_refreshed_at=bindparam("b_now", type_=UTCDateTime()),
+        last_error=bindparam("b_error"),
+        consecutive_failures=0,
+        next_attempt_at=bindparam("b_now", type_=UTCDateTime()),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+    )
+)
+_SAME_GENERATION = and_(
+    Account.id == bindparam("b_id"), Account.token_generation == bindparam("b_generation")
+)
+_MARK_EXPIRED = (
+    update(Account)
+    .where(_SAME_GENERATION)
+    .values(
+        status=AccountStatus.EXPIRED.value,
+        last_error=bindparam("b_error"),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+    )
+)
+_RECORD_FAILURE = (
+    update(Account)
+    .where(_SAME_GENERATION)
+    .values(
+        last_error=bindparam("b_error"),
+        consecutive_failures=Account.consecutive_failures + 1,
+        next_attempt_at=bindparam("b_next_attempt", type_=UTCDateTime()),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+    )
+)
+_INSERT_ATTEMPT = insert(Attempt)
+_CLAIMS: dict[tuple[bool, bool], Select[Any]] = {}
+
+
+def _claim_statement(due: bool, sharded: bool) -> Select[Any]:
+    """SELECT of one account by id; with `due`, only if it still matches the due conditions."""
+    key = (due, sharded)
+    if key not in _CLAIMS:
+        query = select(*_CLAIM_COLUMNS).where(Account.id == bindparam("b_id"))
+        if due:
+            query = query.where(
+                IS_ACTIVE,
+                Account.access_expires_at <= bindparam("b_horizon", type_=UTCDateTime()),
+                Account.refresh_expires_at > bindparam("b_due_now", type_=UTCDateTime()),
+                Account.next_attempt_at <= bindparam("b_due_now", type_=UTCDateTime()),
+                Account.refresh_token_ciphertext.is_not(None),
+                or_(
+                    Account.last_refreshed_at.is_(None),
+                    Account.last_refreshed_at < bindparam("b_due_now", type_=UTCDateTime()),
+                ),
+            )
+        if sharded:
+            query = query.where(
+                Account.id % bindparam("b_shard_count") == bindparam("b_shard_index")
+            )
+        _CLAIMS[key] = cast("Select[Any]", query)
+    return _CLAIMS[key]
+
+
+def _due_parameters(due: Due) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"b_horizon": due.horizon, "b_due_now": due.now}
+    if due.shard is not None:
+        parameters.update(b_shard_count=due.shard.count, b_shard_index=due.shard.index)
+    return parameters
 
 
 def _account_view(row: Any) -> AccountView:
