@@ -269,7 +269,9 @@ class Output:
         return bool(getattr(self._stream, "isatty", lambda: False)())
 
     def json(self, data: Any) -> None:
-        self._stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        """Indented on a terminal; one compact line when piped (C-speed, for big documents)."""
+        indent = 2 if self.is_terminal else None
+        self._stream.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
         self._stream.flush()
 
     def line(self, text: str = "") -> None:
