@@ -35,6 +35,14 @@ from tokenrefresh.errors import (
     TokenRefreshError,
 )
 from tokenrefresh.locks import RunLock
+from tokenrefresh.outcomes import (
+    AppCredentialsRejected,
+    RefreshFailed,
+    TikTokError,
+    TokenEndpoint,
+    TokenGrant,
+    UserTokenRejected,
+)
 from tokenrefresh.pacing import CircuitBreaker, FailureBackoff, RetryPolicy, Throttle
 from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.records import (
@@ -46,14 +54,6 @@ from tokenrefresh.storage.records import (
     WriteResult,
 )
 from tokenrefresh.storage.repository import Claim, Repository
-from tokenrefresh.tiktok import (
-    AppCredentialsRejected,
-    RefreshFailed,
-    TikTokError,
-    TokenEndpoint,
-    TokenGrant,
-    UserTokenRejected,
-)
 
 __all__ = [
     "DEFAULT_CONCURRENCY",

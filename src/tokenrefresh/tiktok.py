@@ -17,9 +17,8 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -27,6 +26,14 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from tokenrefresh import __version__
+from tokenrefresh.outcomes import (
+    AppCredentialsRejected,
+    RefreshFailed,
+    TikTokError,
+    TokenEndpoint,
+    TokenGrant,
+    UserTokenRejected,
+)
 from tokenrefresh.settings import ClientCredentials
 
 __all__ = [
@@ -50,80 +57,6 @@ RETRYABLE_CODES = frozenset(
 
 _TOKEN_LIKE = re.compile(r"\b(?:act|rft|clt)\.[A-Za-z0-9._~!*+/=-]{4,}")
 _DESCRIPTION_LIMIT = 300
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    """A successful refresh. Absolute expiries count from when the request was sent."""
-
-    access_token: str = field(repr=False)
-    refresh_token: str | None = field(repr=False)
-    access_expires_at: datetime
-    refresh_expires_at: datetime | None
-    open_id: str | None
-    scope: str | None
-    http_status: int
-    log_id: str | None
-    elapsed: float
-
-
-class TikTokError(Exception):
-    """A refresh that did not produce a grant; never carries a token."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        http_status: int | None = None,
-        error_code: str | None = None,
-        log_id: str | None = None,
-        elapsed: float = 0.0,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.http_status = http_status
-        self.error_code = error_code
-        self.log_id = log_id
-        self.elapsed = elapsed
-
-
-class UserTokenRejected(TikTokError):
-    """TikTok rejected this user's refresh token (invalid, expired, revoked)."""
-
-
-class AppCredentialsRejected(TikTokError):
-    """TikTok rejected the app's client key or secret: no account can be refreshed."""
-
-
-class RefreshFailed(TikTokError):
-    """No verdict on the token: TikTok or the network failed, or the answer made no sense.
-
-    `retryable`: trying again soon may help. `retry_after`: seconds TikTok asked to wait.
-    `maybe_processed`: the request may have reached TikTok and rotated the token although
-    no answer arrived (a read timeout or a connection lost after sending).
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        retryable: bool = True,
-        retry_after: float | None = None,
-        maybe_processed: bool = False,
-        **details: Any,
-    ) -> None:
-        super().__init__(reason, **details)
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.maybe_processed = maybe_processed
-
-
-class TokenEndpoint(Protocol):
-    """What the refresher needs of TikTok; a fake of it serves unit tests."""
-
-    def refresh(self, refresh_token: str) -> TokenGrant: ...
-
-    def close(self) -> None: ...
 
 
 class TikTokClient:

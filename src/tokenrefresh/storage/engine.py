@@ -9,12 +9,13 @@ machine lets go of its row locks), an application_name to find it in pg_stat_act
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.settings import DATABASE_URL, Settings
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+IDLE_PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may idle before a ping
 
 
 def default_database_path() -> Path:
@@ -113,15 +115,39 @@ def _postgresql_engine(url: URL, pool_size: int) -> Engine:
         "keepalives_count": 3,
     }
     connect_args = {key: value for key, value in defaults.items() if key not in url.query}
-    return create_engine(
+    engine = create_engine(
         url,
         hide_parameters=True,  # never a ciphertext or open_id in an exception message
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=60,
-        pool_pre_ping=True,
         connect_args=connect_args,
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use, but only one that sat idle for a while.
+
+    pool_pre_ping would add a round trip to every claim of a busy run; a connection handed
+    back a moment ago is known to work. A dead one is replaced, as with pool_pre_ping.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.pop("checked_in_at", None)
+        if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_PING_AFTER:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+            dbapi_connection.rollback()
+        except Exception as error:
+            raise DisconnectionError("a pooled connection was dead; using a new one") from error
 
 
 def _sqlite_engine(url: URL, pool_size: int) -> Engine:

@@ -73,8 +73,6 @@ class Candidate:
     label: str | None
     status: str
     access_expires_at: datetime
-    refresh_expires_at: datetime
-    consecutive_failures: int
 
 
 @dataclass(frozen=True)

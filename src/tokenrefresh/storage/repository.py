@@ -393,7 +393,9 @@ class Repository:
         With `due`, the account must still match it (checked after locking, so an account
         another run refreshed a moment ago is not refreshed again); without, any status.
         """
-        query = _claim_statement(due is not None, due is not None and due.shard is not None)
+        query = _claim_statement(
+            due is not None, due is not None and due.shard is not None, self.holds_row_locks
+        )
         parameters = {"b_id": account_id, **(_due_parameters(due) if due is not None else {})}
         if not self.holds_row_locks:
             found = self._read(lambda c: c.execute(query, parameters).one_or_none())
@@ -404,9 +406,7 @@ class Repository:
             connection = self.engine.connect()
             try:
                 transaction = connection.begin()
-                row = connection.execute(
-                    query.with_for_update(skip_locked=True), parameters
-                ).one_or_none()
+                row = connection.execute(query, parameters).one_or_none()
             except BaseException:
                 connection.close()
                 raise
@@ -860,8 +860,6 @@ _CANDIDATE_COLUMNS = (
     Account.label,
     Account.status,
     Account.access_expires_at,
-    Account.refresh_expires_at,
-    Account.consecutive_failures,
 )
 _CLAIM_COLUMNS = (
     Account.id,
@@ -948,12 +946,13 @@ _RECORD_FAILURE = (
     )
 )
 _INSERT_ATTEMPT = insert(Attempt)
-_CLAIMS: dict[tuple[bool, bool], Select[Any]] = {}
+_CLAIMS: dict[tuple[bool, bool, bool], Select[Any]] = {}
 
 
-def _claim_statement(due: bool, sharded: bool) -> Select[Any]:
-    """SELECT of one account by id; with `due`, only if it still matches the due conditions."""
-    key = (due, sharded)
+def _claim_statement(due: bool, sharded: bool, lock_row: bool) -> Select[Any]:
+    """SELECT of one account by id; with `due`, only if it still matches the due conditions;
+    with `lock_row`, FOR UPDATE SKIP LOCKED."""
+    key = (due, sharded, lock_row)
     if key not in _CLAIMS:
         query = select(*_CLAIM_COLUMNS).where(Account.id == bindparam("b_id"))
         if due:
@@ -972,6 +971,8 @@ def _claim_statement(due: bool, sharded: bool) -> Select[Any]:
             query = query.where(
                 Account.id % bindparam("b_shard_count") == bindparam("b_shard_index")
             )
+        if lock_row:
+            query = query.with_for_update(skip_locked=True)
         _CLAIMS[key] = cast("Select[Any]", query)
     return _CLAIMS[key]
 
