@@ -155,3 +155,26 @@ def test_cleanup_expires_erases_and_prunes(
     assert token.stdout == ""
     assert "expired" in token.stderr
     assert standin.received == []
+
+
+def test_an_account_past_its_refresh_expiry_needs_its_user_not_the_refresh(
+    cli: Cli, engine: Engine, add_accounts: Callable[..., list]
+) -> None:
+    add_accounts(2)
+    assert cli("refresh", "--window", "3h", "-q").exit_code == 0
+    now = datetime.now(UTC)
+    set_account(
+        engine,
+        "user0",
+        access_expires_at=now - timedelta(hours=1),
+        refresh_expires_at=now - timedelta(minutes=1),
+    )
+    report = cli("status", "--json").json()
+    # Not overdue: no refresh can help it. Its user must reconnect, before cleanup runs too.
+    assert report["access_tokens"]["overdue"] == 0
+    assert report["refresh_tokens"]["past_expiry"] == 1
+    assert report["reconnect_needed"]["count"] == 1
+    assert [entry["open_id"] for entry in report["reconnect_needed"]["accounts"]] == ["user0"]
+    check = cli("status", "--check")
+    assert check.exit_code == 1
+    assert check.stdout == "WARNING: 1 account(s) need their user to reconnect\n"

@@ -152,7 +152,10 @@ def status_json(report: StatusReport) -> dict[str, Any]:
             "overdue": stats.overdue,
             "soonest_expiry": timestamp(stats.soonest_access_expiry),
         },
-        "refresh_tokens": {"soonest_expiry": timestamp(stats.soonest_refresh_expiry)},
+        "refresh_tokens": {
+            "soonest_expiry": timestamp(stats.soonest_refresh_expiry),
+            "past_expiry": stats.past_refresh_expiry,
+        },
         "failing": stats.failing,
         "reconnect_needed": {
             "count": report.reconnect_count,

@@ -32,8 +32,8 @@ def collect_status(
         generated_at=now,
         window=window,
         stats=stats,
-        reconnect=repository.list_accounts(AccountStatus.EXPIRED.value, reconnect_limit),
-        reconnect_count=stats.by_status[AccountStatus.EXPIRED],
+        reconnect=repository.reconnect_needed(now, reconnect_limit),
+        reconnect_count=stats.by_status[AccountStatus.EXPIRED] + stats.past_refresh_expiry,
         last_runs=repository.last_runs(),
         last_successful_runs=repository.last_successful_runs(),
     )

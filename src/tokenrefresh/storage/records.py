@@ -174,6 +174,7 @@ class Stats:
     expiring_within_window: int
     overdue: int
     failing: int
+    past_refresh_expiry: int
     soonest_access_expiry: datetime | None
     soonest_refresh_expiry: datetime | None
 

@@ -436,9 +436,16 @@ class Repository:
             expiring, overdue = connection.execute(
                 select(
                     func.count().filter(Account.access_expires_at > now),
-                    func.count().filter(Account.access_expires_at <= now),
+                    # Overdue: could be refreshed and was not. An account whose refresh
+                    # token ran out cannot be: it needs its user (counted below).
+                    func.count().filter(
+                        Account.access_expires_at <= now, Account.refresh_expires_at > now
+                    ),
                 ).where(IS_ACTIVE, Account.access_expires_at <= horizon)  # ix_accounts_due
             ).one()
+            past_refresh_expiry = connection.execute(
+                select(func.count()).where(*_past_refresh_expiry(now))
+            ).scalar_one()
             failing = connection.execute(
                 select(func.count()).where(IS_ACTIVE, IS_FAILING)  # ix_accounts_failing
             ).scalar_one()
@@ -455,6 +462,7 @@ class Repository:
                 expiring_within_window=expiring,
                 overdue=overdue,
                 failing=failing,
+                past_refresh_expiry=past_refresh_expiry,
                 soonest_access_expiry=soonest_access,
                 soonest_refresh_expiry=soonest_refresh,
             )
@@ -463,11 +471,26 @@ class Repository:
 
     # --- cleanup ----------------------------------------------------------------
 
+    def reconnect_needed(self, now: datetime, limit: int) -> list[AccountView]:
+        """Accounts whose user must reconnect: expired, or past their refresh token's expiry."""
+        query = (
+            select(*_VIEW_COLUMNS)
+            .where(
+                or_(
+                    Account.status == AccountStatus.EXPIRED.value,
+                    and_(*_past_refresh_expiry(now)),
+                )
+            )
+            .order_by(Account.id)
+            .limit(limit)
+        )
+        return [_account_view(row) for row in self._rows(query)]
+
     def past_refresh_expiry(self, now: datetime, limit: int) -> list[AccountView]:
         """Accounts not yet marked expired whose refresh token has run out."""
         query = (
             select(*_VIEW_COLUMNS)
-            .where(Account.status != AccountStatus.EXPIRED.value, Account.refresh_expires_at <= now)
+            .where(*_past_refresh_expiry(now))
             .order_by(Account.id)
             .limit(limit)
         )
@@ -477,10 +500,7 @@ class Repository:
         def write(connection: Connection) -> int:
             result = connection.execute(
                 update(Account)
-                .where(
-                    Account.status != AccountStatus.EXPIRED.value,
-                    Account.refresh_expires_at <= now,
-                )
+                .where(*_past_refresh_expiry(now))
                 .values(
                     status=AccountStatus.EXPIRED.value,
                     last_error="the refresh token passed its expiry; the user must reconnect",
@@ -774,6 +794,11 @@ def _due_conditions(due: Due) -> list[ColumnElement[bool]]:
     if due.shard is not None:
         conditions.append(Account.id % due.shard.count == due.shard.index)
     return conditions
+
+
+def _past_refresh_expiry(now: datetime) -> list[ColumnElement[bool]]:
+    """Not marked expired yet, but the refresh token has run out (cleanup will mark it)."""
+    return [Account.status != AccountStatus.EXPIRED.value, Account.refresh_expires_at <= now]
 
 
 def _dead_token_conditions() -> list[ColumnElement[bool]]:
