@@ -113,7 +113,9 @@ def test_advisory_lock_is_exclusive_and_released(pg_engine: Engine) -> None:
 
 
 @pytest.mark.postgres
-def test_a_dropped_lock_connection_is_noticed(pg_engine: Engine) -> None:
+def test_a_dropped_lock_connection_is_noticed(
+    pg_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     engine = pg_engine
     lock = AdvisoryLock(engine, "tokenrefresh:test")
     lock.acquire()
@@ -127,6 +129,10 @@ def test_a_dropped_lock_connection_is_noticed(pg_engine: Engine) -> None:
         )
     assert not lock.still_held()
     lock.release()  # must not raise, and must not hand a broken connection back to the pool
+    assert [record.getMessage() for record in caplog.records] == [
+        "the connection that held the run lock 'tokenrefresh:test' was lost; "
+        "PostgreSQL released the lock with it"
+    ]
     again = AdvisoryLock(engine, "tokenrefresh:test")
     with again:
         assert again.still_held()

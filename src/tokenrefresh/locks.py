@@ -116,6 +116,15 @@ class AdvisoryLock(_LockContext):
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        if connection.invalidated:
+            # A failed query already found the connection broken: the lock went with it.
+            log.warning(
+                "the connection that held the run lock %r was lost; "
+                "PostgreSQL released the lock with it",
+                self.name,
+            )
+            connection.close()
+            return
         try:
             released = connection.execute(
                 text("SELECT pg_advisory_unlock(:key)"), {"key": self.key}
