@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 
 from standin import FORM_CONTENT_TYPE, TOKEN_PATH, IssuedTokens, Reply, TikTokStandIn
-from tokenrefresh.settings import ClientCredentials, Secret
-from tokenrefresh.tiktok import (
+from tokenrefresh.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
-    TikTokClient,
     TikTokError,
     TokenGrant,
     UserTokenRejected,
 )
+from tokenrefresh.settings import ClientCredentials, Secret
+from tokenrefresh.tiktok import TikTokClient
 
 READ_TIMEOUT = 0.3
 SLOWER_THAN_TIMEOUT = 1.0

@@ -29,22 +29,10 @@ from tokenrefresh import __version__
 from tokenrefresh.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
-    TikTokError,
-    TokenEndpoint,
     TokenGrant,
     UserTokenRejected,
 )
 from tokenrefresh.settings import ClientCredentials
-
-__all__ = [
-    "AppCredentialsRejected",
-    "RefreshFailed",
-    "TikTokClient",
-    "TikTokError",
-    "TokenEndpoint",
-    "TokenGrant",
-    "UserTokenRejected",
-]
 
 TOKEN_PATH = "/v2/oauth/token/"  # noqa: S105 - a URL path
 
