@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from typer.testing import CliRunner
@@ -32,6 +33,12 @@ from tokenrefresh.storage.engine import create_database_engine
 from tokenrefresh.storage.repository import Repository
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# Timing is noisy on shared machines: Hypothesis judges inputs, never wall-clock time.
+settings.register_profile(
+    "tokenrefresh", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("tokenrefresh")
 CONFIG_PREFIXES = ("TOKENREFRESH_", "TIKTOK_")
 
 

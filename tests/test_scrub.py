@@ -1,0 +1,127 @@
+"""The scrubber: no 12-character fragment of a secret survives, in any case or URL encoding;
+no control character survives `safe_text`. Property-based: the text is the attacker's.
+"""
+
+from __future__ import annotations
+
+import string
+from urllib.parse import quote, unquote
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from tokenrefresh.scrub import FRAGMENT, MASK, Redactor, safe_text
+
+TOKEN_ALPHABET = string.ascii_letters + string.digits + "._-~+/=!*"
+secrets_ = st.text(alphabet=TOKEN_ALPHABET, min_size=FRAGMENT, max_size=90)
+noise = st.text(max_size=60)
+
+
+def fragments(secret: str) -> set[str]:
+    lowered = secret.lower()
+    return {lowered[i : i + FRAGMENT] for i in range(len(lowered) - FRAGMENT + 1)}
+
+
+def leaks(output: str, secret: str) -> bool:
+    """A fragment of the secret in the output, read as a reader would: any case, decoded."""
+    forms = {output.lower(), unquote(output).lower(), unquote(unquote(output)).lower()}
+    return any(fragment in form for fragment in fragments(secret) for form in forms)
+
+
+@st.composite
+def disguised(draw: st.DrawFn, secret: str) -> str:
+    """A piece of the secret (at least FRAGMENT long), in some case and some encoding."""
+    start = draw(st.integers(0, len(secret) - FRAGMENT))
+    end = draw(st.integers(start + FRAGMENT, len(secret)))
+    piece = secret[start:end]
+    piece = draw(
+        st.sampled_from([piece, piece.upper(), piece.lower(), piece.swapcase(), piece.title()])
+    )
+    encoding = draw(st.sampled_from(["plain", "quote", "quote_all", "twice", "mixed_hex"]))
+    if encoding == "quote":
+        return quote(piece, safe="")
+    if encoding == "quote_all":
+        return "".join(f"%{ord(char):02X}" for char in piece)
+    if encoding == "twice":
+        return quote(quote(piece, safe=""), safe="")
+    if encoding == "mixed_hex":
+        return "".join(
+            f"%{ord(char):02x}" if index % 2 else char for index, char in enumerate(piece)
+        )
+    return piece
+
+
+@given(data=st.data(), secret=secrets_, before=noise, after=noise)
+@example(data=None, secret="rft.abcdefghijklmnopqrstuvwxyz0123456789", before="", after="")
+@example(data=None, secret="00000000000f+", before="%", after="")  # a stray % before it
+def test_no_fragment_of_a_secret_survives(
+    data: st.DataObject | None, secret: str, before: str, after: str
+) -> None:
+    piece = secret if data is None else data.draw(disguised(secret))
+    text = before + piece + after
+    scrubbed = Redactor([secret]).scrub(text)
+    assert not leaks(scrubbed, secret), (text, scrubbed)
+    assert MASK in scrubbed
+
+
+@given(secret=secrets_, other=secrets_, text=noise)
+def test_several_secrets_each_masked(secret: str, other: str, text: str) -> None:
+    redactor = Redactor([secret])
+    redactor.add(other)
+    scrubbed = redactor.scrub(f"{text}{secret}{text}{other.upper()}")
+    assert not leaks(scrubbed, secret)
+    assert not leaks(scrubbed, other)
+
+
+@given(text=st.text(alphabet=string.ascii_letters + " :,", max_size=200))
+def test_text_without_the_secret_is_unchanged(text: str) -> None:
+    secret = "0123456789!#0123456789"  # no letters: cannot occur in the text
+    assert Redactor([secret]).scrub(text) == text
+
+
+def test_per_call_secrets_do_not_stick() -> None:
+    base = Redactor(["client-secret-0123456789"])
+    call = base.with_secrets("rft.per-call-token-abcdefghij")
+    assert MASK in call.scrub("echo rft.per-call-token-abcdefghij")
+    assert base.scrub("echo rft.per-call-token-abcdefghij") == "echo rft.per-call-token-abcdefghij"
+    assert MASK in base.scrub("CLIENT-SECRET-0123456789")
+
+
+def test_a_short_secret_is_masked_whole_only() -> None:
+    redactor = Redactor(["hunter2!x", "abc"])  # 9 characters; 3 is too short to mask at all
+    assert redactor.scrub("password hunter2!x failed") == f"password {MASK} failed"
+    assert redactor.scrub("hunter2 alone stays") == "hunter2 alone stays"
+    assert redactor.scrub("abc stays") == "abc stays"
+
+
+def test_the_mask_keeps_the_surrounding_text() -> None:
+    secret = "rft.0123456789abcdefghij"
+    scrubbed = Redactor([secret]).scrub(f"token {secret} is dead, token {secret[4:20]} too")
+    assert scrubbed == f"token {MASK} is dead, token {MASK} too"
+
+
+# ----------------------------------------------------------------------------- safe_text
+
+
+@given(text=st.text(), limit=st.one_of(st.none(), st.integers(1, 300)))
+def test_safe_text_has_no_control_characters_and_is_bounded(text: str, limit: int | None) -> None:
+    out = safe_text(text, limit)
+    assert all(char.isprintable() or char == " " or not char.isascii() for char in out)
+    assert not any(0 <= ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in out)
+    assert not any(0xD800 <= ord(char) <= 0xDFFF for char in out)
+    assert "\u202e" not in out
+    out.encode("utf-8")  # valid UTF-8, storable in any text column
+    if limit is not None:
+        assert len(out) <= limit
+
+
+@given(text=st.text())
+def test_safe_text_keeps_newlines_only_when_asked(text: str) -> None:
+    assert "\n" not in safe_text(text)
+    assert safe_text(text, keep_newlines=True).count("\n") == text.count("\n")
+
+
+def test_safe_text_shows_what_it_escaped() -> None:
+    assert safe_text("\x1b[31mred\x00\u202eevil\x9b") == "\\x1b[31mred\\x00\\u202eevil\\x9b"
+    assert safe_text("Café Berlin 🎉") == "Café Berlin 🎉"
+    assert safe_text("a" * 10, 5) == "aaaa…"
