@@ -124,7 +124,12 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'data' / 'tokenrefresh.db'}"
+    """A migrated SQLite database of this test's own (as `tokenrefresh db upgrade` makes it)."""
+    path = tmp_path / "data" / "tokenrefresh.db"
+    engine = create_database_engine(make_url(f"sqlite:///{path}"), create=True)
+    schema.upgrade(engine)
+    engine.dispose()
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(

@@ -530,7 +530,13 @@ def test_a_disabled_account_is_not_refreshed(
 
     result = cli("refresh", "--window", "3h", "--json")
     assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"] == {"refreshed": 1, "expired": 0, "failed": 0, "skipped": 0}
+    assert result.json()["counts"] == {
+        "refreshed": 1,
+        "expired": 0,
+        "failed": 0,
+        "skipped": 0,
+        "lost": 0,
+    }
     presented = [request.form.get("refresh_token") for request in standin.received]
     assert presented == [issued[1].refresh_token]
     assert row(engine, "user0") == disabled_row

@@ -684,6 +684,15 @@ def run_recipe(argv: list[str], environment: Mapping[str, str]) -> None:
     assert settings.database_url is not None, "the database URL comes from its file"
     database = Path(settings.database_url.reveal().removeprefix("sqlite:///"))
     assert not database.exists()
+    if argv[:2] != ["db", "upgrade"]:
+        # As the recipes' READMEs say: the schema first (only `db upgrade` creates one).
+        refused = CliRunner().invoke(app, argv, env=dict(environment), catch_exceptions=False)
+        assert refused.exit_code == 3, refused.output
+        assert not database.exists()
+        upgrade = CliRunner().invoke(
+            app, ["db", "upgrade", "-q"], env=dict(environment), catch_exceptions=False
+        )
+        assert upgrade.exit_code == 0, upgrade.output
     result = CliRunner().invoke(app, argv, env=dict(environment), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert database.is_file(), "the command used the database of the recipe's secret file"

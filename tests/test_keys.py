@@ -23,13 +23,13 @@ from tokenrefresh.settings import Settings
 
 AddAccounts = Callable[..., list[IssuedTokens]]
 
-WRONG_KEY_REFRESH = re.compile(
-    r"error: no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts the stored tokens \(a wrong "
-    r"key, or the key they were encrypted with was removed\); nothing was changed\n"
+WRONG_KEYS = (
+    "error: no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts what this database stores (a wrong "
+    "key, or the key the tokens were encrypted with was removed before `tokenrefresh keys "
+    "rotate`); nothing was changed\n"
 )
-WRONG_KEY_TOKEN = (
-    "error: A stored token cannot be decrypted with any key in TOKENREFRESH_ENCRYPTION_KEYS.\n"
-)
+WRONG_KEY_REFRESH = re.compile(re.escape(WRONG_KEYS))
+WRONG_KEY_TOKEN = WRONG_KEYS
 
 
 def new_key() -> str:
@@ -139,8 +139,10 @@ def test_refresh_with_a_wrong_key_exits_3_and_calls_nothing(
     assert standin.received == []
     assert rows(engine, "accounts") == accounts_before
     assert rows(engine, "refresh_attempts") == attempts_before
-    # The keys are checked before the run starts: not even a run is recorded.
-    assert rows(engine, "runs") == []
+    # The keys are checked before the run starts: the run is recorded as refused, for status.
+    [run] = rows(engine, "runs")
+    assert (run["outcome"], run["exit_code"], run["counts"]) == ("config_error", 3, "{}")
+    assert run["message"] == WRONG_KEYS.removeprefix("error: ").rstrip("\n")
     secrets = [fernet_key, wrong] + [t.refresh_token for t in issued]
     assert_no_secret(result.stdout + result.stderr, *secrets, *[t.access_token for t in issued])
 
@@ -165,7 +167,13 @@ def test_refresh_with_a_wrong_key_leaves_the_accounts_of_a_sqlite_file_untouched
     result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": new_key()})
     assert result.exit_code == 3
     assert standin.received == []
-    assert dump() == before
+    # Not a byte of the accounts changed; the refused run is recorded, for `status`.
+    after = dump()
+    added = [line for line in after if line not in before]
+    assert [line for line in before if line not in after] == []
+    assert len(added) == 1
+    assert added[0].startswith("INSERT INTO \"runs\" VALUES(1,'refresh'")
+    assert "'config_error',3," in added[0]
 
 
 def test_token_with_a_wrong_key_exits_3(
@@ -315,16 +323,22 @@ def test_rotate_changes_nothing_when_a_token_cannot_be_decrypted(
     add_accounts(2, prefix="readable")
     lost_key = new_key()
     before = rows(engine, "accounts")
-    # One account whose tokens were encrypted with a key nobody has any more.
-    lost_line = (
-        '{"open_id": "lost0", "access_token": "act.lost-account", '
-        '"refresh_token": "rft.lost-account", "expires_in": 7200, "refresh_expires_in": 86400}\n'
-    )
-    imported = cli(
-        "accounts", "import", input=lost_line, env={"TOKENREFRESH_ENCRYPTION_KEYS": lost_key}
-    )
-    assert imported.exit_code == 0, imported.stderr
+    # One account whose tokens were encrypted with a key nobody has any more. (An import
+    # with that key is refused now: the key check value tells it is the wrong one.)
+    add_accounts(1, prefix="lost")
     lost_id = next(r["id"] for r in rows(engine, "accounts") if r["open_id"] == "lost0")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE accounts SET access_token_ciphertext = :access, "
+                "refresh_token_ciphertext = :refresh WHERE id = :id"
+            ),
+            {
+                "access": Fernet(lost_key).encrypt(b"act.lost-account").decode(),
+                "refresh": Fernet(lost_key).encrypt(b"rft.lost-account").decode(),
+                "id": lost_id,
+            },
+        )
     snapshot = rows(engine, "accounts")
     assert snapshot[: len(before)] == before
 

@@ -208,7 +208,7 @@ def test_refresh_pings_start_and_success(
     result = cli("refresh", "--window", "3h", "-q", env={"TOKENREFRESH_PING_URL": pings.url})
     assert result.exit_code == 0
     assert [path for path, _ in pings.received] == [f"{PING_PATH}/start", PING_PATH]
-    assert "refreshed 2, expired 0, failed 0, skipped 0 (exit 0)" in pings.received[1][1]
+    assert "refreshed 2, expired 0, failed 0, skipped 0, lost 0 (exit 0)" in pings.received[1][1]
     assert PING_PATH not in result.stdout + result.stderr
 
 

@@ -13,7 +13,7 @@ def test_refresh_rotates_and_stores_every_due_account(
     result = cli("refresh", "--window", "3h", "--json")
     assert result.exit_code == 0, result.stderr
     report = result.json()
-    assert report["counts"] == {"refreshed": 3, "expired": 0, "failed": 0, "skipped": 0}
+    assert report["counts"] == {"refreshed": 3, "expired": 0, "failed": 0, "skipped": 0, "lost": 0}
     for tokens in issued:
         assert standin.presented()[tokens.refresh_token] == 1
     token = cli("accounts", "token", "--open-id", "user0")

@@ -173,7 +173,7 @@ def test_invalid_grant_with_http_200_still_expires(
 
     assert result.exit_code == 1
     report = result.json()
-    assert report["counts"] == {"refreshed": 0, "expired": 1, "failed": 0, "skipped": 0}
+    assert report["counts"] == {"refreshed": 0, "expired": 1, "failed": 0, "skipped": 0, "lost": 0}
     row = account(engine, "user0")
     assert row["status"] == AccountStatus.EXPIRED
     assert row["last_error"] == (
@@ -336,7 +336,13 @@ def test_503_then_success_refreshes_with_two_attempts(
     result = refresh(cli, *WINDOW, *FAST, "--json")
 
     assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"] == {"refreshed": 1, "expired": 0, "failed": 0, "skipped": 0}
+    assert result.json()["counts"] == {
+        "refreshed": 1,
+        "expired": 0,
+        "failed": 0,
+        "skipped": 0,
+        "lost": 0,
+    }
     row = account(engine, "user0")
     assert row["status"] == AccountStatus.ACTIVE
     assert row["last_error"] is None
@@ -442,7 +448,7 @@ def test_long_retry_after_stops_the_run_and_leaves_the_rest(
     assert report["outcome"] == "stopped"
     assert report["stopped"]["reason"] == "rate_limited"
     assert report["stopped"]["left_due"] == 2
-    assert report["counts"] == {"refreshed": 0, "expired": 0, "failed": 1, "skipped": 0}
+    assert report["counts"] == {"refreshed": 0, "expired": 0, "failed": 1, "skipped": 0, "lost": 0}
     assert len(standin.received) == 1
     row = account(engine, "user0")
     assert row["status"] == AccountStatus.ACTIVE
@@ -701,7 +707,10 @@ def test_account_id_refreshes_it_whatever_its_expiry_or_status(
     [expired] = add_accounts(1, prefix="gone")
     not_due_id = account(engine, "later0")["id"]
     expired_id = account(engine, "gone0")["id"]
-    assert repository.set_status(expired_id, AccountStatus.EXPIRED)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE accounts SET status = 'expired' WHERE id = :id"), {"id": expired_id}
+        )
     # Nothing is due in the normal sense.
     assert refresh(cli, "--dry-run", "--json").json()["count"] == 0
 
@@ -710,7 +719,13 @@ def test_account_id_refreshes_it_whatever_its_expiry_or_status(
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"] == {"refreshed": 2, "expired": 0, "failed": 0, "skipped": 0}
+    assert result.json()["counts"] == {
+        "refreshed": 2,
+        "expired": 0,
+        "failed": 0,
+        "skipped": 0,
+        "lost": 0,
+    }
     assert standin.presented()[not_due.refresh_token] == 1
     assert standin.presented()[expired.refresh_token] == 1
     assert account(engine, "later0")["token_generation"] == 2
@@ -740,7 +755,13 @@ def test_repeated_account_id_is_refreshed_once(
     assert standin.presented()[tokens.refresh_token] == 1
     assert len(standin.received) == 1
     assert standin.refresh_count("user0") == 1
-    assert result.json()["counts"] == {"refreshed": 1, "expired": 0, "failed": 0, "skipped": 0}
+    assert result.json()["counts"] == {
+        "refreshed": 1,
+        "expired": 0,
+        "failed": 0,
+        "skipped": 0,
+        "lost": 0,
+    }
     row = account(engine, "user0")
     assert row["status"] == AccountStatus.ACTIVE
     assert row["token_generation"] == 2
@@ -833,7 +854,13 @@ def test_runs_are_recorded_and_shown_by_status(
     assert run["command"] == "refresh"
     assert run["outcome"] == "failures"
     assert run["exit_code"] == 1
-    assert json.loads(run["counts"]) == {"refreshed": 2, "expired": 1, "failed": 0, "skipped": 0}
+    assert json.loads(run["counts"]) == {
+        "refreshed": 2,
+        "expired": 1,
+        "failed": 0,
+        "skipped": 0,
+        "lost": 0,
+    }
     assert before <= run["started_at"] <= run["finished_at"]
     assert run["host"]
     assert run["pid"] > 0
@@ -849,7 +876,7 @@ def test_runs_are_recorded_and_shown_by_status(
     assert last["id"] == run["id"]
     assert last["outcome"] == "failures"
     assert last["exit_code"] == 1
-    assert last["counts"] == {"refreshed": 2, "expired": 1, "failed": 0, "skipped": 0}
+    assert last["counts"] == {"refreshed": 2, "expired": 1, "failed": 0, "skipped": 0, "lost": 0}
     assert shown["last_successful_runs"]["refresh"] is None
     assert shown["reconnect_needed"]["count"] == 1
     assert shown["reconnect_needed"]["accounts"][0]["open_id"] == "user2"
@@ -864,6 +891,7 @@ def test_runs_are_recorded_and_shown_by_status(
         "expired": 0,
         "failed": 0,
         "skipped": 0,
+        "lost": 0,
     }
     assert shown["last_successful_runs"]["refresh"]["id"] == ok.json()["run_id"]
     assert len(runs(engine)) == 2

@@ -67,15 +67,26 @@ def test_a_newer_schema_is_refused(cli: Cli, engine: Engine) -> None:
     assert "upgrade tokenrefresh" in result.stderr
 
 
-def test_sqlite_is_created_and_migrated_on_first_use(cli: Cli, tmp_path: Path) -> None:
+def test_only_db_upgrade_creates_a_sqlite_database(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "new" / "place" / "tokens.db"
-    result = cli("accounts", "list", env={"TOKENREFRESH_DATABASE_URL": f"sqlite:///{path}"})
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout == "No accounts.\n"
+    url = {"TOKENREFRESH_DATABASE_URL": f"sqlite:///{path}"}
+    for args in (["accounts", "list"], ["status"], ["db", "current"], ["refresh"]):
+        refused = cli(*args, env=url)
+        assert refused.exit_code == 3, args
+        assert refused.stderr == (
+            f"error: TOKENREFRESH_DATABASE_URL: there is no database at {path}; create it with "
+            "`tokenrefresh db upgrade`, or check the path\n"
+        )
+        assert not (tmp_path / "new").exists(), "a mistyped path must not become a database"
+
+    created = cli("db", "upgrade", env=url)
+    assert created.exit_code == 0, created.stderr
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
-    current = cli("db", "current", env={"TOKENREFRESH_DATABASE_URL": f"sqlite:///{path}"})
-    assert current.exit_code == 0
+    listed = cli("accounts", "list", env=url)
+    assert listed.exit_code == 0, listed.stderr
+    assert listed.stdout == "No accounts.\n"
+    assert cli("db", "current", env=url).exit_code == 0
 
 
 def test_unreachable_database_is_a_configuration_error(cli: Cli) -> None:

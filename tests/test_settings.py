@@ -428,6 +428,18 @@ def test_default_database_falls_back_to_home(
 # ----------------------------------------------------------------------------- on the CLI
 
 
+def assert_only_a_refused_run_was_recorded(
+    engine: Engine, before: dict[str, list[tuple[object, ...]]], stderr: str
+) -> None:
+    """Nothing changed but one run, recorded as refused (exit 3) with the error, for status."""
+    after = table_rows(engine)
+    assert {k: v for k, v in after.items() if k != "runs"} == {
+        k: v for k, v in before.items() if k != "runs"
+    }
+    [run] = [row for row in after["runs"] if row not in before["runs"]]
+    assert run[7:11] == ("config_error", 3, "{}", stderr.removeprefix("error: ").rstrip("\n"))
+
+
 def test_refresh_without_encryption_keys_exits_3_and_calls_nothing(
     cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
 ) -> None:
@@ -441,7 +453,7 @@ def test_refresh_without_encryption_keys_exits_3_and_calls_nothing(
     )
     assert result.stdout == ""
     assert standin.received == []
-    assert table_rows(engine) == before
+    assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
 
 
 def test_refresh_without_client_secret_exits_3_and_calls_nothing(
@@ -456,7 +468,7 @@ def test_refresh_without_client_secret_exits_3_and_calls_nothing(
         "refresh tokens\n"
     )
     assert standin.received == []
-    assert table_rows(engine) == before
+    assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
     assert env["TOKENREFRESH_ENCRYPTION_KEYS"] not in result.stdout + result.stderr
 
 
@@ -569,4 +581,7 @@ def test_default_database_is_created_private_and_migrated(
     shown = cli("accounts", "list", "--json", env=no_url)
     assert [a["open_id"] for a in shown.json()["accounts"]] == ["default-db-user"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert not (tmp_path / "data").exists()  # the test's own sqlite_url was never used
+    with sqlite3.connect(tmp_path / "data" / "tokenrefresh.db") as unused:
+        # The test's own sqlite_url was never used.
+        assert unused.execute("SELECT count(*) FROM accounts").fetchone() == (0,)
+    unused.close()

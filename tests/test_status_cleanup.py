@@ -62,7 +62,13 @@ def test_status_shows_the_last_run_of_each_command(
     runs = cli("status", "--json").json()["last_runs"]
     assert runs["refresh"]["outcome"] == "ok"
     assert runs["refresh"]["exit_code"] == 0
-    assert runs["refresh"]["counts"] == {"refreshed": 2, "expired": 0, "failed": 0, "skipped": 0}
+    assert runs["refresh"]["counts"] == {
+        "refreshed": 2,
+        "expired": 0,
+        "failed": 0,
+        "skipped": 0,
+        "lost": 0,
+    }
     assert runs["cleanup"]["outcome"] == "ok"
     assert runs["cleanup"]["finished_at"] is not None
 

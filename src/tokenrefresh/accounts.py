@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tokenrefresh.clock import Clock, utcnow
-from tokenrefresh.crypto import TokenCipher
-from tokenrefresh.errors import AccountNotFound, NoUsableToken
+from tokenrefresh.crypto import TokenCipher, fingerprint
+from tokenrefresh.errors import AccountNotFound, NoUsableToken, UsageError
 from tokenrefresh.importer import parse_accounts
 from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.records import AccountView, AttemptView, NewAccount
@@ -20,6 +20,7 @@ __all__ = ["AccountDetails", "Accounts", "ImportReport"]
 class ImportReport:
     created: int
     updated: int
+    unchanged: int = 0
 
 
 @dataclass(frozen=True)
@@ -35,24 +36,36 @@ class Accounts:
         self._repository = repository
         self._clock = clock
 
-    def import_lines(self, lines: Iterable[str], cipher: TokenCipher) -> ImportReport:
-        """Parse every line first, then upsert all of them in one transaction."""
+    def import_lines(
+        self, lines: Iterable[str], cipher: TokenCipher, *, force: bool = False
+    ) -> ImportReport:
+        """Parse every line first, then upsert all of them in one transaction.
+
+        Lines that would put back a spent refresh token, or a pair older than the stored
+        one, make the whole import fail (exit 2) unless `force`.
+        """
         parsed = parse_accounts(lines, self._clock())
-        created, updated = self._repository.import_accounts(
+        counts = self._repository.import_accounts(
             [
                 NewAccount(
+                    line=account.line,
                     open_id=account.open_id,
                     label=account.label,
                     access_token_ciphertext=cipher.encrypt(account.access_token),
                     refresh_token_ciphertext=cipher.encrypt(account.refresh_token),
+                    refresh_token_fingerprint=fingerprint(account.refresh_token),
                     access_expires_at=account.access_expires_at,
                     refresh_expires_at=account.refresh_expires_at,
+                    issued_at=account.issued_at,
                     scope=account.scope,
                 )
                 for account in parsed
-            ]
+            ],
+            force=force,
         )
-        return ImportReport(created=created, updated=updated)
+        return ImportReport(
+            created=counts.created, updated=counts.updated, unchanged=counts.unchanged
+        )
 
     def list(self, status: AccountStatus | None = None) -> list[AccountView]:
         return self._repository.list_accounts(status.value if status else None)
@@ -96,7 +109,21 @@ class Accounts:
             raise AccountNotFound(f"no account with id {account_id}")
 
     def set_enabled(self, account_id: int, enabled: bool) -> AccountView:
-        status = AccountStatus.ACTIVE if enabled else AccountStatus.DISABLED
-        if not self._repository.set_status(account_id, status):
-            raise AccountNotFound(f"no account with id {account_id}")
+        """Disable an account, or make it active again if it has a usable refresh token."""
+        if not enabled:
+            if not self._repository.disable(account_id):
+                raise AccountNotFound(f"no account with id {account_id}")
+            return self.get(account_id)
+        if not self._repository.enable(account_id):
+            account = self.get(account_id)  # AccountNotFound if there is none
+            why = (
+                "has no stored refresh token (erased after it expired)"
+                if not account.has_tokens
+                else "has a refresh token past its expiry"
+            )
+            raise UsageError(
+                f"account {account.id} ({account.open_id}) {why}, so enabling it would refresh "
+                "nothing: its user must reconnect, then `tokenrefresh accounts import` the new "
+                "tokens (the import makes it active)"
+            )
         return self.get(account_id)

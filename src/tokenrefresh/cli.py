@@ -28,6 +28,7 @@ from tokenrefresh.settings import Settings
 from tokenrefresh.storage.records import Shard  # plain dataclasses: cheap to import
 
 if TYPE_CHECKING:
+    from tokenrefresh.context import Context
     from tokenrefresh.monitoring import Monitoring
     from tokenrefresh.refresher import Refresher, RunObserver
     from tokenrefresh.storage.repository import Repository
@@ -147,23 +148,38 @@ def _handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except TokenRefreshError as error:
-            typer.echo(f"error: {error.message}", err=True)
+            _print_error(error.message)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
         except Exception as error:
             # A driver error that no layer translated: say what it is, without SQL or values.
+            # Anything else is a bug: one clean line; the traceback only with -vv.
             from sqlalchemy.exc import DBAPIError
 
-            if not isinstance(error, DBAPIError):
-                raise
-            from tokenrefresh.storage.engine import describe_db_error
+            log.debug("unexpected error", exc_info=error)
+            if isinstance(error, DBAPIError):
+                from tokenrefresh.storage.engine import describe_db_error
 
-            typer.echo(f"error: database error: {describe_db_error(error)}", err=True)
+                _print_error(f"database error: {describe_db_error(error)}")
+            else:
+                from tokenrefresh.scrub import safe_text, scrub
+
+                text = safe_text(scrub(str(error)[:1000]), 300)
+                _print_error(f"unexpected {type(error).__name__}: {text} (-vv shows where)")
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _print_error(message: str) -> None:
+    """`error: ...` on stderr: scrubbed of every known secret, no control characters."""
+    from tokenrefresh.scrub import safe_text, scrub
+
+    typer.echo(f"error: {safe_text(scrub(message), keep_newlines=True)}", err=True)
 
 
 def _version(value: bool) -> None:
@@ -269,20 +285,43 @@ def refresh(
     )
     settings = Settings.from_env()
     monitoring = _monitoring("refresh", settings, metrics_file, window, enabled=not dry_run)
-    with Context(settings) as context:
-        cipher = context.cipher()
+    with Context(settings) as context, _refusal_recorded(context, "refresh", shard, dry_run):
+        repository = context.repository(pool_size=concurrency + 2)
+        cipher = context.cipher(verify_with=repository)
         # A dry run checks that the credentials are there, but never needs the HTTP stack.
         settings.require_client_credentials()
         client = None if dry_run else context.client(read_timeout=http_timeout)
-        repository = context.repository(pool_size=concurrency + 2)
-        lock = None if dry_run else context.run_lock("refresh", shard)
+        # On PostgreSQL a run for named accounts needs no run lock: its row locks keep it
+        # apart from a cron run over the same accounts, which it must not wait for.
+        needs_lock = not dry_run and not (options.account_ids and context.holds_row_locks)
+        lock = context.run_lock("refresh", shard) if needs_lock else None
         observer = _observer(monitoring, show_progress=not (quiet or as_json or dry_run))
         refresher = Refresher(repository, cipher, client, lock, observer=observer)
         with _graceful_stop(refresher), _reported(monitoring, repository) as reported:
             report = refresher.run(options)
             reported(report.exit_code, refresh_summary(report))
-    Output(as_json=as_json).refresh(report, quiet=quiet)
+    # A run that an error ended (TikTok rejected the app's credentials) says so on stderr;
+    # with --json its document is printed too, as for every run that got past configuration.
+    if as_json or report.error is None:
+        Output(as_json=as_json).refresh(report, quiet=quiet)
+    if report.error is not None:
+        _print_error(report.error.message)
     raise typer.Exit(report.exit_code)
+
+
+@contextmanager
+def _refusal_recorded(
+    context: Context, command: str, shard: Shard | None, dry_run: bool
+) -> Iterator[None]:
+    """A run that a configuration error stops (exit 3) is recorded, so `status` shows it."""
+    from tokenrefresh.errors import ConfigError
+
+    try:
+        yield
+    except ConfigError as error:
+        if not dry_run:
+            context.record_refusal(command, shard, error)
+        raise
 
 
 @contextmanager
@@ -387,7 +426,7 @@ def cleanup(
 
     settings = Settings.from_env()
     monitoring = _monitoring("cleanup", settings, metrics_file, retention, enabled=not dry_run)
-    with Context(settings) as context:
+    with Context(settings) as context, _refusal_recorded(context, "cleanup", None, dry_run):
         repository = context.repository()
         lock = None if dry_run else context.run_lock("cleanup")
         with _reported(monitoring, repository) as reported:
@@ -455,6 +494,14 @@ def accounts_import(
         str,
         typer.Argument(metavar="[FILE|-]", help="JSON Lines file; - or nothing: standard input."),
     ] = "-",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Import even lines whose refresh token was already used, or whose pair is "
+            "older than the stored one (this replaces a newer pair).",
+        ),
+    ] = False,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -466,8 +513,9 @@ def accounts_import(
 
     lines = _read_lines(file)
     with Context(Settings.from_env()) as context:
-        cipher = context.cipher()
-        report = Accounts(context.repository()).import_lines(lines, cipher)
+        repository = context.repository()
+        cipher = context.cipher(verify_with=repository)
+        report = Accounts(repository).import_lines(lines, cipher, force=force)
     if not quiet or as_json:
         Output(as_json=as_json).imported(report)
 
@@ -544,8 +592,9 @@ def accounts_token(
     from tokenrefresh.context import Context
 
     with Context(Settings.from_env()) as context:
-        cipher = context.cipher()
-        accounts = Accounts(context.repository())
+        repository = context.repository()
+        cipher = context.cipher(verify_with=repository)
+        accounts = Accounts(repository)
         token = accounts.access_token(accounts.get(account_id, open_id), cipher)
     sys.stdout.write(token + "\n")
 
@@ -640,7 +689,10 @@ def keys_check(as_json: AsJson = False) -> None:
         cipher = context.cipher()
         report = check_keys(context.repository(), cipher)
     Output(as_json=as_json).key_check(report)
-    raise typer.Exit(EXIT_CONFIG if report.undecryptable_accounts else 0)
+    unreadable = report.undecryptable_accounts or (
+        report.check_value_key is None and any(report.tokens_by_key.values())
+    )
+    raise typer.Exit(EXIT_CONFIG if unreadable else 0)
 
 
 @db_app.command("upgrade")
@@ -653,7 +705,7 @@ def db_upgrade(quiet: Quiet = False) -> None:
     from tokenrefresh.storage.engine import describe_url
 
     with Context(Settings.from_env()) as context:
-        state = schema.upgrade(context.engine(check_schema=False))
+        state = schema.upgrade(context.engine(check_schema=False, create=True))
         where = describe_url(context.database_url)
     if not quiet:
         if state.before == state.after:

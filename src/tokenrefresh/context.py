@@ -6,6 +6,7 @@ Commands ask for what they need, so `accounts list` never needs TikTok credentia
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -34,6 +35,8 @@ if TYPE_CHECKING:  # imported where used: `status` needs neither cryptography no
 
 __all__ = ["Context", "lock_name"]
 
+log = logging.getLogger(__name__)
+
 
 def lock_name(command: str, shard: Shard | None = None) -> str:
     """`tokenrefresh:refresh`, or `tokenrefresh:refresh:shard=1/4` for one shard."""
@@ -52,16 +55,29 @@ class Context:
     def database_url(self) -> URL:
         return resolve_database_url(self.settings)
 
-    def engine(self, *, pool_size: int = 5, check_schema: bool = True) -> Engine:
+    @property
+    def holds_row_locks(self) -> bool:
+        """PostgreSQL: claims lock their rows, so runs over the same accounts can overlap."""
+        return is_postgresql(self.database_url)
+
+    def engine(
+        self, *, pool_size: int = 5, check_schema: bool = True, create: bool = False
+    ) -> Engine:
         """The engine; unless told otherwise, checks the schema is current first.
 
-        SQLite, the embedded default, is migrated automatically; PostgreSQL is migrated
-        only by `tokenrefresh db upgrade`, where the operator decides when.
+        SQLite is migrated automatically; PostgreSQL is migrated only by `tokenrefresh db
+        upgrade`, where the operator decides when. A SQLite file is only ever created for
+        the embedded default or when asked (`create`, for `db upgrade`): a mistyped path
+        must not become a new empty database.
         """
         if self._engine is None:
             from tokenrefresh.storage import schema
 
-            engine = create_database_engine(self.database_url, pool_size=pool_size)
+            engine = create_database_engine(
+                self.database_url,
+                pool_size=pool_size,
+                create=create or self.settings.database_url is None,
+            )
             try:
                 if check_schema:
                     schema.ensure_current(engine, auto_upgrade=not is_postgresql(self.database_url))
@@ -82,10 +98,17 @@ class Context:
     def repository(self, *, pool_size: int = 5, check_schema: bool = True) -> Repository:
         return Repository(self.engine(pool_size=pool_size, check_schema=check_schema))
 
-    def cipher(self) -> TokenCipher:
+    def cipher(self, *, verify_with: Repository | None = None) -> TokenCipher:
+        """The configured keys; with `verify_with`, proven able to read what it stores first
+        (exit 3 before any change if they cannot)."""
         from tokenrefresh.crypto import TokenCipher
 
-        return TokenCipher(self.settings.require_encryption_keys())
+        cipher = TokenCipher(self.settings.require_encryption_keys())
+        if verify_with is not None:
+            from tokenrefresh.keys import verify_keys
+
+            verify_keys(verify_with, cipher)
+        return cipher
 
     def client(self, *, read_timeout: float) -> TikTokClient:
         from tokenrefresh.tiktok import TikTokClient
@@ -97,6 +120,36 @@ class Context:
                 read_timeout=read_timeout,
             )
         return self._client
+
+    def record_refusal(self, command: str, shard: Shard | None, error: ConfigError) -> None:
+        """Record a run that a configuration error stopped (exit 3), so `status` shows it.
+
+        Best effort: only where the database is reachable and its schema current.
+        """
+        import os
+        import socket
+
+        from tokenrefresh.errors import SchemaNotCurrent
+
+        if isinstance(error, SchemaNotCurrent):
+            return
+        try:
+            repository = self.repository()
+            run_id = repository.start_run(
+                command,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                shard=str(shard) if shard else None,
+            )
+            repository.finish_run(
+                run_id,
+                outcome="config_error",
+                exit_code=error.exit_code,
+                counts={},
+                message=error.message,
+            )
+        except Exception as failure:  # the database is part of what is wrong
+            log.debug("could not record the refused run: %s", type(failure).__name__)
 
     def run_lock(self, command: str, shard: Shard | None = None) -> RunLock:
         """One run per name. SQLite has no row locks, so there every shard shares one lock."""

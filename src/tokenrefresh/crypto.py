@@ -6,15 +6,15 @@ The first key encrypts, every key decrypts (MultiFernet), so a new key can be pu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from tokenrefresh.errors import DecryptionError
 from tokenrefresh.settings import Secret
 
-__all__ = ["KeyUsage", "TokenCipher", "generate_key"]
+__all__ = ["TokenCipher", "fingerprint", "generate_key"]
 
 
 def generate_key() -> str:
@@ -22,11 +22,12 @@ def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
-@dataclass(frozen=True)
-class KeyUsage:
-    """Which configured key (1-based position) can decrypt a ciphertext; None: none can."""
+def fingerprint(token: str) -> str:
+    """SHA-256 (hex) of a token: tells the same refresh token again without storing it.
 
-    position: int | None
+    Safe to store: refresh tokens are long random strings, so the hash reveals nothing.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class TokenCipher:
@@ -42,12 +43,18 @@ class TokenCipher:
     def key_count(self) -> int:
         return len(self._fernets)
 
-    def encrypt(self, token: str) -> str:
-        return self._multi.encrypt(token.encode("utf-8")).decode("ascii")
+    def encrypt(self, token: str, *, key_position: int = 1) -> str:
+        """Encrypt with the first key (or the key at `key_position`, for the key check).
+
+        Tokens are kept exactly as TikTok sent them, even a lone surrogate (surrogatepass).
+        """
+        fernet = self._fernets[key_position - 1]
+        return fernet.encrypt(token.encode("utf-8", "surrogatepass")).decode("ascii")
 
     def decrypt(self, ciphertext: str) -> str:
         try:
-            return self._multi.decrypt(ciphertext.encode("ascii")).decode("utf-8")
+            plaintext = self._multi.decrypt(ciphertext.encode("ascii"))
+            return plaintext.decode("utf-8", "surrogatepass")
         except (InvalidToken, UnicodeError):
             raise DecryptionError() from None
 
@@ -58,13 +65,13 @@ class TokenCipher:
         except (InvalidToken, UnicodeError):
             raise DecryptionError() from None
 
-    def key_usage(self, ciphertext: str) -> KeyUsage:
-        """Which key decrypts this ciphertext: tells when an old key is no longer needed."""
+    def key_position(self, ciphertext: str) -> int | None:
+        """Which key (1-based) decrypts this ciphertext; None: none does."""
         data = ciphertext.encode("ascii", errors="replace")
         for position, fernet in enumerate(self._fernets, start=1):
             try:
                 fernet.decrypt(data)
             except InvalidToken:
                 continue
-            return KeyUsage(position)
-        return KeyUsage(None)
+            return position
+        return None

@@ -49,6 +49,7 @@ class ImportedAccount:
     refresh_token: str = field(repr=False)
     access_expires_at: datetime
     refresh_expires_at: datetime
+    issued_at: datetime
     scope: str
 
 
@@ -111,6 +112,7 @@ def _parse_line(number: int, text: str, now: datetime) -> ImportedAccount:
         refresh_token=_token(data, "refresh_token"),
         access_expires_at=_expiry(data, "expires_in", "access_expires_at", issued_at),
         refresh_expires_at=_expiry(data, "refresh_expires_in", "refresh_expires_at", issued_at),
+        issued_at=issued_at,
         scope=_optional_string(data, "scope", max_length=10_000) or "",
     )
 

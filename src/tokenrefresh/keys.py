@@ -1,7 +1,9 @@
-"""`keys rotate` and `keys check`: move every stored token to the first key, and prove it."""
+"""`keys rotate` and `keys check`: move every stored token to the first key, and prove it;
+and the key check value that tells a wrong key set before anything is written."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -9,10 +11,45 @@ from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.errors import DecryptionError
 from tokenrefresh.storage.repository import Repository
 
-__all__ = ["KeyCheckReport", "RotateReport", "check_keys", "rotate_keys"]
+__all__ = ["KeyCheckReport", "RotateReport", "check_keys", "rotate_keys", "verify_keys"]
+
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 MAX_LISTED = 20
+KEY_CHECK_TEXT = "tokenrefresh key check"  # known plaintext; Fernet is safe against that
+WRONG_KEYS = (
+    "no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts what this database stores (a wrong key, "
+    "or the key the tokens were encrypted with was removed before `tokenrefresh keys rotate`); "
+    "nothing was changed"
+)
+
+
+def verify_keys(repository: Repository, cipher: TokenCipher) -> None:
+    """Exit 3 (DecryptionError) before anything is written if the keys cannot read the store.
+
+    The key check value is a known text encrypted with the key that the stored tokens use
+    (the first key once `keys rotate` has moved everything), so a wrong key is caught even
+    when nothing is due. A store with no ciphertext at all has nothing to lose: a new key
+    set simply takes over.
+    """
+    stored = repository.key_check()
+    if stored is not None:
+        if cipher.key_position(stored) is not None:
+            return
+        if repository.any_ciphertext() is not None:
+            raise DecryptionError(WRONG_KEYS)
+        if repository.save_key_check(cipher.encrypt(KEY_CHECK_TEXT), replacing=stored):
+            log.warning(
+                "the configured keys are not the ones this database was used with, but it "
+                "stores no encrypted token: the new keys take over"
+            )
+        return
+    sample = repository.any_ciphertext()
+    position = 1 if sample is None else cipher.key_position(sample)
+    if position is None:
+        raise DecryptionError(WRONG_KEYS)
+    repository.save_key_check(cipher.encrypt(KEY_CHECK_TEXT, key_position=position), replacing=None)
 
 
 @dataclass(frozen=True)
@@ -22,9 +59,12 @@ class KeyCheckReport:
     tokens_by_key: dict[int, int]
     undecryptable_accounts: list[int]
     key_count: int
+    check_value_key: int | None = None  # the key of the key check value; None: none decrypts
 
     @property
     def old_keys_in_use(self) -> bool:
+        if self.check_value_key is not None and self.check_value_key > 1:
+            return True
         return any(position > 1 and count for position, count in self.tokens_by_key.items())
 
 
@@ -42,16 +82,18 @@ def check_keys(repository: Repository, cipher: TokenCipher) -> KeyCheckReport:
             for ciphertext in (row.access_token_ciphertext, row.refresh_token_ciphertext):
                 if ciphertext is None:
                     continue
-                position = cipher.key_usage(ciphertext).position
+                position = cipher.key_position(ciphertext)
                 if position is None:
                     if row.id not in undecryptable:
                         undecryptable.append(row.id)
                 else:
                     counts[position] += 1
+    stored_check = repository.key_check()
     return KeyCheckReport(
         tokens_by_key={position: counts[position] for position in range(1, cipher.key_count + 1)},
         undecryptable_accounts=undecryptable,
         key_count=cipher.key_count,
+        check_value_key=cipher.key_position(stored_check) if stored_check is not None else 1,
     )
 
 
@@ -65,6 +107,7 @@ def rotate_keys(repository: Repository, cipher: TokenCipher) -> RotateReport:
             "no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts the tokens of account(s) "
             f"{shown}{f' and {more} more' if more > 0 else ''}; nothing was re-encrypted"
         )
+    verify_keys(repository, cipher)
     rotated = skipped = 0
     for batch in repository.token_batches(BATCH_SIZE):
         updated = [
@@ -78,6 +121,11 @@ def rotate_keys(repository: Repository, cipher: TokenCipher) -> RotateReport:
         written = repository.replace_ciphertexts(updated)
         rotated += written
         skipped += len(updated) - written
+    # Every token is on the first key now (a skipped row was written with it meanwhile),
+    # so the check value follows: the older keys can go.
+    stored_check = repository.key_check()
+    if stored_check is not None:
+        repository.save_key_check(cipher.rotate(stored_check), replacing=stored_check)
     return RotateReport(rotated=rotated, skipped=skipped)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Protocol
 
@@ -44,6 +45,7 @@ from tokenrefresh.outcomes import (
     UserTokenRejected,
 )
 from tokenrefresh.pacing import CircuitBreaker, FailureBackoff, RetryPolicy, Throttle
+from tokenrefresh.scrub import safe_text, scrub
 from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.records import (
     AttemptRecord,
@@ -53,7 +55,7 @@ from tokenrefresh.storage.records import (
     Shard,
     WriteResult,
 )
-from tokenrefresh.storage.repository import Claim, Repository
+from tokenrefresh.storage.repository import Claim, GrantNotStored, Repository
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -116,25 +118,28 @@ class AccountResult:
 
     account_id: int
     open_id: str
-    result: str  # refreshed | expired | failed | skipped
+    result: Result
     detail: str | None = None
     access_expires_at: datetime | None = None
 
 
-class Result:
+class Result(StrEnum):
     REFRESHED = "refreshed"
     EXPIRED = "expired"  # TikTok rejected the refresh token: the user must reconnect
     FAILED = "failed"  # no verdict on the token; tried again by a later run
     SKIPPED = "skipped"  # another run had it or refreshed it first; nothing to do
+    LOST = "lost"  # TikTok issued a new pair that could not be stored: the user may reconnect
 
 
-class StopReason:
+class StopReason(StrEnum):
     MAX_RUNTIME = "max_runtime"
     SIGNAL = "signal"
     CIRCUIT_BREAKER = "circuit_breaker"
     RATE_LIMITED = "rate_limited"
     DATABASE_ERROR = "database_error"
     LOCK_LOST = "lock_lost"
+    CLIENT_REJECTED = "client_rejected"  # TikTok rejected the app's credentials (exit 3)
+    ERROR = "error"  # anything else that ended the run (its exit code is the error's)
 
 
 @dataclass
@@ -145,14 +150,7 @@ class RunReport:
     started_at: datetime
     finished_at: datetime | None = None
     run_id: int | None = None
-    counts: dict[str, int] = field(
-        default_factory=lambda: {
-            Result.REFRESHED: 0,
-            Result.EXPIRED: 0,
-            Result.FAILED: 0,
-            Result.SKIPPED: 0,
-        }
-    )
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Result, 0))
     problems: list[AccountResult] = field(default_factory=list)
     problems_not_listed: int = 0
     planned: list[PlannedRefresh] = field(default_factory=list)
@@ -161,12 +159,15 @@ class RunReport:
     left_due: int | None = None
     signal_number: int | None = None
     duration_seconds: float = 0.0
+    error: TokenRefreshError | None = None  # what ended the run, with its own exit code
 
     @property
     def exit_code(self) -> int:
+        if self.error is not None:
+            return self.error.exit_code
         if self.signal_number is not None:
             return 128 + self.signal_number
-        if self.counts[Result.FAILED] or self.counts[Result.EXPIRED] or self.stop_reason:
+        if any(self.counts[result] for result in _PROBLEMS) or self.stop_reason:
             return EXIT_FAILURES
         return EXIT_OK
 
@@ -178,11 +179,14 @@ class RunReport:
 
     def add(self, result: AccountResult) -> None:
         self.counts[result.result] += 1
-        if result.result in (Result.EXPIRED, Result.FAILED):
+        if result.result in _PROBLEMS:
             if len(self.problems) < MAX_REPORTED_PROBLEMS:
                 self.problems.append(result)
             else:
                 self.problems_not_listed += 1
+
+
+_PROBLEMS = (Result.LOST, Result.EXPIRED, Result.FAILED)
 
 
 class RunObserver(Protocol):
@@ -238,9 +242,14 @@ class _Control:
         self.stop_event.set()
 
     def abort(self, error: TokenRefreshError) -> None:
+        """Stop with this error's exit code (TikTok rejected the app's credentials)."""
+        reason = (
+            StopReason.CLIENT_REJECTED if isinstance(error, ClientRejected) else StopReason.ERROR
+        )
         with self._lock:
             if self.fatal is None:
                 self.fatal = error
+                self.reason, self.message = reason, error.message
         self.stop_event.set()
 
     @property
@@ -316,8 +325,11 @@ class Refresher:
         self._check_keys(due, options.account_ids)
         if options.dry_run:
             return self._plan(options, due)
-        if self._lock is None or self._client is None:
-            raise ValueError("a refresh that writes needs a run lock and a TikTok client")
+        if self._client is None:
+            raise ValueError("a refresh that writes needs a TikTok client")
+        if self._lock is None:
+            # Only for --account-id on PostgreSQL: its row locks keep overlapping runs apart.
+            return self._run_locked(options, due)
         with self._lock:
             return self._run_locked(options, due)
 
@@ -374,17 +386,19 @@ class Refresher:
         finally:
             self._observer.run_finished()
             throttle.wake()
+            # A signal that came while the last calls were in flight still ends the run
+            # as stopped by it (143/130): `stopping` turns a pending signal into the stop.
+            _ = control.stopping
             report.finished_at = self._clock()
             report.duration_seconds = time.monotonic() - started
             report.stop_reason, report.stop_message = control.reason, control.message
             report.signal_number = control.signal_number
+            report.error = control.fatal
             if control.reason and not options.account_ids and control.fatal is None:
                 report.left_due = self._count_due(due)
                 if report.stop_reason == StopReason.MAX_RUNTIME and report.left_due == 0:
                     report.stop_reason = report.stop_message = None  # it all got done
             self._finish_run(report, control.fatal)
-        if control.fatal is not None:
-            raise control.fatal
         return report
 
     def _dispatch(self, options: RefreshOptions, due: Due, work: _Work) -> None:
@@ -495,14 +509,15 @@ def _finished(done: Future[None], *, slots: threading.BoundedSemaphore, control:
     """A worker is done: record why the run must stop, if it must, then free its slot."""
     error = done.exception()
     if error is None:
-        pass
-    elif isinstance(error, DatabaseError):
+        slots.release()
+        return
+    if isinstance(error, DatabaseError):
         control.stop(StopReason.DATABASE_ERROR, str(error))
     elif isinstance(error, TokenRefreshError):
         control.abort(error)
-    else:
-        log.error("unexpected error in a refresh worker", exc_info=error)
-        control.abort(TokenRefreshError(f"unexpected error: {type(error).__name__}: {error}"))
+    else:  # refresh_one turns every account-level error into a result: this is a bug
+        log.debug("unexpected error in a refresh worker", exc_info=error)
+        control.abort(TokenRefreshError(f"unexpected error: {_describe_exception(error)}"))
     # Only now: the dispatcher, woken by the free slot, must already see the stop.
     slots.release()
 
@@ -535,19 +550,57 @@ class _Work:
         self._report_lock = threading.Lock()
 
     def refresh_one(self, candidate: Candidate) -> None:
+        """Refresh one account. Whatever goes wrong with it becomes its own counted result;
+        only run-level causes (the database gone, the app rejected) escape to stop the run."""
         result: AccountResult | None
-        with self._r._repository.claim(candidate.id, self._due, self._report.run_id) as claim:
-            if claim is None:
-                result = AccountResult(
-                    candidate.id,
-                    candidate.open_id,
-                    Result.SKIPPED,
-                    "another run has it, or it was refreshed meanwhile",
-                )
-            else:
-                result = self._refresh_claimed(claim)
+        try:
+            with self._r._repository.claim(candidate.id, self._due, self._report.run_id) as claim:
+                if claim is None:
+                    result = AccountResult(
+                        candidate.id,
+                        candidate.open_id,
+                        Result.SKIPPED,
+                        "another run has it, or it was refreshed meanwhile",
+                    )
+                else:
+                    result = self._refresh_guarded(claim)
+        except GrantNotStored as lost:
+            self._record(AccountResult(candidate.id, candidate.open_id, Result.LOST, lost.message))
+            raise
+        except (DatabaseError, ClientRejected):
+            raise
+        except Exception as error:  # reading or claiming this one row failed
+            log.debug("account %s: unexpected error", candidate.id, exc_info=error)
+            result = AccountResult(
+                candidate.id,
+                candidate.open_id,
+                Result.FAILED,
+                f"could not be refreshed: {_describe_exception(error)}",
+            )
         if result is not None:
             self._record(result)
+
+    def _refresh_guarded(self, claim: Claim) -> AccountResult | None:
+        """_refresh_claimed, with any error that is not run-level recorded as this account's."""
+        try:
+            return self._refresh_claimed(claim)
+        except (DatabaseError, ClientRejected):
+            raise
+        except Exception as error:
+            log.debug("account %s: unexpected error", claim.account.id, exc_info=error)
+            reason = f"could not be refreshed: {_describe_exception(error)}"
+            if not claim.closed:
+                self._record_failure_quietly(claim, reason)
+            return AccountResult(claim.account.id, claim.account.open_id, Result.FAILED, reason)
+
+    def _record_failure_quietly(self, claim: Claim, reason: str) -> None:
+        """Count the failure and back the account off, if the database lets us."""
+        delay = self._r._backoff.after(claim.account.consecutive_failures + 1)
+        try:
+            claim.record_failure(reason, self._r._clock() + delay, [])
+        except Exception as error:
+            log.debug("account %s: could not record the failure", claim.account.id, exc_info=error)
+            claim.release()
 
     def _record(self, result: AccountResult) -> None:
         with self._report_lock:
@@ -567,12 +620,13 @@ class _Work:
         try:
             refresh_token = self._r._cipher.decrypt(account.refresh_token_ciphertext)
         except DecryptionError:
-            claim.release()
-            raise DecryptionError(
-                f"the stored tokens of account {account.id} cannot be decrypted with any key in "
+            reason = (
+                "its stored tokens cannot be decrypted with any key in "
                 "TOKENREFRESH_ENCRYPTION_KEYS (was a key removed before `tokenrefresh keys "
                 "rotate` re-encrypted everything?)"
-            ) from None
+            )
+            self._record_failure_quietly(claim, reason)
+            return AccountResult(account.id, account.open_id, Result.FAILED, reason)
         calls = _Calls()
         answer = self._call(refresh_token, calls)
         del refresh_token
@@ -580,7 +634,7 @@ class _Work:
             claim.release()
             return None
         if isinstance(answer, TokenGrant):
-            return self._store(claim, answer, calls)
+            return self._store_guarded(claim, answer, calls)
         if isinstance(answer, UserTokenRejected):
             return self._rejected(claim, answer, calls)
         return self._failed(claim, answer, calls)
@@ -651,11 +705,30 @@ class _Work:
             return False
         return True
 
+    def _store_guarded(self, claim: Claim, grant: TokenGrant, calls: _Calls) -> AccountResult:
+        """_store; a grant that could not be stored for any reason is LOST, and loud."""
+        account = claim.account
+        try:
+            return self._store(claim, grant, calls)
+        except GrantNotStored:
+            raise
+        except Exception as error:
+            log.debug("account %s: storing the grant failed", account.id, exc_info=error)
+            detail = (
+                "TikTok issued a new token pair but it could not be stored "
+                f"({_describe_exception(error)}); its user may have to reconnect"
+            )
+            log.error("account %s (%s): %s", account.id, account.open_id, detail)
+            claim.release()
+            return AccountResult(account.id, account.open_id, Result.LOST, detail)
+
     def _store(self, claim: Claim, grant: TokenGrant, calls: _Calls) -> AccountResult:
         account = claim.account
         cipher = self._r._cipher
         tokens = NewTokens(
-            access_token_ciphertext=cipher.encrypt(grant.access_token),
+            access_token_ciphertext=(
+                cipher.encrypt(grant.access_token) if grant.access_token else None
+            ),
             refresh_token_ciphertext=(
                 cipher.encrypt(grant.refresh_token) if grant.refresh_token else None
             ),
@@ -663,21 +736,33 @@ class _Work:
             refresh_expires_at=grant.refresh_expires_at,
             scope=grant.scope,
         )
+        status, detail = AccountStatus.ACTIVE, None
         if grant.open_id is not None and grant.open_id != account.open_id:
+            status = AccountStatus.DISABLED
+            other = safe_text(grant.open_id, 80)
             detail = (
-                f"TikTok says this refresh token belongs to open_id {grant.open_id!r}: the new "
-                "tokens are stored, but the account is disabled until someone checks it"
+                f"TikTok says this refresh token belongs to open_id {other!r}: the new tokens "
+                "are stored, but the account is disabled until someone checks it"
             )
-            claim.save_grant(tokens, calls.records, status=AccountStatus.DISABLED, error=detail)
+        elif account.status == AccountStatus.DISABLED:
+            status = AccountStatus.DISABLED  # a refresh by id does not undo `accounts disable`
+        written = claim.save_grant(tokens, calls.records, status=status, error=detail)
+        if written == WriteResult.LOST_RACE:
+            log.warning(
+                "account %s (%s): TikTok issued a new token pair, but the account was "
+                "re-imported meanwhile; the newer consent wins and this pair is not stored",
+                account.id,
+                account.open_id,
+            )
+            return AccountResult(
+                account.id,
+                account.open_id,
+                Result.SKIPPED,
+                "re-imported meanwhile: the newer consent was kept",
+            )
+        if detail is not None:
             log.error("account %s (%s): %s", account.id, account.open_id, detail)
             return AccountResult(account.id, account.open_id, Result.FAILED, detail)
-        # A refresh asked for by id does not undo an operator's `accounts disable`.
-        keep_disabled = account.status == AccountStatus.DISABLED
-        claim.save_grant(
-            tokens,
-            calls.records,
-            status=AccountStatus.DISABLED if keep_disabled else AccountStatus.ACTIVE,
-        )
         log.info(
             "account %s (%s): refreshed; access token valid until %s",
             account.id,
@@ -715,9 +800,12 @@ class _Work:
 
     def _failed(self, claim: Claim, failed: RefreshFailed, calls: _Calls) -> AccountResult:
         account = claim.account
-        delay = self._r._backoff.after(account.consecutive_failures + 1)
+        backoff = self._r._backoff
+        delay = backoff.after(account.consecutive_failures + 1)
         if failed.retry_after is not None:
-            delay = max(delay, timedelta(seconds=failed.retry_after))
+            # Never parked longer than the back-off's cap, whatever date TikTok names.
+            asked = timedelta(seconds=min(failed.retry_after, backoff.cap.total_seconds()))
+            delay = max(delay, asked)
         next_attempt_at = self._r._clock() + delay
         reason = f"refresh failed: {failed.reason}"
         if failed.maybe_processed:
@@ -747,11 +835,15 @@ class _Calls:
         self.records: list[AttemptRecord] = []
         self.answer_lost = False
 
-    def add(self, started_at: datetime, outcome: str, answer: TokenGrant | TikTokError) -> None:
+    def add(self, started_at: datetime, outcome: Result, answer: TokenGrant | TikTokError) -> None:
         if isinstance(answer, RefreshFailed) and answer.maybe_processed:
             self.answer_lost = True
-        error_code = None if isinstance(answer, TokenGrant) else answer.error_code
-        message = None if isinstance(answer, TokenGrant) else answer.reason
+        if isinstance(answer, TokenGrant):
+            error_code = None
+            notes = getattr(answer, "notes", ())  # what was odd about an accepted answer
+            message = "; ".join(notes) if notes else None
+        else:
+            error_code, message = answer.error_code, answer.reason
         self.records.append(
             AttemptRecord(
                 attempted_at=started_at,
@@ -776,3 +868,9 @@ def _why(candidate: Candidate, due: Due, *, explicit: bool) -> str:
 
 def _whole_seconds(value: timedelta) -> timedelta:
     return timedelta(seconds=int(value.total_seconds()))
+
+
+def _describe_exception(error: BaseException) -> str:
+    """An unexpected error as one safe line: its type and scrubbed, bounded text."""
+    text = safe_text(scrub(str(error)[:1000]), 200)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

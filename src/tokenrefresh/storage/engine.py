@@ -98,11 +98,15 @@ def describe_db_error(error: DBAPIError) -> str:
     return f"{name}: {lines[0]}" if lines else name
 
 
-def create_database_engine(url: URL, *, pool_size: int = 5) -> Engine:
-    """An engine whose pool holds `pool_size` connections (one per worker, plus the run's own)."""
+def create_database_engine(url: URL, *, pool_size: int = 5, create: bool = True) -> Engine:
+    """An engine whose pool holds `pool_size` connections (one per worker, plus the run's own).
+
+    `create=False`: a SQLite file that does not exist is an error, not a new empty database
+    (only `db upgrade` and the embedded default create one).
+    """
     if is_postgresql(url):
         return _postgresql_engine(url, pool_size)
-    return _sqlite_engine(url, pool_size)
+    return _sqlite_engine(url, pool_size, create=create)
 
 
 def _postgresql_engine(url: URL, pool_size: int) -> Engine:
@@ -150,9 +154,15 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("a pooled connection was dead; using a new one") from error
 
 
-def _sqlite_engine(url: URL, pool_size: int) -> Engine:
+def _sqlite_engine(url: URL, pool_size: int, *, create: bool) -> Engine:
     path = sqlite_path(url)
-    _create_private_file(path)
+    if create:
+        _create_private_file(path)
+    elif not path.is_file():
+        raise ConfigError(
+            f"{DATABASE_URL}: there is no database at {path}; create it with "
+            "`tokenrefresh db upgrade`, or check the path"
+        )
     engine = create_engine(
         url.set(database=str(path)),
         hide_parameters=True,

@@ -22,7 +22,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Account", "AccountStatus", "Attempt", "Base", "Run", "UTCDateTime"]
+__all__ = [
+    "Account",
+    "AccountStatus",
+    "Attempt",
+    "Base",
+    "KeyCheck",
+    "Run",
+    "SpentRefreshToken",
+    "UTCDateTime",
+]
 
 
 class AccountStatus(StrEnum):
@@ -92,6 +101,14 @@ class Account(Base):
     # Bumped whenever a new token pair is stored: a run that holds an older generation
     # knows that someone else refreshed (or re-imported) the account after it read it.
     token_generation: Mapped[int] = mapped_column(Integer, default=1)
+    # SHA-256 (hex) of the stored refresh token while it is the one that was imported: a
+    # re-import can tell the same pair without decrypting, and when a refresh replaces it,
+    # the fingerprint moves to spent_refresh_tokens. NULL once the token came from TikTok
+    # directly (it was never in an import file), and for rows stored before revision 0003.
+    refresh_token_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # When the stored pair was issued (import's issued_at, or the refresh that stored it):
+    # an import of an older pair is refused.
+    tokens_issued_at: Mapped[datetime | None]
     last_refreshed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
@@ -118,6 +135,13 @@ class Account(Base):
             sqlite_where=text("consecutive_failures > 0"),
         ),
         Index("ix_accounts_refresh_expires_at", "refresh_expires_at"),
+        # `status` counts the accounts without tokens (their users must reconnect).
+        Index(
+            "ix_accounts_without_tokens",
+            "id",
+            postgresql_where=text("refresh_token_ciphertext IS NULL"),
+            sqlite_where=text("refresh_token_ciphertext IS NULL"),
+        ),
     )
 
 
@@ -162,3 +186,37 @@ class Attempt(Base):
         Index("ix_refresh_attempts_attempted_at", "attempted_at"),
         Index("ix_refresh_attempts_run_id", "run_id"),
     )
+
+
+class SpentRefreshToken(Base):
+    """An imported refresh token that a refresh has since replaced: importing it again is
+    refused (the same export run twice would put a spent token back).
+
+    One row per import, not per refresh: tokens that came from TikTok directly were never
+    in a file. Only a SHA-256 is kept; a long random token's hash reveals nothing.
+    """
+
+    __tablename__ = "spent_refresh_tokens"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"))
+    spent_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_spent_refresh_tokens_account_id", "account_id"),
+        Index("ix_spent_refresh_tokens_spent_at", "spent_at"),
+    )
+
+
+class KeyCheck(Base):
+    """One known value encrypted with the keys: tells a wrong key set before anything is written.
+
+    Encrypted when first needed, with the key that decrypts the stored tokens, and moved to
+    the first key by `keys rotate` once every token is on it.
+    """
+
+    __tablename__ = "key_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one row
+    ciphertext: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]

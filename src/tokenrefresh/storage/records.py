@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 __all__ = [
     "AccountView",
@@ -12,6 +13,7 @@ __all__ = [
     "Candidate",
     "ClaimedAccount",
     "Due",
+    "ImportCounts",
     "NewAccount",
     "NewTokens",
     "RunView",
@@ -92,22 +94,36 @@ class ClaimedAccount:
 
 @dataclass(frozen=True)
 class NewAccount:
-    """An account to import: encrypted tokens and absolute expiries."""
+    """An account to import: encrypted tokens and absolute expiries.
 
+    `line` names it in errors; `issued_at` is when its pair was issued (an import of a pair
+    older than the stored one is refused), `refresh_token_fingerprint` tells a spent token.
+    """
+
+    line: int
     open_id: str
     label: str | None
     access_token_ciphertext: str = field(repr=False)
     refresh_token_ciphertext: str = field(repr=False)
+    refresh_token_fingerprint: str
     access_expires_at: datetime
     refresh_expires_at: datetime
+    issued_at: datetime
     scope: str
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    created: int
+    updated: int
+    unchanged: int  # the same refresh token as stored: nothing to replace
 
 
 @dataclass(frozen=True)
 class NewTokens:
     """A refreshed token pair, encrypted. None keeps what is stored (TikTok left it out)."""
 
-    access_token_ciphertext: str = field(repr=False)
+    access_token_ciphertext: str | None = field(repr=False)
     refresh_token_ciphertext: str | None = field(repr=False)
     access_expires_at: datetime
     refresh_expires_at: datetime | None
@@ -175,11 +191,12 @@ class Stats:
     overdue: int
     failing: int
     past_refresh_expiry: int
+    without_tokens: int  # not expired, refresh token still in date, but none stored
     soonest_access_expiry: datetime | None
     soonest_refresh_expiry: datetime | None
 
 
-class WriteResult:
+class WriteResult(StrEnum):
     """What a conditional write found."""
 
     WRITTEN = "written"

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -45,9 +46,18 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tokenrefresh.clock import Clock, utcnow
-from tokenrefresh.errors import DatabaseError
+from tokenrefresh.errors import DatabaseError, ImportFileError
 from tokenrefresh.storage.engine import describe_db_error
-from tokenrefresh.storage.models import Account, AccountStatus, Attempt, BigId, Run, UTCDateTime
+from tokenrefresh.storage.models import (
+    Account,
+    AccountStatus,
+    Attempt,
+    BigId,
+    KeyCheck,
+    Run,
+    SpentRefreshToken,
+    UTCDateTime,
+)
 from tokenrefresh.storage.records import (
     AccountView,
     AttemptRecord,
@@ -55,6 +65,7 @@ from tokenrefresh.storage.records import (
     Candidate,
     ClaimedAccount,
     Due,
+    ImportCounts,
     NewAccount,
     NewTokens,
     RunView,
@@ -74,6 +85,8 @@ T = TypeVar("T")
 IS_ACTIVE = Account.status == literal_column("'active'")
 IS_FAILING = Account.consecutive_failures > literal_column("0")
 
+# Longer than the longest refresh token lifetime TikTok has documented (365 days).
+SPENT_TOKEN_RETENTION = timedelta(days=400)
 GRANT_WRITE_ATTEMPTS = 4
 GRANT_WRITE_BACKOFF = 0.5  # seconds, doubled after each failed attempt
 
@@ -108,15 +121,17 @@ class Claim:
         *,
         status: AccountStatus = AccountStatus.ACTIVE,
         error: str | None = None,
-    ) -> str:
+    ) -> WriteResult:
         """Store the new pair and commit, retrying on a fresh connection if this one broke.
 
-        The new refresh token is the only valid one: losing it disconnects the user.
+        The new refresh token is the only valid one: losing it disconnects the user. The
+        write is a compare-and-set against the row the claim read: if the account was
+        re-imported meanwhile (a newer consent), that pair wins and LOST_RACE comes back.
         """
         repository = self._repository
         work = self._with_attempts(
             lambda connection: repository._save_grant(
-                connection, self.account.id, tokens, status, error
+                connection, self.account, tokens, status, error
             ),
             attempts,
         )
@@ -147,13 +162,13 @@ class Claim:
             "pair but the database did not take it; the account's user may have to reconnect"
         )
 
-    def mark_expired(self, reason: str, attempts: Sequence[AttemptRecord]) -> str:
+    def mark_expired(self, reason: str, attempts: Sequence[AttemptRecord]) -> WriteResult:
         """Mark the account expired, unless a newer token pair was stored meanwhile."""
         return self._conditional(_MARK_EXPIRED, {"b_error": reason}, attempts)
 
     def record_failure(
         self, reason: str, next_attempt_at: datetime, attempts: Sequence[AttemptRecord]
-    ) -> str:
+    ) -> WriteResult:
         """Count a failed refresh and push the next attempt back; the account stays active."""
         return self._conditional(
             _RECORD_FAILURE, {"b_error": reason, "b_next_attempt": next_attempt_at}, attempts
@@ -169,7 +184,7 @@ class Claim:
 
     def _conditional(
         self, statement: Executable, parameters: dict[str, Any], attempts: Sequence[AttemptRecord]
-    ) -> str:
+    ) -> WriteResult:
         repository = self._repository
         work = self._with_attempts(
             lambda connection: repository._conditional_update(
@@ -180,12 +195,12 @@ class Claim:
         return self._commit(self._end(), work)
 
     def _with_attempts(
-        self, write: Callable[[Connection], str], attempts: Sequence[AttemptRecord]
-    ) -> Callable[[Connection], str]:
+        self, write: Callable[[Connection], WriteResult], attempts: Sequence[AttemptRecord]
+    ) -> Callable[[Connection], WriteResult]:
         """The write, plus the attempt history in the same transaction."""
         repository = self._repository
 
-        def work(connection: Connection) -> str:
+        def work(connection: Connection) -> WriteResult:
             result = write(connection)
             if result != WriteResult.GONE:
                 repository._insert_attempts(connection, self.account.id, self._run_id, attempts)
@@ -201,8 +216,8 @@ class Claim:
         return held
 
     def _commit(
-        self, held: tuple[Connection, Any] | None, work: Callable[[Connection], str]
-    ) -> str:
+        self, held: tuple[Connection, Any] | None, work: Callable[[Connection], WriteResult]
+    ) -> WriteResult:
         """Run the write in the held transaction (PostgreSQL) or a new one (SQLite)."""
         if held is None:
             return self._repository._transaction(work)
@@ -229,38 +244,56 @@ class Repository:
 
     # --- accounts ---------------------------------------------------------------
 
-    def import_accounts(self, accounts: Sequence[NewAccount]) -> tuple[int, int]:
-        """Upsert by open_id in one transaction; (created, updated).
+    def import_accounts(
+        self, accounts: Sequence[NewAccount], *, force: bool = False
+    ) -> ImportCounts:
+        """Upsert by open_id in one transaction, refusing stale pairs unless `force`.
 
         A re-import is a new consent: the account becomes active again with fresh tokens,
-        unless it was disabled by hand, which stays the operator's decision.
+        unless it was disabled by hand, which stays the operator's decision. Refused (the
+        whole import, naming the lines): a refresh token this tool already rotated away
+        from, or a pair issued before the one stored. The same refresh token as stored
+        changes nothing but the label. On PostgreSQL the rows are locked first, so an
+        import waits for an in-flight refresh of the same account and then sees its result.
         """
         now = self._clock()
 
-        def write(connection: Connection) -> tuple[int, int]:
-            existing: set[str] = set()
-            open_ids = [account.open_id for account in accounts]
-            for chunk in _chunks(open_ids, 500):
-                existing.update(
-                    connection.execute(
-                        select(Account.open_id).where(Account.open_id.in_(chunk))
-                    ).scalars()
-                )
+        def write(connection: Connection) -> ImportCounts:
+            stored = self._stored_for_import(connection, [a.open_id for a in accounts])
+            if not force:
+                refusals = self._import_refusals(connection, accounts, stored)
+                if refusals:
+                    raise ImportFileError(_refusal_message(refusals))
             new_rows = [
                 _new_account_values(account, now)
                 for account in accounts
-                if account.open_id not in existing
+                if account.open_id not in stored
             ]
             if new_rows:
                 connection.execute(insert(Account), new_rows)
+            updated = unchanged = 0
             for account in accounts:
-                if account.open_id in existing:
-                    connection.execute(
-                        update(Account)
-                        .where(Account.open_id == account.open_id)
-                        .values(_reimport_values(account, now))
-                    )
-            return len(new_rows), len(existing)
+                if account.open_id not in stored:
+                    continue
+                same_token = (
+                    stored[account.open_id].fingerprint == account.refresh_token_fingerprint
+                )
+                if same_token and not force:
+                    unchanged += 1
+                    if account.label is not None:
+                        connection.execute(
+                            update(Account)
+                            .where(Account.open_id == account.open_id)
+                            .values(label=account.label, updated_at=now)
+                        )
+                    continue
+                updated += 1
+                connection.execute(
+                    update(Account)
+                    .where(Account.open_id == account.open_id)
+                    .values(_reimport_values(account, now))
+                )
+            return ImportCounts(created=len(new_rows), updated=updated, unchanged=unchanged)
 
         try:
             return self._transaction(write)
@@ -271,6 +304,72 @@ class Repository:
                     "nothing was imported, run it again"
                 ) from None
             raise
+
+    def _stored_for_import(
+        self, connection: Connection, open_ids: Sequence[str]
+    ) -> dict[str, _StoredPair]:
+        """What is stored for these open_ids; on PostgreSQL with the rows locked, in order."""
+        stored: dict[str, _StoredPair] = {}
+        for chunk in _chunks(sorted(open_ids), 500):
+            query = (
+                select(
+                    Account.open_id,
+                    Account.refresh_token_fingerprint,
+                    Account.tokens_issued_at,
+                    Account.last_refreshed_at,
+                )
+                .where(Account.open_id.in_(chunk))
+                .order_by(Account.open_id)
+            )
+            if self.holds_row_locks:
+                query = query.with_for_update()
+            for row in connection.execute(query):
+                stored[row.open_id] = _StoredPair(
+                    row.refresh_token_fingerprint,
+                    max(
+                        (t for t in (row.tokens_issued_at, row.last_refreshed_at) if t),
+                        default=None,
+                    ),
+                )
+        return stored
+
+    def _import_refusals(
+        self,
+        connection: Connection,
+        accounts: Sequence[NewAccount],
+        stored: dict[str, _StoredPair],
+    ) -> list[str]:
+        spent: dict[str, datetime] = {}
+        fingerprints = sorted({account.refresh_token_fingerprint for account in accounts})
+        for chunk in _chunks(fingerprints, 500):
+            rows = connection.execute(
+                select(SpentRefreshToken.fingerprint, SpentRefreshToken.spent_at).where(
+                    SpentRefreshToken.fingerprint.in_(chunk)
+                )
+            )
+            spent.update((row.fingerprint, row.spent_at) for row in rows)
+        refusals: list[str] = []
+        for account in accounts:
+            pair = stored.get(account.open_id)
+            if account.refresh_token_fingerprint in spent:
+                refusals.append(
+                    f"line {account.line}: open_id {account.open_id!r}: this refresh token was "
+                    "already used, and replaced by a newer one, on "
+                    f"{_when(spent[account.refresh_token_fingerprint])}; importing it would "
+                    "overwrite the newer pair (the same file imported twice?)"
+                )
+            elif (
+                pair is not None
+                and pair.issued_at is not None
+                and pair.fingerprint != account.refresh_token_fingerprint
+                and account.issued_at < pair.issued_at
+            ):
+                refusals.append(
+                    f"line {account.line}: open_id {account.open_id!r}: issued_at "
+                    f"{_when(account.issued_at)} is older than the pair stored, from "
+                    f"{_when(pair.issued_at)}"
+                )
+        return refusals
 
     def list_accounts(
         self, status: str | None = None, limit: int | None = None
@@ -310,16 +409,40 @@ class Repository:
 
         return self._transaction(write)
 
-    def set_status(self, account_id: int, status: AccountStatus) -> bool:
-        """Enable (active) or disable an account by hand; clears the failure back-off."""
+    def disable(self, account_id: int) -> bool:
+        """Exclude an account from refreshing by hand; False if there is no such account."""
         now = self._clock()
-        values: dict[str, Any] = {"status": status.value, "updated_at": now}
-        if status is AccountStatus.ACTIVE:
-            values.update(consecutive_failures=0, next_attempt_at=now, last_error=None)
 
         def write(connection: Connection) -> bool:
             result = connection.execute(
-                update(Account).where(Account.id == account_id).values(values)
+                update(Account)
+                .where(Account.id == account_id)
+                .values(status=AccountStatus.DISABLED.value, updated_at=now)
+            )
+            return bool(result.rowcount)
+
+        return self._transaction(write)
+
+    def enable(self, account_id: int) -> bool:
+        """Make an account active again and clear its back-off, only if it has a refresh token
+        that is still in date; False otherwise (or if there is no such account)."""
+        now = self._clock()
+
+        def write(connection: Connection) -> bool:
+            result = connection.execute(
+                update(Account)
+                .where(
+                    Account.id == account_id,
+                    Account.refresh_token_ciphertext.is_not(None),
+                    Account.refresh_expires_at > now,
+                )
+                .values(
+                    status=AccountStatus.ACTIVE.value,
+                    consecutive_failures=0,
+                    next_attempt_at=now,
+                    last_error=None,
+                    updated_at=now,
+                )
             )
             return bool(result.rowcount)
 
@@ -449,6 +572,9 @@ class Repository:
             failing = connection.execute(
                 select(func.count()).where(IS_ACTIVE, IS_FAILING)  # ix_accounts_failing
             ).scalar_one()
+            without_tokens = connection.execute(
+                select(func.count()).where(*_without_tokens(now))  # ix_accounts_without_tokens
+            ).scalar_one()
             soonest_access = connection.execute(
                 select(func.min(Account.access_expires_at)).where(IS_ACTIVE)
             ).scalar_one()
@@ -463,6 +589,7 @@ class Repository:
                 overdue=overdue,
                 failing=failing,
                 past_refresh_expiry=past_refresh_expiry,
+                without_tokens=without_tokens,
                 soonest_access_expiry=soonest_access,
                 soonest_refresh_expiry=soonest_refresh,
             )
@@ -472,13 +599,15 @@ class Repository:
     # --- cleanup ----------------------------------------------------------------
 
     def reconnect_needed(self, now: datetime, limit: int) -> list[AccountView]:
-        """Accounts whose user must reconnect: expired, or past their refresh token's expiry."""
+        """Accounts whose user must reconnect: expired, past their refresh token's expiry, or
+        without a stored refresh token."""
         query = (
             select(*_VIEW_COLUMNS)
             .where(
                 or_(
                     Account.status == AccountStatus.EXPIRED.value,
                     and_(*_past_refresh_expiry(now)),
+                    and_(*_without_tokens(now)),
                 )
             )
             .order_by(Account.id)
@@ -552,11 +681,19 @@ class Repository:
         return self._read(read)
 
     def prune_history(self, cutoff: datetime) -> tuple[int, int]:
-        """Delete attempts and finished runs before cutoff; each command's last run stays."""
+        """Delete attempts and finished runs before cutoff; each command's last run stays.
+
+        Spent-token fingerprints go after SPENT_TOKEN_RETENTION, whatever the cutoff: an
+        import file older than that holds tokens long past any refresh token's lifetime.
+        """
+        spent_cutoff = self._clock() - SPENT_TOKEN_RETENTION
 
         def write(connection: Connection) -> tuple[int, int]:
             attempts = connection.execute(delete(Attempt).where(Attempt.attempted_at < cutoff))
             runs = connection.execute(delete(Run).where(*_prunable_runs(cutoff)))
+            connection.execute(
+                delete(SpentRefreshToken).where(SpentRefreshToken.spent_at < spent_cutoff)
+            )
             return int(attempts.rowcount), int(runs.rowcount)
 
         return self._transaction(write)
@@ -605,6 +742,48 @@ class Repository:
             return written
 
         return self._transaction(write)
+
+    def any_ciphertext(self) -> str | None:
+        """One stored ciphertext, any account: what the keys must be able to read."""
+        query = (
+            select(func.coalesce(Account.refresh_token_ciphertext, Account.access_token_ciphertext))
+            .where(_has_tokens())
+            .limit(1)
+        )
+        value: str | None = self._scalar(query)
+        return value
+
+    def key_check(self) -> str | None:
+        """The stored key check value (a known text encrypted with the keys), if any."""
+        value: str | None = self._scalar(select(KeyCheck.ciphertext).where(KeyCheck.id == 1))
+        return value
+
+    def save_key_check(self, ciphertext: str, *, replacing: str | None) -> bool:
+        """Store the key check value: a first one (`replacing` None; a concurrent first one
+        wins), or in place of `replacing` (compare-and-set). True if this one was stored."""
+        now = self._clock()
+
+        def write(connection: Connection) -> bool:
+            if replacing is None:
+                if connection.execute(select(KeyCheck.id)).first() is not None:
+                    return False
+                connection.execute(
+                    insert(KeyCheck).values(id=1, ciphertext=ciphertext, updated_at=now)
+                )
+                return True
+            result = connection.execute(
+                update(KeyCheck)
+                .where(KeyCheck.id == 1, KeyCheck.ciphertext == replacing)
+                .values(ciphertext=ciphertext, updated_at=now)
+            )
+            return bool(result.rowcount)
+
+        try:
+            return self._transaction(write)
+        except DatabaseError as error:
+            if isinstance(error.__cause__, IntegrityError):
+                return False  # another process stored the first one meanwhile
+            raise
 
     # --- runs -------------------------------------------------------------------
 
@@ -689,27 +868,37 @@ class Repository:
     def _save_grant(
         self,
         connection: Connection,
-        account_id: int,
+        account: ClaimedAccount,
         tokens: NewTokens,
         status: AccountStatus,
         error: str | None,
-    ) -> str:
+    ) -> WriteResult:
+        now = self._clock()
+        if tokens.refresh_token_ciphertext is not None:
+            # The imported refresh token (if it still is the stored one) is spent from now on.
+            connection.execute(
+                _spent_insert(connection.dialect.name),
+                {"b_id": account.id, "b_generation": account.token_generation, "b_now": now},
+            )
         result = connection.execute(
             _SAVE_GRANT,
             {
-                "b_id": account_id,
+                "b_id": account.id,
+                "b_generation": account.token_generation,
+                # None keeps the stored value (COALESCE): never a token overwritten with nothing.
                 "b_access": tokens.access_token_ciphertext,
                 "b_access_expires": tokens.access_expires_at,
-                # None keeps the stored value (COALESCE): never a token overwritten with nothing.
                 "b_refresh": tokens.refresh_token_ciphertext,
                 "b_refresh_expires": tokens.refresh_expires_at,
                 "b_scope": tokens.scope,
                 "b_status": status.value,
                 "b_error": error,
-                "b_now": self._clock(),
+                "b_now": now,
             },
         )
-        return WriteResult.WRITTEN if result.rowcount else WriteResult.GONE
+        if result.rowcount:
+            return WriteResult.WRITTEN
+        return self._race_or_gone(connection, account.id)
 
     def _conditional_update(
         self,
@@ -717,7 +906,7 @@ class Repository:
         account: ClaimedAccount,
         statement: Executable,
         parameters: dict[str, Any],
-    ) -> str:
+    ) -> WriteResult:
         """Write only if nobody stored a newer token pair since the claim read the row."""
         result = connection.execute(
             statement,
@@ -730,8 +919,13 @@ class Repository:
         )
         if result.rowcount:
             return WriteResult.WRITTEN
+        return self._race_or_gone(connection, account.id)
+
+    @staticmethod
+    def _race_or_gone(connection: Connection, account_id: int) -> WriteResult:
+        """Why a compare-and-set wrote nothing: a newer pair was stored, or the row is gone."""
         exists = connection.execute(
-            select(Account.id).where(Account.id == account.id)
+            select(Account.id).where(Account.id == account_id)
         ).scalar_one_or_none()
         return WriteResult.LOST_RACE if exists is not None else WriteResult.GONE
 
@@ -801,6 +995,18 @@ def _past_refresh_expiry(now: datetime) -> list[ColumnElement[bool]]:
     return [Account.status != AccountStatus.EXPIRED.value, Account.refresh_expires_at <= now]
 
 
+def _without_tokens(now: datetime) -> list[ColumnElement[bool]]:
+    """Not expired, refresh token in date, but no token stored: nothing can refresh it.
+
+    (Disjoint from the expired and the past-expiry accounts, so the three counts add up.)
+    """
+    return [
+        Account.refresh_token_ciphertext.is_(None),
+        Account.status != AccountStatus.EXPIRED.value,
+        Account.refresh_expires_at > now,
+    ]
+
+
 def _dead_token_conditions() -> list[ColumnElement[bool]]:
     return [Account.status == AccountStatus.EXPIRED.value, _has_tokens()]
 
@@ -823,6 +1029,8 @@ def _new_account_values(account: NewAccount, now: datetime) -> dict[str, Any]:
         "label": account.label,
         "access_token_ciphertext": account.access_token_ciphertext,
         "refresh_token_ciphertext": account.refresh_token_ciphertext,
+        "refresh_token_fingerprint": account.refresh_token_fingerprint,
+        "tokens_issued_at": account.issued_at,
         "access_expires_at": account.access_expires_at,
         "refresh_expires_at": account.refresh_expires_at,
         "scope": account.scope,
@@ -836,11 +1044,11 @@ def _new_account_values(account: NewAccount, now: datetime) -> dict[str, Any]:
 
 
 def _reimport_values(account: NewAccount, now: datetime) -> dict[str, Any]:
-    from sqlalchemy import case
-
     values: dict[str, Any] = {
         "access_token_ciphertext": account.access_token_ciphertext,
         "refresh_token_ciphertext": account.refresh_token_ciphertext,
+        "refresh_token_fingerprint": account.refresh_token_fingerprint,
+        "tokens_issued_at": account.issued_at,
         "access_expires_at": account.access_expires_at,
         "refresh_expires_at": account.refresh_expires_at,
         "scope": account.scope,
@@ -857,6 +1065,32 @@ def _reimport_values(account: NewAccount, now: datetime) -> dict[str, Any]:
     if account.label is not None:
         values["label"] = account.label
     return values
+
+
+@dataclass(frozen=True)
+class _StoredPair:
+    """What an import compares a line with: the stored token's fingerprint, and when the
+    stored pair was issued (its import or its last refresh)."""
+
+    fingerprint: str | None
+    issued_at: datetime | None
+
+
+MAX_LISTED_REFUSALS = 20
+
+
+def _refusal_message(refusals: Sequence[str]) -> str:
+    shown = list(refusals[:MAX_LISTED_REFUSALS])
+    if len(refusals) > len(shown):
+        shown.append(f"... and {len(refusals) - len(shown)} more")
+    return (
+        "nothing was imported: these lines would replace a newer token pair with an older one "
+        "(use --force if that is really what you want):\n  " + "\n  ".join(shown)
+    )
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -922,18 +1156,27 @@ _RUN_COLUMNS = (
 
 # The statements run once per refreshed account, built once: SQLAlchemy then reuses their
 # compiled form instead of rebuilding and re-keying a statement for every account.
+_SAME_GENERATION = and_(
+    Account.id == bindparam("b_id"), Account.token_generation == bindparam("b_generation")
+)
+_REFRESH_PARAM = bindparam("b_refresh", type_=Text())
 _SAVE_GRANT = (
     update(Account)
-    .where(Account.id == bindparam("b_id"))
+    .where(_SAME_GENERATION)
     .values(
-        access_token_ciphertext=bindparam("b_access"),
-        access_expires_at=bindparam("b_access_expires", type_=UTCDateTime()),
-        refresh_token_ciphertext=func.coalesce(
-            bindparam("b_refresh", type_=Text()), Account.refresh_token_ciphertext
+        access_token_ciphertext=func.coalesce(
+            bindparam("b_access", type_=Text()), Account.access_token_ciphertext
         ),
+        access_expires_at=bindparam("b_access_expires", type_=UTCDateTime()),
+        refresh_token_ciphertext=func.coalesce(_REFRESH_PARAM, Account.refresh_token_ciphertext),
         refresh_expires_at=func.coalesce(
             bindparam("b_refresh_expires", type_=UTCDateTime()), Account.refresh_expires_at
         ),
+        # A token from TikTok was never in an import file: nothing to recognise it by.
+        refresh_token_fingerprint=case(
+            (_REFRESH_PARAM.is_(None), Account.refresh_token_fingerprint), else_=None
+        ),
+        tokens_issued_at=bindparam("b_now", type_=UTCDateTime()),
         scope=func.coalesce(bindparam("b_scope", type_=Text()), Account.scope),
         status=bindparam("b_status"),
         token_generation=Account.token_generation + 1,
@@ -943,9 +1186,6 @@ _SAVE_GRANT = (
         next_attempt_at=bindparam("b_now", type_=UTCDateTime()),
         updated_at=bindparam("b_now", type_=UTCDateTime()),
     )
-)
-_SAME_GENERATION = and_(
-    Account.id == bindparam("b_id"), Account.token_generation == bindparam("b_generation")
 )
 _MARK_EXPIRED = (
     update(Account)
@@ -967,6 +1207,36 @@ _RECORD_FAILURE = (
     )
 )
 _INSERT_ATTEMPT = insert(Attempt)
+_SPENT_INSERTS: dict[str, Executable] = {}
+
+
+def _spent_insert(dialect: str) -> Executable:
+    """INSERT the account's imported fingerprint into spent_refresh_tokens, if it has one;
+    a fingerprint already there is left alone."""
+    if dialect not in _SPENT_INSERTS:
+        source = select(
+            Account.refresh_token_fingerprint,
+            Account.id,
+            bindparam("b_now", type_=UTCDateTime()),
+        ).where(_SAME_GENERATION, Account.refresh_token_fingerprint.is_not(None))
+        columns = ["fingerprint", "account_id", "spent_at"]
+        statement: Executable
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            statement = (
+                postgresql_insert(SpentRefreshToken)
+                .from_select(columns, source)
+                .on_conflict_do_nothing(index_elements=["fingerprint"])
+            )
+        else:
+            statement = (
+                insert(SpentRefreshToken).from_select(columns, source).prefix_with("OR IGNORE")
+            )
+        _SPENT_INSERTS[dialect] = statement
+    return _SPENT_INSERTS[dialect]
+
+
 _CLAIMS: dict[tuple[bool, bool, bool], Select[Any]] = {}
 
 

@@ -12,10 +12,18 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect, text
 
 from tokenrefresh.errors import SchemaNotCurrent
+from tokenrefresh.storage.models import Base
 
-__all__ = ["HEAD_REVISION", "SchemaState", "current_revision", "ensure_current", "upgrade"]
+__all__ = [
+    "HEAD_REVISION",
+    "SchemaState",
+    "current_revision",
+    "ensure_current",
+    "missing_parts",
+    "upgrade",
+]
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -50,6 +58,7 @@ def ensure_current(engine: Engine, *, auto_upgrade: bool) -> None:
     """Stop unless the schema is at HEAD_REVISION; `auto_upgrade` migrates instead (SQLite)."""
     revision = current_revision(engine)
     if revision == HEAD_REVISION:
+        _ensure_complete(engine)
         return
     if revision is not None and revision > HEAD_REVISION:
         raise SchemaNotCurrent(
@@ -58,6 +67,7 @@ def ensure_current(engine: Engine, *, auto_upgrade: bool) -> None:
         )
     if auto_upgrade:
         upgrade(engine)
+        _ensure_complete(engine)
         return
     if revision is None:
         raise SchemaNotCurrent(
@@ -67,3 +77,37 @@ def ensure_current(engine: Engine, *, auto_upgrade: bool) -> None:
         f"the database schema is at revision {revision}, this tokenrefresh needs "
         f"{HEAD_REVISION}: run `tokenrefresh db upgrade`"
     )
+
+
+def missing_parts(engine: Engine) -> list[str]:
+    """Tables and columns the models need that the database lacks (one catalog query)."""
+    with engine.connect() as connection:
+        present = {
+            table: {column["name"] for column in columns}
+            for (_schema, table), columns in inspect(connection).get_multi_columns().items()
+        }
+    missing: list[str] = []
+    for table in Base.metadata.sorted_tables:
+        if table.name not in present:
+            missing.append(f"table {table.name}")
+            continue
+        missing += [
+            f"column {table.name}.{column.name}"
+            for column in table.columns
+            if column.name not in present[table.name]
+        ]
+    return missing
+
+
+def _ensure_complete(engine: Engine) -> None:
+    """The revision stamp can say current while a table or column was dropped by hand: then
+    TikTok would be called and its answers could not be stored. Stop before that."""
+    missing = missing_parts(engine)
+    if missing:
+        listed = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise SchemaNotCurrent(
+            f"the database schema is stamped revision {HEAD_REVISION} but lacks {listed}: it "
+            "was changed outside tokenrefresh; restore it from a backup (nothing was changed)"
+        )
