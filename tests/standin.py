@@ -299,6 +299,8 @@ class TikTokStandIn:
         self.invalid_grant_status: int = 400
         self.omit_refresh_token: bool = False
         self.wrong_open_id: str | None = None
+        # open_id -> seconds: the normal answer for that account comes this much later.
+        self.slow: dict[str, float] = {}
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -571,12 +573,13 @@ class TikTokStandIn:
                     self._lost_rotations[open_id] += 1
                 return _answer_from_reply(reply)
 
+            extra = self.slow.get(owner, 0.0) if owner is not None else 0.0
             if path == TOKEN_PATH:
-                return self._delayed(self._refresh_locked(is_form, form))
-            return self._delayed(self._revoke_endpoint_locked(is_form, form))
+                return self._delayed(self._refresh_locked(is_form, form), extra)
+            return self._delayed(self._revoke_endpoint_locked(is_form, form), extra)
 
-    def _delayed(self, answer: _Answer) -> _Answer:
-        latency = self.latency
+    def _delayed(self, answer: _Answer, extra: float = 0.0) -> _Answer:
+        latency = max(self.latency, extra)
         if latency <= 0:
             return answer
         return _Answer(

@@ -138,7 +138,7 @@ def test_import_from_a_file(
     path.write_text(jsonl(*lines).replace("\n", "\r\n"), encoding="utf-8")
     result = cli("accounts", "import", str(path), "--json", input="ignored: not read\n")
     assert result.exit_code == 0, result.stderr
-    assert result.json() == {"created": 3, "updated": 0}
+    assert result.json() == {"created": 3, "updated": 0, "unchanged": 0}
     assert [a.open_id for a in repository.list_accounts()] == ["user0", "user1", "user2"]
     assert stored_tokens(engine, fernet_key, "user2") == tuple(tokens_in(lines[2]))
 

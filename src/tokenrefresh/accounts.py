@@ -57,6 +57,7 @@ class Accounts:
                     access_expires_at=account.access_expires_at,
                     refresh_expires_at=account.refresh_expires_at,
                     issued_at=account.issued_at,
+                    issued_at_stated=account.issued_at_stated,
                     scope=account.scope,
                 )
                 for account in parsed

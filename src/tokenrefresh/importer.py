@@ -50,6 +50,7 @@ class ImportedAccount:
     access_expires_at: datetime
     refresh_expires_at: datetime
     issued_at: datetime
+    issued_at_stated: bool  # the line gave issued_at (else: the time of the import)
     scope: str
 
 
@@ -101,7 +102,8 @@ def _parse_line(number: int, text: str, now: datetime) -> ImportedAccount:
     if unknown:
         names = ", ".join(repr(name[:40]) for name in unknown)
         raise _LineError(f"unknown field {names}")
-    issued_at = _timestamp(data, "issued_at") or now
+    stated = _timestamp(data, "issued_at")
+    issued_at = stated or now
     if issued_at > now + CLOCK_SKEW:
         raise _LineError("field 'issued_at' is in the future")
     return ImportedAccount(
@@ -113,6 +115,7 @@ def _parse_line(number: int, text: str, now: datetime) -> ImportedAccount:
         access_expires_at=_expiry(data, "expires_in", "access_expires_at", issued_at),
         refresh_expires_at=_expiry(data, "refresh_expires_in", "refresh_expires_at", issued_at),
         issued_at=issued_at,
+        issued_at_stated=stated is not None,
         scope=_optional_string(data, "scope", max_length=10_000) or "",
     )
 

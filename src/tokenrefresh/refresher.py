@@ -322,7 +322,6 @@ class Refresher:
         due = Due(now=now, horizon=now + options.window, shard=options.shard)
         if options.account_ids:
             self._check_accounts_exist(options.account_ids)
-        self._check_keys(due, options.account_ids)
         if options.dry_run:
             return self._plan(options, due)
         if self._client is None:
@@ -467,23 +466,6 @@ class Refresher:
                 else f"no accounts with ids {listed}"
             )
 
-    def _check_keys(self, due: Due, account_ids: tuple[int, ...]) -> None:
-        """Before anything is written: can the configured keys read the stored tokens?
-
-        A wrong key then stops the run with nothing recorded. (A key that reads some
-        tokens but not others is caught per account, and stops the run there.)
-        """
-        ciphertext = self._repository.sample_refresh_ciphertext(due, account_ids)
-        if ciphertext is None:
-            return
-        try:
-            self._cipher.decrypt(ciphertext)
-        except DecryptionError:
-            raise DecryptionError(
-                "no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts the stored tokens (a wrong "
-                "key, or the key they were encrypted with was removed); nothing was changed"
-            ) from None
-
     def _finish_run(self, report: RunReport, fatal: TokenRefreshError | None) -> None:
         if report.run_id is None:
             return
@@ -511,7 +493,13 @@ def _finished(done: Future[None], *, slots: threading.BoundedSemaphore, control:
     if error is None:
         slots.release()
         return
-    if isinstance(error, DatabaseError):
+    if isinstance(error, GrantNotStored):
+        control.stop(
+            StopReason.DATABASE_ERROR,
+            "the database did not take a new token pair (the lost account above); the run "
+            "stopped so that no more refresh tokens are spent",
+        )
+    elif isinstance(error, DatabaseError):
         control.stop(StopReason.DATABASE_ERROR, str(error))
     elif isinstance(error, TokenRefreshError):
         control.abort(error)

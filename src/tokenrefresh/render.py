@@ -155,6 +155,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
         "refresh_tokens": {
             "soonest_expiry": timestamp(stats.soonest_refresh_expiry),
             "past_expiry": stats.past_refresh_expiry,
+            "missing": stats.without_tokens,
         },
         "failing": stats.failing,
         "reconnect_needed": {
@@ -346,10 +347,11 @@ class Output:
         if attempted == 0 and not report.stop_reason:
             self.line("Nothing to refresh: no account is due.")
         else:
+            lost = f", {counts['lost']} lost" if counts["lost"] else ""
             self.line(
                 f"Refreshed {counts['refreshed']} of {attempted} account(s): "
                 f"{counts['expired']} expired, {counts['failed']} failed, "
-                f"{counts['skipped']} skipped "
+                f"{counts['skipped']} skipped{lost} "
                 f"(run {report.run_id}, {report.duration_seconds:.1f}s)."
             )
         for problem in report.problems:
@@ -366,6 +368,11 @@ class Output:
             self.line(
                 "Expired accounts need their user to reconnect the TikTok account "
                 "(then `tokenrefresh accounts import` the new tokens)."
+            )
+        if report.counts["lost"]:
+            self.line(
+                "Lost: TikTok rotated those tokens but the database did not store them; the next "
+                "run will show whether their users must reconnect. Check the database first."
             )
 
     def _dry_run(self, report: RunReport) -> None:
@@ -448,11 +455,18 @@ class Output:
 
     def imported(self, report: ImportReport) -> None:
         if self.as_json:
-            self.json({"created": report.created, "updated": report.updated})
+            self.json(
+                {
+                    "created": report.created,
+                    "updated": report.updated,
+                    "unchanged": report.unchanged,
+                }
+            )
         else:
+            unchanged = f", {report.unchanged} unchanged" if report.unchanged else ""
             self.line(
                 f"Imported {report.created + report.updated} account(s): "
-                f"{report.created} new, {report.updated} updated."
+                f"{report.created} new, {report.updated} updated{unchanged}."
             )
 
     def status(self, report: StatusReport) -> None:

@@ -33,7 +33,13 @@ def collect_status(
         window=window,
         stats=stats,
         reconnect=repository.reconnect_needed(now, reconnect_limit),
-        reconnect_count=stats.by_status[AccountStatus.EXPIRED] + stats.past_refresh_expiry,
+        # Three disjoint groups: expired; past the refresh token's expiry but not yet marked
+        # by cleanup; and in date but with no token stored (nothing can refresh them).
+        reconnect_count=(
+            stats.by_status[AccountStatus.EXPIRED]
+            + stats.past_refresh_expiry
+            + stats.without_tokens
+        ),
         last_runs=repository.last_runs(),
         last_successful_runs=repository.last_successful_runs(),
     )

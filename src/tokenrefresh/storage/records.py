@@ -96,8 +96,9 @@ class ClaimedAccount:
 class NewAccount:
     """An account to import: encrypted tokens and absolute expiries.
 
-    `line` names it in errors; `issued_at` is when its pair was issued (an import of a pair
-    older than the stored one is refused), `refresh_token_fingerprint` tells a spent token.
+    `line` names it in errors; `refresh_token_fingerprint` tells a spent token. `issued_at`
+    is when its pair was issued; only a line that states it (`issued_at_stated`) is compared
+    with the stored pair: the time of the import says nothing about which consent is newer.
     """
 
     line: int
@@ -109,6 +110,7 @@ class NewAccount:
     access_expires_at: datetime
     refresh_expires_at: datetime
     issued_at: datetime
+    issued_at_stated: bool
     scope: str
 
 

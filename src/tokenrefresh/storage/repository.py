@@ -138,10 +138,11 @@ class Claim:
         try:
             return self._commit(self._end(), work)
         except DatabaseError as error_:
+            last_error = error_.message
             log.warning(
                 "account %s: storing the new token failed (%s); retrying on a new connection",
                 self.account.id,
-                error_,
+                last_error,
             )
         delay = GRANT_WRITE_BACKOFF
         for attempt in range(2, GRANT_WRITE_ATTEMPTS + 1):
@@ -150,16 +151,17 @@ class Claim:
             try:
                 return repository._transaction(work)
             except DatabaseError as error_:
+                last_error = error_.message
                 log.warning(
                     "account %s: storing the new token failed again (attempt %d of %d): %s",
                     self.account.id,
                     attempt,
                     GRANT_WRITE_ATTEMPTS,
-                    error_,
+                    last_error,
                 )
         raise GrantNotStored(
-            f"account {self.account.id} ({self.account.open_id}): TikTok issued a new token "
-            "pair but the database did not take it; the account's user may have to reconnect"
+            f"TikTok issued a new token pair but the database did not take it ({last_error}); "
+            "its user may have to reconnect"
         )
 
     def mark_expired(self, reason: str, attempts: Sequence[AttemptRecord]) -> WriteResult:
@@ -360,6 +362,7 @@ class Repository:
                 )
             elif (
                 pair is not None
+                and account.issued_at_stated
                 and pair.issued_at is not None
                 and pair.fingerprint != account.refresh_token_fingerprint
                 and account.issued_at < pair.issued_at
@@ -487,22 +490,6 @@ class Repository:
         query = select(*_CANDIDATE_COLUMNS).where(Account.id.in_(list(account_ids)))
         rows = {row.id: Candidate(*tuple(row)) for row in self._rows(query)}
         return [rows[account_id] for account_id in account_ids if account_id in rows]
-
-    def sample_refresh_ciphertext(
-        self, due: Due | None, account_ids: Sequence[int] = ()
-    ) -> str | None:
-        """One stored refresh token a run would use: to check the keys before it starts."""
-        query = select(Account.refresh_token_ciphertext).where(
-            Account.refresh_token_ciphertext.is_not(None)
-        )
-        if account_ids:
-            query = query.where(Account.id.in_(list(account_ids)))
-        elif due is not None:
-            query = query.where(*_due_conditions(due)).order_by(
-                Account.access_expires_at, Account.id
-            )
-        value: str | None = self._scalar(query.limit(1))
-        return value
 
     def count_due(self, due: Due) -> int:
         query = select(func.count()).select_from(Account).where(*_due_conditions(due))
