@@ -280,6 +280,7 @@ def test_json_escapes_what_json_dumps_leaves_raw() -> None:
     assert "\\u0085\\u009b" in text
     assert "\\u202e" in text
     assert "ok é" in text  # ordinary non-ASCII stays readable
+    text.encode("utf-8")  # a lone surrogate, written raw, would fail on a real stdout
     assert json.loads(text) == {"text": value, "nested": [{"k\x9b": value}]}
 
 
@@ -296,6 +297,14 @@ def test_a_registered_secret_is_scrubbed_from_json_and_text() -> None:
     plain = io.StringIO()
     Output(as_json=False, stream=plain).health([HealthProblem("warning", f"echo {secret}")])
     assert plain.getvalue() == f"WARNING: echo {MASK}\n"
+
+
+def test_every_line_is_scrubbed_and_escaped_whatever_its_caller_did() -> None:
+    secret = "line-secret-0123456789abcdef"
+    register_secret(secret)
+    stream = io.StringIO()
+    Output(as_json=False, stream=stream).line(f"said {secret} \x1b[2J\u202e\nnext")
+    assert stream.getvalue() == f"said {MASK} \\x1b[2J\\u202e\\x0anext\n"
 
 
 # ----------------------------------------------------------------------------- rich tables
