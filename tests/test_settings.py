@@ -4,6 +4,8 @@ configuration errors reach the command line: exit 3, the variable named, no secr
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import sqlite3
 import stat
@@ -16,7 +18,8 @@ from sqlalchemy import Engine, text
 from conftest import Cli
 from standin import TikTokStandIn
 from tokenrefresh.errors import ConfigError
-from tokenrefresh.settings import DEFAULT_API_BASE_URL, Secret, Settings
+from tokenrefresh.scrub import MASK, scrub
+from tokenrefresh.settings import DEFAULT_API_BASE_URL, Secret, Settings, database_url_secrets
 from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import resolve_database_url
 
@@ -164,6 +167,123 @@ def test_an_empty_variable_counts_as_unset(tmp_path: Path, empty: str) -> None:
     assert settings.ping_url is None
 
 
+# ----------------------------------------------------------------------------- NAME_FILE modes
+
+
+def secret_file_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "tokenrefresh.settings" and record.levelno == logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize(
+    "mode", [0o644, 0o640, 0o604, 0o620, 0o602, 0o666], ids=lambda mode: f"{mode:04o}"
+)
+def test_a_secret_file_open_to_group_or_others_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tokenrefresh.settings")
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(CLIENT_SECRET, encoding="utf-8")
+    secret_file.chmod(mode)
+    settings = Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
+    assert settings.client_secret == Secret(CLIENT_SECRET)  # a warning, not an error
+    assert secret_file_warnings(caplog) == [
+        f"TIKTOK_CLIENT_SECRET_FILE ({secret_file}) can be read or written by group or others "
+        f"(mode {mode:04o}): it holds a secret; chmod 600 {secret_file}"
+    ]
+    assert CLIENT_SECRET[:8] not in caplog.text
+
+
+def test_a_private_secret_file_is_not_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tokenrefresh.settings")
+    for name, content in [
+        ("TIKTOK_CLIENT_SECRET", CLIENT_SECRET),
+        ("TOKENREFRESH_ENCRYPTION_KEYS", KEY_A),
+        ("TOKENREFRESH_DATABASE_URL", "postgresql://app:long-db-password@db/tokens"),
+        ("TOKENREFRESH_PING_URL", "https://hc-ping.com/ping-uuid-secret"),
+        ("TOKENREFRESH_CLEANUP_PING_URL", "https://hc-ping.com/cleanup-uuid-secret"),
+    ]:
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        (tmp_path / name).chmod(0o600)
+    files = {f"{path.name}_FILE": str(path) for path in tmp_path.iterdir()}
+    Settings.from_env(files)
+    assert secret_file_warnings(caplog) == []
+
+
+def test_every_secret_variable_is_checked_and_only_those(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tokenrefresh.settings")
+    values = {
+        "TIKTOK_CLIENT_SECRET": CLIENT_SECRET,
+        "TOKENREFRESH_ENCRYPTION_KEYS": KEY_A,
+        "TOKENREFRESH_DATABASE_URL": "postgresql://app:long-db-password@db/tokens",
+        "TOKENREFRESH_PING_URL": "https://hc-ping.com/ping-uuid-secret",
+        "TOKENREFRESH_CLEANUP_PING_URL": "https://hc-ping.com/cleanup-uuid-secret",
+        "TIKTOK_CLIENT_KEY": "aw1234",  # not a secret
+        "TIKTOK_API_BASE_URL": "https://open.tiktokapis.com",  # not a secret
+    }
+    environ = {}
+    for name, content in values.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        (tmp_path / name).chmod(0o644)
+        environ[f"{name}_FILE"] = str(tmp_path / name)
+    Settings.from_env(environ)
+    warned = sorted(message.split(" ", 1)[0] for message in secret_file_warnings(caplog))
+    assert warned == [
+        "TIKTOK_CLIENT_SECRET_FILE",
+        "TOKENREFRESH_CLEANUP_PING_URL_FILE",
+        "TOKENREFRESH_DATABASE_URL_FILE",
+        "TOKENREFRESH_ENCRYPTION_KEYS_FILE",
+        "TOKENREFRESH_PING_URL_FILE",
+    ]
+    for content in values.values():
+        assert content not in caplog.text
+
+
+def test_the_mode_of_a_symlinked_secret_file_is_its_target_s(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kubernetes mounts Secrets as symlinks (..data/name): the target's mode counts."""
+    caplog.set_level(logging.WARNING, logger="tokenrefresh.settings")
+    data = tmp_path / "..data"
+    data.mkdir()
+    (data / "client_secret").write_text(CLIENT_SECRET, encoding="utf-8")
+    link = tmp_path / "client_secret"
+    link.symlink_to(data / "client_secret")
+    (data / "client_secret").chmod(0o600)
+    Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(link)})
+    assert secret_file_warnings(caplog) == []
+    (data / "client_secret").chmod(0o644)
+    Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(link)})
+    assert secret_file_warnings(caplog) == [
+        f"TIKTOK_CLIENT_SECRET_FILE ({link}) can be read or written by group or others "
+        f"(mode 0644): it holds a secret; chmod 600 {link}"
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_group_read_of_a_file_owned_by_another_user_is_how_it_is_shared(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kubernetes with fsGroup: a root-owned 0440 file readable through the pod's group."""
+    caplog.set_level(logging.WARNING, logger="tokenrefresh.settings")
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(CLIENT_SECRET, encoding="utf-8")
+    os.chown(secret_file, 4242, os.getegid())
+    secret_file.chmod(0o440)
+    Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
+    assert secret_file_warnings(caplog) == []
+    secret_file.chmod(0o444)  # others too: that is a warning whoever owns it
+    Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
+    assert len(secret_file_warnings(caplog)) == 1
+
+
 # ----------------------------------------------------------------------------- encryption keys
 
 
@@ -209,6 +329,91 @@ def test_a_stray_comma_is_named_by_position(value: str, position: int) -> None:
     assert message == f"TOKENREFRESH_ENCRYPTION_KEYS: key #{position} is empty (stray comma?)"
     assert KEY_A not in message
     assert KEY_B not in message
+
+
+# A fixed key, so that "no fragment of the key in the message" does not depend on chance.
+FIXED_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode("ascii")
+OTHER_KEY = base64.urlsafe_b64encode(bytes(range(100, 132))).decode("ascii")
+NOT_A_FERNET_KEY = (
+    "is not a Fernet key (32 url-safe base64-encoded bytes; create one with "
+    "`tokenrefresh keys generate`)"
+)
+NOT_SEPARATED = (
+    "holds white space or another separator: keys are separated by commas "
+    "(spaces around a comma are fine)"
+)
+
+
+def assert_no_fragment_of(message: str, *keys: str) -> None:
+    for key in keys:
+        for start in range(len(key) - 5):
+            assert key[start : start + 6] not in message, key[start : start + 6]
+
+
+@pytest.mark.parametrize(
+    ("value", "position", "problem"),
+    [
+        (f"{FIXED_KEY[:10]}+{FIXED_KEY[11:]}", 1, NOT_A_FERNET_KEY),
+        (f"{OTHER_KEY},{FIXED_KEY[:10]}/{FIXED_KEY[11:]}", 2, NOT_A_FERNET_KEY),
+        (f"{FIXED_KEY[:10]}.{FIXED_KEY[10:]}", 1, NOT_A_FERNET_KEY),
+        (f"{FIXED_KEY[:20]} {FIXED_KEY[20:]}", 1, NOT_SEPARATED),
+        (f"{OTHER_KEY},{FIXED_KEY[:20]}\t{FIXED_KEY[20:]}", 2, NOT_SEPARATED),
+        (FIXED_KEY[:-1], 1, NOT_A_FERNET_KEY),  # 43 characters
+        (f"{FIXED_KEY[:-1]}A=", 1, NOT_A_FERNET_KEY),  # 45 characters
+        (f"{FIXED_KEY}=", 1, NOT_A_FERNET_KEY),  # 45 characters
+        (f"A{FIXED_KEY}", 1, NOT_A_FERNET_KEY),  # 45 characters
+        (f"{FIXED_KEY[:-1]}A", 1, NOT_A_FERNET_KEY),  # 44, without the final =
+        (f"{FIXED_KEY}\n{OTHER_KEY}", 1, NOT_SEPARATED),
+        (f"{OTHER_KEY},{FIXED_KEY}\r\n{OTHER_KEY}", 2, NOT_SEPARATED),
+        (f"{FIXED_KEY};{OTHER_KEY}", 1, NOT_SEPARATED),
+        (f"{FIXED_KEY} {OTHER_KEY}", 1, NOT_SEPARATED),
+        (f"{FIXED_KEY},\n{OTHER_KEY}", 2, NOT_SEPARATED),
+        (f"{FIXED_KEY}\u00a0,{OTHER_KEY}", 1, NOT_SEPARATED),  # only spaces and tabs
+    ],
+    ids=[
+        "plus",
+        "slash",
+        "dot",
+        "space-inside",
+        "tab-inside",
+        "43-chars",
+        "45-chars",
+        "extra-padding",
+        "extra-leading",
+        "no-padding",
+        "newline-joined",
+        "crlf-joined",
+        "semicolon-joined",
+        "space-joined",
+        "newline-after-comma",
+        "no-break-space",
+    ],
+)
+def test_keys_are_validated_strictly(value: str, position: int, problem: str) -> None:
+    message = config_error({"TOKENREFRESH_ENCRYPTION_KEYS": value})
+    assert message == f"TOKENREFRESH_ENCRYPTION_KEYS: key #{position} {problem}"
+    assert_no_fragment_of(message, FIXED_KEY, OTHER_KEY)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"{FIXED_KEY},{OTHER_KEY}",
+        f"{FIXED_KEY}, {OTHER_KEY}",
+        f"{FIXED_KEY} ,\t{OTHER_KEY}",
+        f"{FIXED_KEY}\t,  {OTHER_KEY}",
+    ],
+    ids=["comma", "space-after", "space-before-tab-after", "tab-before-spaces-after"],
+)
+def test_spaces_and_tabs_around_a_comma_are_allowed(value: str) -> None:
+    settings = Settings.from_env({"TOKENREFRESH_ENCRYPTION_KEYS": value})
+    assert [key.reveal() for key in settings.encryption_keys] == [FIXED_KEY, OTHER_KEY]
+
+
+def test_every_generated_key_is_accepted() -> None:
+    keys = [Fernet.generate_key().decode("ascii") for _ in range(50)]
+    settings = Settings.from_env({"TOKENREFRESH_ENCRYPTION_KEYS": ",".join(keys)})
+    assert [key.reveal() for key in settings.encryption_keys] == keys
 
 
 # ----------------------------------------------------------------------------- API base URL
@@ -280,6 +485,82 @@ def test_a_refused_api_base_url_never_echoes_a_password(value: str) -> None:
     message = config_error({"TIKTOK_API_BASE_URL": value})
     assert message.startswith("TIKTOK_API_BASE_URL ")
     assert "hunter2" not in message
+
+
+# ----------------------------------------------------------------------------- secrets registered
+
+
+def test_every_secret_loaded_is_scrubbed_from_then_on() -> None:
+    client_secret = "registered-client-secret-0123456789"
+    ping = "https://hc-ping.com/3f1c2b9e-registered-ping-uuid"
+    cleanup_ping = "https://hc-ping.com/7a8b9c0d-registered-cleanup-uuid"
+    password = "registered-db-password-42"
+    key = Fernet.generate_key().decode("ascii")
+    other_key = Fernet.generate_key().decode("ascii")
+    before = f"x {client_secret[3:20]} y"
+    assert scrub(before) == before
+    Settings.from_env(
+        {
+            "TIKTOK_CLIENT_SECRET": client_secret,
+            "TOKENREFRESH_ENCRYPTION_KEYS": f"{key}, {other_key}",
+            "TOKENREFRESH_PING_URL": ping,
+            "TOKENREFRESH_CLEANUP_PING_URL": cleanup_ping,
+            "TOKENREFRESH_DATABASE_URL": f"postgresql://app:{password}@db/tokens",
+        }
+    )
+    for secret in (client_secret, key, other_key, ping, cleanup_ping, password):
+        assert scrub(f"x {secret[3:20]} y") == f"x {MASK} y", secret
+        assert scrub(f"x {secret.upper()} y") == f"x {MASK} y", secret
+
+
+def test_the_database_password_is_scrubbed_in_every_place_it_can_sit() -> None:
+    Settings.from_env(
+        {
+            "TOKENREFRESH_DATABASE_URL": (
+                "postgresql://app:p%40ss%2Fword-in-userinfo@db/tokens"
+                "?password=query-pass%20word-0001&SSLPassword=ssl-key-password-0002"
+            )
+        }
+    )
+    for shown in (
+        "p@ss/word-in-userinfo",
+        "p%40ss%2Fword-in-userinfo",
+        "query-pass word-0001",
+        "query-pass%20word-0001",
+        "ssl-key-password-0002",
+    ):
+        assert MASK in scrub(f"driver said: {shown}"), shown
+
+
+def test_a_password_with_an_unencoded_at_is_scrubbed_whole() -> None:
+    Settings.from_env({"TOKENREFRESH_DATABASE_URL": "postgresql://app:my@unencoded@db.internal/x"})
+    # psycopg then says: failed to resolve host 'unencoded@db.internal'
+    assert scrub("failed to resolve host 'my@unencoded@db.internal'") == (
+        f"failed to resolve host '{MASK}@db.internal'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://app@db/tokens", set()),
+        ("sqlite:////var/lib/tokenrefresh/t.db", set()),
+        ("postgresql://app:secret@db/tokens", {"secret"}),
+        ("postgresql://app:p%40ss%2Fw@db/tokens", {"p@ss/w", "p%40ss%2Fw"}),
+        ("postgresql://app:pa/ss?x@db:5432/tokens", {"pa/ss?x"}),
+        ("postgresql://app:a+b@db/tokens", {"a+b"}),
+        ("postgresql://app:p@ss@db/tokens", {"p", "p@ss"}),
+        ("postgresql://app:p@ss@word@db/tokens", {"p", "p@ss@word"}),
+        ("postgresql://app@db/tokens?password=pw%201&sslmode=require", {"pw%201", "pw 1"}),
+        ("postgresql://app@db/tokens?sslmode=require&PASSWORD=a+b", {"a+b", "a b"}),
+        ("postgresql://app@db/tokens?sslpassword=kp&password=", {"kp"}),
+        ("postgresql://app:x@db/t?SslPassword=k1&password=k2", {"x", "k1", "k2"}),
+        ("postgresql://db/tokens?options=-c%20x%3Dpassword", set()),
+        ("not a url password=hunter22", {"hunter22"}),
+    ],
+)
+def test_database_url_secrets(url: str, expected: set[str]) -> None:
+    assert set(database_url_secrets(url)) == expected
 
 
 # ----------------------------------------------------------------------------- Secret

@@ -1,18 +1,22 @@
 """Showing results: rich tables on a terminal, plain text when piped, stable JSON on request.
 
 Nothing here decides anything; services return plain data and these functions show it.
-No function here is ever given a token.
+No function here is ever given a token. Text from outside (TikTok, import files, the
+database) is scrubbed of every registered secret and reaches a terminal only escaped:
+`Output.line` and `Output.table` do it for all they print, `Output.json` escapes what
+json.dumps leaves raw, and rich never interprets markup in it.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tokenrefresh.durations import format_duration
+from tokenrefresh.logs import terminal_safe_json
+from tokenrefresh.scrub import safe_text, scrub
 
 if TYPE_CHECKING:  # types only: `status` need not import the refresher's HTTP stack
     from tokenrefresh.accounts import AccountDetails, ImportReport
@@ -29,6 +33,19 @@ __all__ = [
     "status_json",
 ]
 
+CELL_LIMIT = 200  # characters of a table cell: enough to read, never a wall of text
+TEXT_LIMIT = 2000  # characters of one outside text on a line of its own
+
+
+def _outside(text: str | None) -> str | None:
+    """Outside text for a JSON document: scrubbed; escaping is the encoder's job."""
+    return scrub(text) if text else text
+
+
+def _shown(text: str | None, limit: int | None = None) -> str:
+    """Text as a terminal may show it: scrubbed, control characters escaped, bounded."""
+    return safe_text(scrub(text), limit) if text else ""
+
 
 # ----------------------------------------------------------------------------- JSON shapes
 
@@ -43,14 +60,14 @@ def timestamp(value: datetime | None) -> str | None:
 def account_json(account: AccountView) -> dict[str, Any]:
     return {
         "id": account.id,
-        "open_id": account.open_id,
-        "label": account.label,
+        "open_id": _outside(account.open_id),
+        "label": _outside(account.label),
         "status": account.status,
-        "scope": account.scope,
+        "scope": _outside(account.scope),
         "access_expires_at": timestamp(account.access_expires_at),
         "refresh_expires_at": timestamp(account.refresh_expires_at),
         "last_refreshed_at": timestamp(account.last_refreshed_at),
-        "last_error": account.last_error,
+        "last_error": _outside(account.last_error),
         "consecutive_failures": account.consecutive_failures,
         "next_attempt_at": timestamp(account.next_attempt_at),
         "created_at": timestamp(account.created_at),
@@ -65,10 +82,10 @@ def attempt_json(attempt: AttemptView) -> dict[str, Any]:
         "run_id": attempt.run_id,
         "outcome": attempt.outcome,
         "http_status": attempt.http_status,
-        "error_code": attempt.error_code,
-        "log_id": attempt.log_id,
+        "error_code": _outside(attempt.error_code),
+        "log_id": _outside(attempt.log_id),
         "duration_ms": attempt.duration_ms,
-        "message": attempt.message,
+        "message": _outside(attempt.message),
     }
 
 
@@ -83,19 +100,19 @@ def run_json(run: RunView | None) -> dict[str, Any] | None:
         "outcome": run.outcome,
         "exit_code": run.exit_code,
         "counts": run.counts,
-        "host": run.host,
+        "host": _outside(run.host),
         "pid": run.pid,
         "shard": run.shard,
-        "message": run.message,
+        "message": _outside(run.message),
     }
 
 
 def _result_json(result: AccountResult) -> dict[str, Any]:
     return {
         "account_id": result.account_id,
-        "open_id": result.open_id,
+        "open_id": _outside(result.open_id),
         "result": result.result,
-        "detail": result.detail,
+        "detail": _outside(result.detail),
     }
 
 
@@ -109,10 +126,10 @@ def refresh_json(report: RunReport) -> dict[str, Any]:
             "would_refresh": [
                 {
                     "account_id": plan.account_id,
-                    "open_id": plan.open_id,
-                    "label": plan.label,
+                    "open_id": _outside(plan.open_id),
+                    "label": _outside(plan.label),
                     "access_expires_at": timestamp(plan.access_expires_at),
-                    "reason": plan.reason,
+                    "reason": _outside(plan.reason),
                 }
                 for plan in report.planned
             ],
@@ -130,7 +147,7 @@ def refresh_json(report: RunReport) -> dict[str, Any]:
         "stopped": (
             {
                 "reason": report.stop_reason,
-                "message": report.stop_message,
+                "message": _outside(report.stop_message),
                 "left_due": report.left_due,
             }
             if report.stop_reason
@@ -163,9 +180,9 @@ def status_json(report: StatusReport) -> dict[str, Any]:
             "accounts": [
                 {
                     "id": account.id,
-                    "open_id": account.open_id,
-                    "label": account.label,
-                    "last_error": account.last_error,
+                    "open_id": _outside(account.open_id),
+                    "label": _outside(account.label),
+                    "last_error": _outside(account.last_error),
                     "updated_at": timestamp(account.updated_at),
                 }
                 for account in report.reconnect
@@ -190,7 +207,8 @@ def cleanup_json(report: CleanupReport) -> dict[str, Any]:
         "retention_seconds": int(report.retention.total_seconds()),
         "counts": report.counts,
         "expired": [
-            {"account_id": account.id, "open_id": account.open_id} for account in report.expired
+            {"account_id": account.id, "open_id": _outside(account.open_id)}
+            for account in report.expired
         ],
     }
 
@@ -200,7 +218,7 @@ def refresh_summary(report: RunReport) -> str:
     counts = ", ".join(f"{name} {count}" for name, count in report.counts.items())
     text = f"{counts} (exit {report.exit_code})"
     if report.stop_message:
-        text += f"; stopped: {report.stop_message}"
+        text += f"; stopped: {_shown(report.stop_message, TEXT_LIMIT)}"
     return text
 
 
@@ -275,36 +293,48 @@ class Output:
     def json(self, data: Any) -> None:
         """Indented on a terminal; one compact line when piped (C-speed, for big documents)."""
         indent = 2 if self.is_terminal else None
-        self._stream.write(json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        self._write(terminal_safe_json(data, indent=indent))
 
     def line(self, text: str = "") -> None:
+        """One line, scrubbed and escaped: whatever outside text it holds is shown inert."""
+        self._write(_shown(text))
+
+    def _write(self, text: str) -> None:
         self._stream.write(text + "\n")
         self._stream.flush()
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """Every cell (and the title) scrubbed, escaped and bounded, then laid out."""
+        title = _shown(title, CELL_LIMIT)
+        columns = [_shown(column, CELL_LIMIT) for column in columns]
+        cells = [[_shown(value, CELL_LIMIT) for value in row] for row in rows]
         if self.is_terminal:
-            from rich.console import Console
-            from rich.table import Table
-
-            if self._console is None:
-                self._console = Console(file=self._stream, highlight=False)
-            table = Table(title=title, title_justify="left")
-            for column in columns:
-                table.add_column(column, overflow="fold")
-            for row in rows:
-                table.add_row(*row)
-            self._console.print(table)
+            self._rich_table(title, columns, cells)
             return
         if title:
-            self.line(f"{title}:")
+            self._write(f"{title}:")
         widths = [
-            max([len(column), *(len(row[index]) for row in rows)])
+            max([len(column), *(len(row[index]) for row in cells)])
             for index, column in enumerate(columns)
         ]
-        self.line("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-        for row in rows:
-            self.line("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        self._write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+        for row in cells:
+            self._write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+    def _rich_table(self, title: str, columns: list[str], cells: list[list[str]]) -> None:
+        """Cells as rich Text, never markup: `[link=...]` or `[/]` in a label prints as is."""
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        if self._console is None:
+            self._console = Console(file=self._stream, highlight=False, markup=False, emoji=False)
+        table = Table(title=Text(title), title_justify="left")
+        for column in columns:
+            table.add_column(Text(column), overflow="fold")
+        for row in cells:
+            table.add_row(*(Text(value) for value in row))
+        self._console.print(table)
 
     # --- per command --------------------------------------------------------------
 
@@ -322,7 +352,7 @@ class Output:
                 {
                     "status": severity,
                     "problems": [
-                        {"severity": problem.severity, "message": problem.message}
+                        {"severity": problem.severity, "message": _outside(problem.message)}
                         for problem in problems
                     ],
                 }
@@ -356,14 +386,14 @@ class Output:
             )
         for problem in report.problems:
             self.line(
-                f"  account {problem.account_id} ({problem.open_id}): {problem.result}: "
-                f"{problem.detail}"
+                f"  account {problem.account_id} ({_shown(problem.open_id, TEXT_LIMIT)}): "
+                f"{problem.result}: {_shown(problem.detail, TEXT_LIMIT)}"
             )
         if report.problems_not_listed:
             self.line(f"  ... and {report.problems_not_listed} more (see `tokenrefresh status`)")
         if report.stop_reason:
             left = f"; {report.left_due} due account(s) left" if report.left_due else ""
-            self.line(f"Stopped early: {report.stop_message}{left}.")
+            self.line(f"Stopped early: {_shown(report.stop_message, TEXT_LIMIT)}{left}.")
         if report.counts["expired"]:
             self.line(
                 "Expired accounts need their user to reconnect the TikTok account "
@@ -412,7 +442,7 @@ class Output:
                     account.status,
                     _relative(account.access_expires_at, now),
                     _relative(account.refresh_expires_at, now),
-                    _short(account.last_error),
+                    _shown(account.last_error, 60),
                 ]
                 for account in accounts
             ],
@@ -431,7 +461,8 @@ class Output:
         fields = account_json(account)
         width = max(len(name) for name in fields)
         for name, value in fields.items():
-            self.line(f"{name.ljust(width)}  {'' if value is None else value}")
+            shown = "" if value is None else _shown(str(value), TEXT_LIMIT)
+            self.line(f"{name.ljust(width)}  {shown}")
         self.line()
         if not details.attempts:
             self.line("No refresh attempts recorded.")
@@ -447,7 +478,7 @@ class Output:
                     attempt.error_code or "",
                     attempt.log_id or "",
                     str(attempt.duration_ms),
-                    _short(attempt.message),
+                    _shown(attempt.message, 60),
                 ]
                 for attempt in details.attempts
             ],
@@ -516,7 +547,7 @@ class Output:
                         account.open_id,
                         account.label or "",
                         timestamp(account.updated_at) or "",
-                        _short(account.last_error, 80),
+                        _shown(account.last_error, 80),
                     ]
                     for account in report.reconnect
                 ],
@@ -546,8 +577,8 @@ class Output:
             )
         for account in report.expired:
             self.line(
-                f"  account {account.id} ({account.open_id}): refresh token expired at "
-                f"{timestamp(account.refresh_expires_at)}"
+                f"  account {account.id} ({_shown(account.open_id, TEXT_LIMIT)}): refresh token "
+                f"expired at {timestamp(account.refresh_expires_at)}"
             )
 
     def key_check(self, report: KeyCheckReport) -> None:
@@ -589,13 +620,16 @@ class Output:
 def _run_line(run: RunView | None, now: datetime) -> str:
     if run is None:
         return "never"
+    host = _shown(run.host, TEXT_LIMIT)
     if run.finished_at is None:
-        return f"started {_relative(run.started_at, now)} on {run.host}, still running (or died)"
-    counts = ", ".join(f"{name} {count}" for name, count in sorted(run.counts.items()))
+        return f"started {_relative(run.started_at, now)} on {host}, still running (or died)"
+    counts = ", ".join(
+        f"{_shown(name, TEXT_LIMIT)} {count}" for name, count in sorted(run.counts.items())
+    )
     return (
         f"{_relative(run.finished_at, now)}: {run.outcome} (exit {run.exit_code})"
         + (f"; {counts}" if counts else "")
-        + (f"; {run.message}" if run.message else "")
+        + (f"; {_shown(run.message, TEXT_LIMIT)}" if run.message else "")
     )
 
 
@@ -621,9 +655,3 @@ def _coarse(text: str) -> str:
             parts.append(number)
             number = ""
     return "".join(parts[:2])
-
-
-def _short(text: str | None, limit: int = 60) -> str:
-    if not text:
-        return ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"

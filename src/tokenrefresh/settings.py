@@ -2,28 +2,37 @@
 
 Every variable can also be given as a file through the same name plus `_FILE`
 (for secrets mounted by systemd credentials, Docker or Kubernetes). Secrets are never
-read from the command line, where `ps` would show them. Errors name the variable.
+read from the command line, where `ps` would show them. Errors name the variable, and
+every secret read is registered with `scrub`, so that no output shows a fragment of it.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
+import logging
 import os
+import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from tokenrefresh.errors import ConfigError
+from tokenrefresh.scrub import register_secret
 
 __all__ = [
     "DEFAULT_API_BASE_URL",
+    "SECRET_VARIABLES",
     "ClientCredentials",
     "Secret",
     "Settings",
+    "database_url_secrets",
+    "url_authority",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://open.tiktokapis.com"
 
@@ -34,6 +43,25 @@ CLIENT_SECRET = "TIKTOK_CLIENT_SECRET"  # noqa: S105 - the variable's name, not 
 API_BASE_URL = "TIKTOK_API_BASE_URL"
 PING_URL = "TOKENREFRESH_PING_URL"
 CLEANUP_PING_URL = "TOKENREFRESH_CLEANUP_PING_URL"
+WEBHOOK_SECRET = "TOKENREFRESH_WEBHOOK_SECRET"  # noqa: S105 - a name, for the events to come
+WEBHOOK_URL = "TOKENREFRESH_WEBHOOK_URL"
+
+# The variables whose value is a secret: their NAME_FILE should be private (0600).
+SECRET_VARIABLES = frozenset(
+    {DATABASE_URL, ENCRYPTION_KEYS, CLIENT_SECRET, PING_URL, CLEANUP_PING_URL}
+    | {WEBHOOK_SECRET, WEBHOOK_URL}
+)
+
+_KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}=")  # 32 bytes, url-safe base64, padded
+_KEY_SEPARATOR = re.compile(r"[\s;]")  # what people put between keys instead of a comma
+_NOT_A_FERNET_KEY = (
+    "is not a Fernet key (32 url-safe base64-encoded bytes; create one with "
+    "`tokenrefresh keys generate`)"
+)
+_NOT_SEPARATED = (
+    "holds white space or another separator: keys are separated by commas "
+    "(spaces around a comma are fine)"
+)
 
 
 class Secret:
@@ -81,12 +109,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; each secret is masked in all output from then on."""
         env = os.environ if environ is None else environ
-        keys_text = _read(env, ENCRYPTION_KEYS)
-        database_url = _read(env, DATABASE_URL)
-        client_secret = _read(env, CLIENT_SECRET)
-        ping_url = _read(env, PING_URL)
-        cleanup_ping_url = _read(env, CLEANUP_PING_URL)
+        keys_text = _read_secret(env, ENCRYPTION_KEYS)
+        database_url = _read_secret(env, DATABASE_URL)
+        client_secret = _read_secret(env, CLIENT_SECRET)
+        ping_url = _read_secret(env, PING_URL)
+        cleanup_ping_url = _read_secret(env, CLEANUP_PING_URL)
         return cls(
             database_url=Secret(database_url) if database_url else None,
             encryption_keys=_parse_keys(keys_text) if keys_text else (),
@@ -143,25 +172,136 @@ def _read(env: Mapping[str, str], name: str) -> str | None:
         raise ConfigError(f"cannot read {name}_FILE ({file_name}): it is not UTF-8 text") from None
     if not content:
         raise ConfigError(f"{name}_FILE ({file_name}) is empty")
+    if name in SECRET_VARIABLES:
+        _warn_if_not_private(name, file_name)
     return content
 
 
+def _read_secret(env: Mapping[str, str], name: str) -> str | None:
+    """`_read`, and the secret parts of the value registered with `scrub` before any check."""
+    value = _read(env, name)
+    if value:
+        register_secret(*_secret_parts(name, value))
+    return value
+
+
+def _secret_parts(name: str, value: str) -> tuple[str, ...]:
+    """What of a secret variable's value must never be shown (a URL's host may be)."""
+    if name == DATABASE_URL:
+        return database_url_secrets(value)
+    if name == ENCRYPTION_KEYS:
+        return tuple(re.split(r"[\s,;]+", value))
+    return (value,)
+
+
+def _warn_if_not_private(name: str, file_name: str) -> None:
+    """A warning, not an error: Kubernetes mounts Secrets 0644 unless told otherwise."""
+    try:
+        status = Path(file_name).stat()  # follows symlinks, as Kubernetes mounts are
+    except OSError:
+        return
+    if _open_to_others(status):
+        log.warning(
+            "%s_FILE (%s) can be read or written by group or others (mode %04o): "
+            "it holds a secret; chmod 600 %s",
+            name,
+            file_name,
+            stat.S_IMODE(status.st_mode),
+            file_name,
+        )
+
+
+def _open_to_others(status: os.stat_result) -> bool:
+    """Others may read or write it, its group may write it, or read it though it is ours.
+
+    Group read of a file owned by another user is how it is shared with us (Kubernetes
+    with fsGroup mounts a Secret root-owned, 0440): there chmod 600 would lock us out.
+    """
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+        return True
+    return bool(mode & stat.S_IRGRP) and status.st_uid == os.geteuid()
+
+
 def _parse_keys(text: str) -> tuple[Secret, ...]:
-    """Split the comma separated key list and check each is a Fernet key, by position."""
-    keys = [part.strip() for part in text.split(",")]
+    """Split the comma separated key list and check each key; errors give its position only."""
+    keys = [part.strip(" \t") for part in text.split(",")]
     for position, key in enumerate(keys, start=1):
-        if not key:
-            raise ConfigError(f"{ENCRYPTION_KEYS}: key #{position} is empty (stray comma?)")
-        try:
-            raw = base64.urlsafe_b64decode(key.encode("ascii"))
-        except (binascii.Error, UnicodeEncodeError, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise ConfigError(
-                f"{ENCRYPTION_KEYS}: key #{position} is not a Fernet key (32 url-safe "
-                "base64-encoded bytes; create one with `tokenrefresh keys generate`)"
-            )
+        problem = _key_problem(key)
+        if problem:
+            raise ConfigError(f"{ENCRYPTION_KEYS}: key #{position} {problem}")
     return tuple(Secret(key) for key in keys)
+
+
+def _key_problem(key: str) -> str | None:
+    """What is wrong with one Fernet key, in words that repeat nothing of it; None if fine.
+
+    Strict: base64 decoding alone would silently drop stray characters (`+`, `/`, spaces).
+    """
+    if not key:
+        return "is empty (stray comma?)"
+    if _KEY_SEPARATOR.search(key):
+        return _NOT_SEPARATED
+    if not _KEY_SHAPE.fullmatch(key) or len(base64.urlsafe_b64decode(key)) != 32:
+        return _NOT_A_FERNET_KEY
+    return None
+
+
+# ----------------------------------------------------------------------------- database URLs
+
+_USERINFO = re.compile(r"(?P<user>[^:/]*)(?::(?P<password>[^@]*))?@")
+_QUERY_PASSWORD = re.compile(r"(?:^|[?&;\s])(?:ssl)?password=([^&#\s]*)", re.IGNORECASE)
+
+
+def url_authority(url: str) -> str:
+    """The `user:password@host:port` of a URL, read as SQLAlchemy reads it.
+
+    The password runs to an `@` and may hold `/`, `?` or `#`; the host part may not.
+    """
+    rest = url.partition("://")[2]
+    userinfo = _USERINFO.match(rest)
+    start = userinfo.end() if userinfo else 0
+    host_end = re.search(r"[/?#]|$", rest[start:])
+    assert host_end is not None  # `$` always matches
+    return rest[: start + host_end.start()]
+
+
+def database_url_secrets(url: str) -> tuple[str, ...]:
+    """Every form of a database URL's password that a message could repeat.
+
+    The password as SQLAlchemy reads it (decoded) and as written; with an unencoded `@`,
+    all between `user:` and the authority's last `@`; `password=` and `sslpassword=` in the
+    query, raw and decoded.
+    """
+    found = [*_userinfo_passwords(url), *_sqlalchemy_password(url)]
+    for raw in _QUERY_PASSWORD.findall(url):
+        found += [raw, unquote(raw), unquote_plus(raw)]
+    return tuple(dict.fromkeys(value for value in found if value))
+
+
+def _userinfo_passwords(url: str) -> list[str]:
+    """The password as written: up to the first `@`, and up to the authority's last `@`."""
+    found: list[str] = []
+    first = _USERINFO.match(url.partition("://")[2])
+    if first is not None and first["password"]:
+        found += [first["password"], unquote(first["password"])]
+    userinfo, at, _host = url_authority(url).rpartition("@")
+    if at and ":" in userinfo:
+        written = userinfo.partition(":")[2]
+        found += [written, unquote(written)]
+    return found
+
+
+def _sqlalchemy_password(url: str) -> list[str]:
+    """The password SQLAlchemy will hand to the driver, if it can read the URL at all."""
+    from sqlalchemy.engine import make_url  # only when a database URL is configured
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError, TypeError):
+        return []
+    return [str(password)] if password else []
 
 
 def is_loopback_host(host: str) -> bool:

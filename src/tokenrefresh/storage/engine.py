@@ -9,6 +9,7 @@ machine lets go of its row locks), an application_name to find it in pg_stat_act
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 
 from tokenrefresh.errors import ConfigError
-from tokenrefresh.settings import DATABASE_URL, Settings
+from tokenrefresh.scrub import safe_text, scrub
+from tokenrefresh.settings import DATABASE_URL, Settings, url_authority
 
 __all__ = [
     "create_database_engine",
@@ -26,12 +28,23 @@ __all__ = [
     "describe_db_error",
     "describe_url",
     "is_postgresql",
+    "mask_passwords",
     "resolve_database_url",
     "sqlite_path",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 IDLE_PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may idle before a ping
+DB_ERROR_LIMIT = 500  # characters of a driver's message that are worth showing
+
+# Where a password can stand in a URL or in a driver's message: `password=` and
+# `sslpassword=` (query string, libpq conninfo), `://user:PASSWORD@`, and a host name that
+# took in the end of a password with an unencoded @ ('ss@host').
+_PASSWORD_PARAMETER = re.compile(
+    r"(?<![A-Za-z0-9_])((?:ssl)?password\s*=\s*)('[^']*'|[^\s&#'\"]+)", re.IGNORECASE
+)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_HOST_WITH_AT = re.compile(r"""(host(?: name)? ["'])[^"'\s]*@""", re.IGNORECASE)
 
 
 def default_database_path() -> Path:
@@ -45,13 +58,21 @@ def resolve_database_url(settings: Settings) -> URL:
     """The configured URL, normalised to a driver we ship; the SQLite default if unset."""
     if settings.database_url is None:
         return URL.create("sqlite", database=str(default_database_path()))
+    text = settings.database_url.reveal()
     try:
-        url = make_url(settings.database_url.reveal())
+        url = make_url(text)
     except (ArgumentError, ValueError):
         raise ConfigError(
             f"{DATABASE_URL} is not a database URL: expected e.g. "
             "postgresql://user@host/dbname or sqlite:////path/to/tokenrefresh.db"
         ) from None
+    if url_authority(text).count("@") > 1:
+        # SQLAlchemy would take the rest of the password for the host, and the driver
+        # would then print it in its error ("could not translate host name "ss@host"").
+        raise ConfigError(
+            f"{DATABASE_URL}: the user name or password holds an unencoded @: "
+            "percent-encode it as %40 (e.g. postgresql://user:p%40ss@host/dbname)"
+        )
     # Read the names from the URL itself: asking SQLAlchemy would load the dialect, and
     # there is no dialect called "postgres" (nor "redis", ...).
     backend, _, driver = url.drivername.partition("+")
@@ -70,6 +91,12 @@ def resolve_database_url(settings: Settings) -> URL:
                 f"{DATABASE_URL}: SQLite needs a file path (sqlite:////abs/path.db); an "
                 "in-memory database would forget every token when the command ends"
             )
+        if not Path(url.database).expanduser().is_absolute():
+            raise ConfigError(
+                f"{DATABASE_URL}: the SQLite path must be absolute, sqlite:////abs/path.db "
+                "(four slashes): a relative one would put the database wherever the command "
+                "runs (under cron, $HOME)"
+            )
         return url
     raise ConfigError(
         f"{DATABASE_URL}: {backend!r} is not supported; use postgresql:// or sqlite:///"
@@ -86,16 +113,32 @@ def sqlite_path(url: URL) -> Path:
 
 
 def describe_url(url: URL) -> str:
-    """The URL as safe to print: the password masked."""
-    return url.render_as_string(hide_password=True)
+    """The URL as safe to print: the password masked, in the user info and the query."""
+    shown = url.render_as_string(hide_password=True)
+    return safe_text(scrub(mask_passwords(shown)))
 
 
 def describe_db_error(error: DBAPIError) -> str:
-    """The driver's first line, without SQL or parameters: safe to show and log."""
+    """The driver's first line, without SQL, parameters or password: safe to show and log.
+
+    Bounded and escaped, since it can repeat what the server or a URL holds.
+    """
     original = error.orig
     lines = str(original).strip().splitlines()
     name = type(original).__name__
-    return f"{name}: {lines[0]}" if lines else name
+    text = f"{name}: {lines[0]}" if lines else name
+    return safe_text(scrub(mask_passwords(text)), DB_ERROR_LIMIT)
+
+
+def mask_passwords(text: str) -> str:
+    """`***` for every password written where URLs and drivers put one.
+
+    Registered secrets are masked by `scrub`; this also catches a password too short for
+    that, or one that never went through Settings.
+    """
+    text = _PASSWORD_PARAMETER.sub(r"\1***", text)
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _HOST_WITH_AT.sub(r"\1***@", text)
 
 
 def create_database_engine(url: URL, *, pool_size: int = 5, create: bool = True) -> Engine:
