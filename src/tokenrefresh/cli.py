@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tokenrefresh.context import Context
     from tokenrefresh.monitoring import Monitoring
     from tokenrefresh.refresher import Refresher, RunObserver
+    from tokenrefresh.storage.records import AccountView
     from tokenrefresh.storage.repository import Repository
 
 log = logging.getLogger("tokenrefresh")
@@ -173,6 +174,13 @@ def _handles_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _named(account: AccountView) -> str:
+    """`7 (abc123)`: an account as a terminal may show it (open_ids come from outside)."""
+    from tokenrefresh.scrub import safe_text
+
+    return f"{account.id} ({safe_text(account.open_id, 255)})"
 
 
 def _print_error(message: str) -> None:
@@ -616,11 +624,9 @@ def accounts_remove(
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError("removing an account needs --yes when not run interactively")
-            typer.confirm(
-                f"Remove account {account.id} ({account.open_id}) and its tokens?", abort=True
-            )
+            typer.confirm(f"Remove account {_named(account)} and its tokens?", abort=True)
         accounts.remove(account_id)
-    typer.echo(f"Removed account {account.id} ({account.open_id}).")
+    typer.echo(f"Removed account {_named(account)}.")
 
 
 def _set_enabled(account_id: int, enabled: bool) -> None:
@@ -630,7 +636,7 @@ def _set_enabled(account_id: int, enabled: bool) -> None:
 
     with Context(Settings.from_env()) as context:
         account = Accounts(context.repository()).set_enabled(account_id, enabled)
-    typer.echo(f"Account {account.id} ({account.open_id}) is {account.status}.")
+    typer.echo(f"Account {_named(account)} is {account.status}.")
 
 
 @accounts_app.command("disable")

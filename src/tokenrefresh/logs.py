@@ -69,14 +69,15 @@ class _ScrubbingFormatter(logging.Formatter):
 
 
 class HumanFormatter(_ScrubbingFormatter):
-    """`level: message`, one line: newlines and control characters escaped (`\\x0a`)."""
+    """`level: message` on one line (newlines and control characters escaped, `\\x0a`); a
+    traceback, only logged for -vv, follows on lines of its own, each one made safe."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = f"{record.levelname.lower()}: {self.message(record)}"
+        text = safe_text(f"{record.levelname.lower()}: {self.message(record)}")
         exception = self.exception(record)
-        if exception and record.levelno >= logging.ERROR:
-            text += "\n" + exception
-        return safe_text(text)
+        if exception:
+            text += "\n" + safe_text(exception, keep_newlines=True)
+        return text
 
 
 class JsonFormatter(_ScrubbingFormatter):
