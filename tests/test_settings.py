@@ -768,7 +768,7 @@ def test_malformed_key_on_the_cli_exits_3_without_echo(
     assert KEY_B[:20] not in result.stderr
     assert env["TOKENREFRESH_ENCRYPTION_KEYS"] not in result.stdout + result.stderr
     assert standin.received == []
-    assert table_rows(engine) == before
+    assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
 
 
 def test_refused_api_base_url_on_the_cli_exits_3(
@@ -783,7 +783,7 @@ def test_refused_api_base_url_on_the_cli_exits_3(
         "(127.0.0.1, ::1, localhost), not 'example.com'; use https://\n"
     )
     assert standin.received == []
-    assert table_rows(engine) == before
+    assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
 
 
 def test_secrets_from_files_work_for_a_real_refresh(

@@ -291,7 +291,7 @@ def refresh(
         max_runtime=max_runtime or None,
         shard=shard,
     )
-    settings = Settings.from_env()
+    settings = _job_settings("refresh", shard, dry_run)
     monitoring = _monitoring("refresh", settings, metrics_file, window, enabled=not dry_run)
     with Context(settings) as context, _refusal_recorded(context, "refresh", shard, dry_run):
         repository = context.repository(pool_size=concurrency + 2)
@@ -315,6 +315,25 @@ def refresh(
     if report.error is not None:
         _print_error(report.error.message)
     raise typer.Exit(report.exit_code)
+
+
+def _job_settings(command: str, shard: Shard | None, dry_run: bool) -> Settings:
+    """Settings for `refresh` or `cleanup`; a configuration error is recorded as a refused
+    run where the database itself is configured well enough to reach."""
+    from tokenrefresh.context import Context
+    from tokenrefresh.errors import ConfigError
+
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        if not dry_run:
+            try:
+                database_only = Settings.database_from_env()
+            except ConfigError:
+                raise error from None
+            with Context(database_only) as context:
+                context.record_refusal(command, shard, error)
+        raise
 
 
 @contextmanager
@@ -432,7 +451,7 @@ def cleanup(
     from tokenrefresh.context import Context
     from tokenrefresh.render import Output, cleanup_summary
 
-    settings = Settings.from_env()
+    settings = _job_settings("cleanup", None, dry_run)
     monitoring = _monitoring("cleanup", settings, metrics_file, retention, enabled=not dry_run)
     with Context(settings) as context, _refusal_recorded(context, "cleanup", None, dry_run):
         repository = context.repository()

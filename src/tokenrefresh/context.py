@@ -61,14 +61,19 @@ class Context:
         return is_postgresql(self.database_url)
 
     def engine(
-        self, *, pool_size: int = 5, check_schema: bool = True, create: bool = False
+        self,
+        *,
+        pool_size: int = 5,
+        check_schema: bool = True,
+        create: bool = False,
+        allow_default: bool = True,
     ) -> Engine:
         """The engine; unless told otherwise, checks the schema is current first.
 
         SQLite is migrated automatically; PostgreSQL is migrated only by `tokenrefresh db
         upgrade`, where the operator decides when. A SQLite file is only ever created for
-        the embedded default or when asked (`create`, for `db upgrade`): a mistyped path
-        must not become a new empty database.
+        the embedded default (unless not `allow_default`) or when asked (`create`, for
+        `db upgrade`): a mistyped path must not become a new empty database.
         """
         if self._engine is None:
             from tokenrefresh.storage import schema
@@ -76,7 +81,7 @@ class Context:
             engine = create_database_engine(
                 self.database_url,
                 pool_size=pool_size,
-                create=create or self.settings.database_url is None,
+                create=create or (allow_default and self.settings.database_url is None),
             )
             try:
                 if check_schema:
@@ -134,7 +139,8 @@ class Context:
         if isinstance(error, SchemaNotCurrent):
             return
         try:
-            repository = self.repository()
+            # Never creates a database (not even the default) just to say it was refused.
+            repository = Repository(self.engine(create=False, allow_default=False))
             run_id = repository.start_run(
                 command,
                 host=socket.gethostname(),

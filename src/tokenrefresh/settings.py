@@ -130,6 +130,14 @@ class Settings:
             ),
         )
 
+    @classmethod
+    def database_from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Only the database URL (NAME or NAME_FILE): to record a run that the rest of the
+        configuration stopped."""
+        env = os.environ if environ is None else environ
+        database_url = _read_secret(env, DATABASE_URL)
+        return cls(database_url=Secret(database_url) if database_url else None)
+
     def require_encryption_keys(self) -> tuple[Secret, ...]:
         if not self.encryption_keys:
             raise ConfigError(
