@@ -18,8 +18,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from conftest import Cli
+from helpers import stored_tokens
 from standin import IssuedTokens, TikTokStandIn
-from tokenrefresh.settings import Settings
+from tokenrefresh.crypto import TokenCipher
+from tokenrefresh.keys import rotate_keys
+from tokenrefresh.settings import Secret, Settings
+from tokenrefresh.storage.records import TokenCiphertexts
+from tokenrefresh.storage.repository import Repository
 
 AddAccounts = Callable[..., list[IssuedTokens]]
 
@@ -412,3 +417,36 @@ def test_the_sqlite_file_never_holds_a_token(
         for token in standin.issued_tokens:
             assert token.encode() not in content
             assert token[4:].encode() not in content
+
+
+def test_rotation_skips_a_row_that_a_refresh_rewrote_meanwhile(
+    cli: Cli, add_accounts: AddAccounts, engine: Engine, standin: TikTokStandIn, fernet_key: str
+) -> None:
+    """`keys rotate` reads a batch, re-encrypts it, writes it back: a refresh that stored a
+    new pair in between must not be overwritten with the old, re-encrypted (spent) token."""
+    issued = add_accounts(3)
+    new = new_key()
+    both = {"TOKENREFRESH_ENCRYPTION_KEYS": f"{new},{fernet_key}"}
+
+    class RefreshedWhileRotating(Repository):
+        """The real repository; a refresh of account 1 lands between read and write."""
+
+        def replace_ciphertexts(self, batch: list[TokenCiphertexts]) -> int:  # type: ignore[override]
+            refreshed = cli("refresh", "--window", "3h", "--account-id", "1", env=both)
+            assert refreshed.exit_code == 0, refreshed.stderr
+            return super().replace_ciphertexts(batch)
+
+    cipher = TokenCipher([Secret(new), Secret(fernet_key)])
+    report = rotate_keys(RefreshedWhileRotating(engine), cipher)
+
+    assert (report.rotated, report.skipped) == (2, 1)
+    newest = standin.current_refresh_token("user0")
+    assert newest != issued[0].refresh_token
+    assert stored_tokens(engine, "user0", new)[1] == newest  # the refresh's pair stands
+    for tokens in issued[1:]:  # the others: the same tokens, now on the new key
+        assert stored_tokens(engine, tokens.open_id, new)[1] == tokens.refresh_token
+    # And the next refresh presents the newest token, and it works.
+    standin.reset_log()
+    again = cli("refresh", "--window", "3h", "--json", env=both)
+    assert again.json()["counts"]["refreshed"] == 3
+    assert standin.presented()[newest] == 1

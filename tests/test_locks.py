@@ -13,8 +13,11 @@ from sqlalchemy import Engine, text
 
 from conftest import Cli, process_env
 from standin import TikTokStandIn
+from tokenrefresh.context import Context
 from tokenrefresh.errors import LockHeld
 from tokenrefresh.locks import AdvisoryLock, advisory_key
+from tokenrefresh.settings import Secret, Settings
+from tokenrefresh.storage.records import Shard
 
 
 def start_refresh(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -136,3 +139,25 @@ def test_a_dropped_lock_connection_is_noticed(
     again = AdvisoryLock(engine, "tokenrefresh:test")
     with again:
         assert again.still_held()
+
+
+@pytest.mark.parametrize("other", ["1/2", "0/3", "2/3", "0/2"])
+def test_sqlite_shards_share_one_lock(
+    sqlite_url: str, cli: Cli, standin: TikTokStandIn, add_accounts: Callable[..., list], other: str
+) -> None:
+    """SQLite has no row locks: overlapping shards (0/2 and 0/3 share account 6) would
+    present the same refresh token twice, so every shard waits for the one lock."""
+    add_accounts(6)
+    settings = Settings(database_url=Secret(sqlite_url))
+    with Context(settings) as context, context.run_lock("refresh", Shard(0, 2)):
+        result = cli(
+            "refresh",
+            "--window",
+            "3h",
+            "--shard",
+            other,
+            env={"TOKENREFRESH_DATABASE_URL": sqlite_url},
+        )
+    assert result.exit_code == 75, result.stderr
+    assert result.stderr.startswith("error: another run holds the lock 'tokenrefresh:refresh'")
+    assert standin.received == []

@@ -126,6 +126,28 @@ def test_check_warns_about_reconnects_and_criticises_overdue_and_stale(
     assert cli("status", "--check", "--max-age", "4h").exit_code == 2  # still overdue
 
 
+def test_check_is_critical_when_overdue_accounts_are_the_only_problem(
+    cli: Cli, engine: Engine, add_accounts: Callable[..., list]
+) -> None:
+    add_accounts(2)
+    assert cli("refresh", "--window", "3h", "-q").exit_code == 0  # recent, successful
+    with engine.begin() as connection:  # its access token ran out; the refresh token is fine
+        connection.execute(
+            update(Account)
+            .where(Account.open_id == "user1")
+            .values(access_expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    result = cli("status", "--check")
+    assert result.exit_code == 2
+    assert result.stdout == "CRITICAL: 1 active account(s) have an expired access token\n"
+    assert cli("status", "--check", "--json").json() == {
+        "status": "critical",
+        "problems": [
+            {"severity": "critical", "message": "1 active account(s) have an expired access token"}
+        ],
+    }
+
+
 # ----------------------------------------------------------------------------- metrics
 
 

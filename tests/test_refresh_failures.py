@@ -407,7 +407,9 @@ def test_503_three_times_fails_backs_off_and_is_skipped_until_forced(
     assert_history_has_no_tokens(engine, standin)
 
 
-@pytest.mark.parametrize("retry_after", ["0", "1"])
+# "3": the default pause after a 429 is 1 s and the first retry's backoff at most 0.5 s,
+# so only an honoured Retry-After explains a gap of 3 s or more.
+@pytest.mark.parametrize("retry_after", ["0", "3"])
 def test_429_retry_after_is_honoured_then_success(
     cli: Cli,
     standin: TikTokStandIn,
@@ -913,3 +915,80 @@ def test_a_forced_refresh_keeps_a_disabled_account_disabled(
     with engine.connect() as connection:
         status = connection.execute(select(Account.status).where(Account.id == 1)).scalar_one()
     assert status == AccountStatus.DISABLED
+
+
+# ----------------------------------------------------------------------------- over many runs
+
+
+TRANSIENT_KINDS = {
+    "503": Reply(503, body="<html>Service Unavailable</html>"),
+    "timeout": Reply(delay=1.0),  # no answer within --http-timeout 0.3
+    "429": Reply(429, body={"error": {"code": "rate_limit_exceeded", "message": "slow down"}}),
+    "garbage": Reply(200, body="<html>not json</html>"),
+    "server_error": Reply(500, body={"error": "server_error", "error_description": "oops"}),
+    "dropped": Reply(drop=True),
+}
+BACKOFF_MINUTES = [5, 10, 20, 40, 60, 60]  # FailureBackoff after 1, 2, ... failed runs
+
+
+@pytest.mark.slow
+def test_an_account_that_keeps_failing_transiently_stays_active_and_backs_off(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine, fernet_key: str
+) -> None:
+    """A transient error never expires an account, however many runs in a row meet one."""
+    [tokens] = add_accounts(1)
+    for run, (kind, reply) in enumerate(TRANSIENT_KINDS.items(), start=1):
+        standin.script(reply, reply, reply, open_id="user0")  # every attempt of the run
+        result = refresh(cli, *WINDOW, *FAST, "--json")
+        assert result.exit_code == 1, (kind, result.stderr)
+        assert result.json()["counts"]["failed"] == 1, kind
+        row = account(engine, "user0")
+        assert row["status"] == AccountStatus.ACTIVE, kind
+        assert row["consecutive_failures"] == run, kind
+        assert row["last_error"].startswith("refresh failed: "), kind
+        last_attempt = attempts(engine, row["id"])[-1]["attempted_at"]
+        pushed_back = row["next_attempt_at"] - last_attempt
+        expected = timedelta(minutes=BACKOFF_MINUTES[run - 1])
+        assert expected <= pushed_back <= expected + timedelta(seconds=30), kind
+        assert standin.pending_scripts("user0") == 0, kind
+        # The next cron tick, once the back-off has passed.
+        with engine.begin() as connection:
+            connection.execute(
+                update(Account)
+                .where(Account.id == row["id"])
+                .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+    # The token was never rotated, so the same one is presented, and now it works.
+    ok = refresh(cli, *WINDOW, "--json")
+    assert ok.json()["counts"]["refreshed"] == 1
+    row = account(engine, "user0")
+    assert (row["consecutive_failures"], row["last_error"], row["status"]) == (0, None, "active")
+    assert stored_refresh_token(engine, "user0", fernet_key) == standin.current_refresh_token(
+        tokens.open_id
+    )
+
+
+def test_a_dry_run_for_named_accounts_calls_nothing_and_writes_nothing(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(3, expires_in=86_400)  # not due: only named
+    tables = ("accounts", "runs", "refresh_attempts", "key_check", "spent_refresh_tokens")
+
+    def everything() -> dict[str, list[tuple[object, ...]]]:
+        with engine.connect() as connection:
+            return {
+                name: [tuple(r) for r in connection.execute(text(f"SELECT * FROM {name}"))]
+                for name in tables
+            }
+
+    before = everything()
+    result = refresh(cli, "--dry-run", "--account-id", "3", "--account-id", "1", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    assert [(p["account_id"], p["reason"]) for p in report["would_refresh"]] == [
+        (3, "requested with --account-id (status active)"),
+        (1, "requested with --account-id (status active)"),
+    ]
+    assert standin.received == []
+    assert everything() == before

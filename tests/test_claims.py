@@ -1,0 +1,211 @@
+"""Claims at the repository level: what keeps two runs off the same refresh token.
+
+PostgreSQL: `FOR UPDATE SKIP LOCKED`, so a second claim of a held account returns at once
+without it, and a run started meanwhile never waits on that row. Both databases: every
+write that ends a claim is a compare-and-set on the token generation, so a writer that
+read an older pair never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import Engine, text, update
+from typer.testing import CliRunner
+
+from conftest import process_env
+from helpers import AddAccounts, account, import_line
+from standin import IssuedTokens, TikTokStandIn
+from tokenrefresh.cli import app
+from tokenrefresh.storage.models import Account
+from tokenrefresh.storage.records import AttemptRecord, NewTokens, WriteResult
+from tokenrefresh.storage.repository import Repository
+
+T = TypeVar("T")
+GIVE_UP = 30.0  # seconds: only a claim that blocks on the row lock ever takes this long
+
+
+def in_thread(work: Callable[[], T]) -> T:
+    """Run `work` in another thread (its own connection); fail if it is still blocked."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            results.append(work())
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(GIVE_UP)
+    assert not thread.is_alive(), "blocked: the held row was waited for, not skipped"
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def second_claim(repository: Repository, account_id: int) -> bool:
+    """Whether a claim from another connection got the account."""
+    with repository.claim(account_id, None) as claim:
+        return claim is not None
+
+
+def import_on_postgresql(
+    pg_env: dict[str, str], standin: TikTokStandIn, count: int
+) -> list[IssuedTokens]:
+    issued = [standin.issue(f"user{n}") for n in range(count)]
+    lines = "".join(import_line(tokens) for tokens in issued)
+    result = CliRunner().invoke(app, ["accounts", "import", "-q"], input=lines, env=pg_env)
+    assert result.exit_code == 0, result.output
+    return issued
+
+
+def bump_generation(engine: Engine, account_id: int) -> None:
+    """Another process stores a newer token pair."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(token_generation=Account.token_generation + 1)
+        )
+
+
+def rejected() -> AttemptRecord:
+    return AttemptRecord(
+        attempted_at=datetime.now(UTC),
+        outcome="expired",
+        duration_ms=12,
+        http_status=400,
+        error_code="invalid_grant",
+    )
+
+
+# ----------------------------------------------------------------------------- SKIP LOCKED
+
+
+@pytest.mark.postgres
+def test_a_second_claim_of_a_held_account_returns_at_once_without_it(
+    pg_env: dict[str, str], standin: TikTokStandIn, pg_engine: Engine
+) -> None:
+    import_on_postgresql(pg_env, standin, 2)
+    repository = Repository(pg_engine)
+    with repository.claim(1, None) as held:
+        assert held is not None
+        assert in_thread(lambda: second_claim(repository, 1)) is False
+        assert in_thread(lambda: second_claim(repository, 2)) is True  # the others are free
+    assert in_thread(lambda: second_claim(repository, 1)) is True  # released with the claim
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_run_started_meanwhile_does_not_wait_on_a_held_row(
+    pg_env: dict[str, str], standin: TikTokStandIn, pg_engine: Engine
+) -> None:
+    """`--account-id` runs take no run lock on PostgreSQL: only the row lock stands between
+    this run and the held account, and SKIP LOCKED must step over it."""
+    issued = import_on_postgresql(pg_env, standin, 3)
+    repository = Repository(pg_engine)
+    with repository.claim(1, None) as held:
+        assert held is not None
+        run = subprocess.Popen(
+            [sys.executable, "-m", "tokenrefresh", "refresh", "--json"]
+            + [arg for n in (1, 2, 3) for arg in ("--account-id", str(n))],
+            env=process_env(pg_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            out, err = run.communicate(timeout=GIVE_UP)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+            pytest.fail("the run waited on the held row instead of skipping it")
+    assert run.returncode == 0, err
+    counts = json.loads(out)["counts"]
+    assert (counts["refreshed"], counts["skipped"]) == (2, 1)
+    assert standin.presented()[issued[0].refresh_token] == 0  # the held one: not touched
+
+
+# ----------------------------------------------------------------------------- compare-and-set
+
+
+def test_a_rejection_after_a_newer_pair_was_stored_marks_nothing(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    """On PostgreSQL the row lock makes this interleaving impossible for a normal claim, so
+    the test forces it: the claim reads without a row lock (as on SQLite) while a second
+    connection stores a newer pair. The compare-and-set itself must hold on both."""
+    add_accounts(1)
+    repository = Repository(engine)
+    repository.holds_row_locks = False  # force the interleaving on PostgreSQL too
+    with repository.claim(1, None) as claim:
+        assert claim is not None
+        bump_generation(engine, 1)
+        written = claim.mark_expired("TikTok rejected the refresh token", [rejected()])
+    assert written == WriteResult.LOST_RACE
+    row = account(engine, "user0")
+    assert (row["status"], row["last_error"], row["token_generation"]) == ("active", None, 2)
+
+
+def test_a_grant_for_an_account_reimported_meanwhile_is_not_written(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    """The newest consent wins: a refresh that read the old pair does not overwrite it."""
+    add_accounts(1)
+    repository = Repository(engine)
+    repository.holds_row_locks = False
+    before = account(engine, "user0")
+    with repository.claim(1, None) as claim:
+        assert claim is not None
+        bump_generation(engine, 1)
+        written = claim.save_grant(
+            NewTokens(
+                access_token_ciphertext="gAAAAA-new-access",
+                refresh_token_ciphertext="gAAAAA-new-refresh",
+                access_expires_at=datetime.now(UTC) + timedelta(hours=2),
+                refresh_expires_at=None,
+                scope=None,
+            ),
+            [],
+        )
+    assert written == WriteResult.LOST_RACE
+    row = account(engine, "user0")
+    assert row["refresh_token_ciphertext"] == before["refresh_token_ciphertext"]
+    assert row["access_token_ciphertext"] == before["access_token_ciphertext"]
+
+
+def test_a_grant_moves_the_imported_fingerprint_to_the_spent_ones(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(1)
+    imported = account(engine, "user0")["refresh_token_fingerprint"]
+    assert imported is not None
+    assert len(imported) == 64
+    with Repository(engine).claim(1, None) as claim:
+        assert claim is not None
+        claim.save_grant(
+            NewTokens(
+                access_token_ciphertext="gAAAAA-a",
+                refresh_token_ciphertext="gAAAAA-r",
+                access_expires_at=datetime.now(UTC) + timedelta(hours=2),
+                refresh_expires_at=None,
+                scope=None,
+            ),
+            [],
+        )
+    row = account(engine, "user0")
+    assert row["refresh_token_fingerprint"] is None  # the new token was never in a file
+    with engine.connect() as connection:
+        spent = connection.execute(
+            text("SELECT fingerprint, account_id FROM spent_refresh_tokens")
+        ).all()
+    assert [tuple(r) for r in spent] == [(imported, 1)]
