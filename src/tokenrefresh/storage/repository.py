@@ -47,6 +47,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.errors import DatabaseError, ImportFileError
+from tokenrefresh.scrub import safe_text, scrub
 from tokenrefresh.storage.engine import describe_db_error
 from tokenrefresh.storage.models import (
     Account,
@@ -166,14 +167,16 @@ class Claim:
 
     def mark_expired(self, reason: str, attempts: Sequence[AttemptRecord]) -> WriteResult:
         """Mark the account expired, unless a newer token pair was stored meanwhile."""
-        return self._conditional(_MARK_EXPIRED, {"b_error": reason}, attempts)
+        return self._conditional(_MARK_EXPIRED, {"b_error": _stored_text(reason)}, attempts)
 
     def record_failure(
         self, reason: str, next_attempt_at: datetime, attempts: Sequence[AttemptRecord]
     ) -> WriteResult:
         """Count a failed refresh and push the next attempt back; the account stays active."""
         return self._conditional(
-            _RECORD_FAILURE, {"b_error": reason, "b_next_attempt": next_attempt_at}, attempts
+            _RECORD_FAILURE,
+            {"b_error": _stored_text(reason), "b_next_attempt": next_attempt_at},
+            attempts,
         )
 
     def release(self) -> None:
@@ -811,7 +814,7 @@ class Repository:
                     outcome=outcome,
                     exit_code=exit_code,
                     counts=json.dumps(counts, sort_keys=True),
-                    message=message,
+                    message=_stored_text(message),
                 )
             )
 
@@ -879,7 +882,7 @@ class Repository:
                 "b_refresh_expires": tokens.refresh_expires_at,
                 "b_scope": tokens.scope,
                 "b_status": status.value,
-                "b_error": error,
+                "b_error": _stored_text(error),
                 "b_now": now,
             },
         )
@@ -933,10 +936,10 @@ class Repository:
                         "attempted_at": attempt.attempted_at,
                         "outcome": attempt.outcome,
                         "http_status": attempt.http_status,
-                        "error_code": attempt.error_code,
-                        "log_id": attempt.log_id,
+                        "error_code": _stored_text(attempt.error_code, 64),
+                        "log_id": _stored_text(attempt.log_id, 128),
                         "duration_ms": attempt.duration_ms,
-                        "message": attempt.message,
+                        "message": _stored_text(attempt.message),
                     }
                     for attempt in attempts
                 ],
@@ -1074,6 +1077,12 @@ def _refusal_message(refusals: Sequence[str]) -> str:
         "nothing was imported: these lines would replace a newer token pair with an older one "
         "(use --force if that is really what you want):\n  " + "\n  ".join(shown)
     )
+
+
+def _stored_text(text: str | None, limit: int = 2000) -> str | None:
+    """The last line of defence for text columns: no fragment of a registered secret, no
+    control character or NUL (PostgreSQL refuses those), bounded to fit the column."""
+    return None if text is None else safe_text(scrub(text[: limit * 2]), limit)
 
 
 def _when(moment: datetime) -> str:
