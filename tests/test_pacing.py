@@ -66,9 +66,23 @@ def test_a_429_halves_the_limit_and_pauses_everyone() -> None:
     waiter.start()
     waiter.join(0.5)
     assert waiter.is_alive()  # paused: Retry-After has not passed on the fake clock
-    clock.now += 2.0
+    clock.now += 1.5  # past the default pause (1 s), not yet past Retry-After
+    waiter.join(0.5)
+    assert waiter.is_alive()
+    clock.now += 0.5
     waiter.join(5)
     assert result == [True]
+
+
+def test_the_limit_halves_down_to_one_call() -> None:
+    throttle = Throttle(concurrency=8)
+    limits = []
+    for _ in range(5):
+        assert throttle.acquire(never)
+        throttle.release(throttled=True, retry_after=0.0)
+        limits.append(throttle.limit)
+    assert limits == [4, 2, 1, 1, 1]
+    assert throttle.slowdowns == 5
 
 
 def test_successes_grow_the_limit_back() -> None:
@@ -76,9 +90,11 @@ def test_successes_grow_the_limit_back() -> None:
     throttle.acquire(never)
     throttle.release(throttled=True, retry_after=0.0)
     assert throttle.limit == 2
-    for _ in range(2):
-        throttle.acquire(never)
-        throttle.release(throttled=False)
+    throttle.acquire(never)
+    throttle.release(throttled=False)
+    assert throttle.limit == 2  # one success is not yet as many as the limit
+    throttle.acquire(never)
+    throttle.release(throttled=False)
     assert throttle.limit == 3
     for _ in range(3):
         throttle.acquire(never)
@@ -151,3 +167,19 @@ def test_durations_format_back() -> None:
     assert format_duration(timedelta(seconds=5400)) == "1h30m"
     assert format_duration(timedelta(0)) == "0s"
     assert format_duration(timedelta(days=1, seconds=5)) == "1d5s"
+
+
+def test_breaker_opens_at_exactly_the_failure_ratio() -> None:
+    breaker = CircuitBreaker(window=10, min_calls=10, failure_ratio=0.8)
+    for failed in [False, False] + [True] * 7:
+        assert not breaker.record(failed=failed)
+    assert breaker.record(failed=True)  # 8 of 10: exactly 80%
+    assert breaker.reason == "8 of the last 10 calls to TikTok failed"
+
+
+def test_breaker_forgets_calls_older_than_its_window() -> None:
+    breaker = CircuitBreaker(window=20, min_calls=10, failure_ratio=0.8)
+    for _ in range(30):
+        breaker.record(failed=False)
+    opened_at = next(n for n in range(1, 21) if breaker.record(failed=True))
+    assert opened_at == 16  # the last 20 calls: 4 successes, 16 failures

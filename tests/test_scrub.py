@@ -125,3 +125,36 @@ def test_safe_text_shows_what_it_escaped() -> None:
     assert safe_text("\x1b[31mred\x00\u202eevil\x9b") == "\\x1b[31mred\\x00\\u202eevil\\x9b"
     assert safe_text("Café Berlin 🎉") == "Café Berlin 🎉"
     assert safe_text("a" * 10, 5) == "aaaa…"
+
+
+# ----------------------------------------------------------------------------- edges
+# Each of these was a surviving mutant of mutmut's run over scrub.py.
+
+
+def test_a_secret_of_exactly_the_shortest_masked_length_is_masked() -> None:
+    assert Redactor(["12345678"]).scrub("12345678") == MASK
+    assert Redactor(["12345678"]).scrub("x 12345678 and 12345678 y") == f"x {MASK} and {MASK} y"
+
+
+def test_a_short_secret_written_percent_encoded_is_masked() -> None:
+    redactor = Redactor(["pa$$word"])
+    assert redactor.scrub("login pa%24%24word failed") == f"login {MASK} failed"
+
+
+def test_text_with_percent_signs_but_no_secret_is_unchanged() -> None:
+    text = "100% of 20 calls failed (%41 is not a secret, nor is %%)"
+    assert Redactor(["rft.0123456789abcdefghij"]).scrub(text) == text
+
+
+def test_a_secret_encoded_twice_is_masked() -> None:
+    secret = "rft.a+b/c=d!e*f+g/h=i"
+    twice = quote(quote(secret, safe=""), safe="")
+    scrubbed = Redactor([secret]).scrub(f"token={twice}")
+    assert scrubbed == f"token={MASK}"
+
+
+def test_safe_text_boundaries() -> None:
+    assert safe_text("\ud800x\udfff") == "\ufffdx\ufffd"
+    assert safe_text("aaaaa", 5) == "aaaaa"  # exactly the limit: not cut
+    assert safe_text("aaaaaa", 1) == "…"
+    assert safe_text("\x7f\x80\x9f") == "\\x7f\\x80\\x9f"
