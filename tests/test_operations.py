@@ -335,3 +335,16 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_does_not(
     text = output.decode(errors="replace")
     assert "refreshing" in text  # the bar was drawn on the terminal
     assert "Refreshed 3 of 3 account(s)" in text
+
+
+def test_a_ping_body_never_carries_a_secret_or_a_control_character(pings: PingReceiver) -> None:
+    from tokenrefresh.monitoring import Pinger
+    from tokenrefresh.scrub import MASK, register_secret
+    from tokenrefresh.settings import Secret
+
+    secret = "ping-body-secret-0123456789"
+    register_secret(secret)
+    Pinger(Secret(pings.url)).finish(False, f"stopped: TikTok said {secret.upper()}\x1b[2J")
+    [(path, body)] = pings.received
+    assert path == PING_PATH + "/fail"
+    assert body == f"stopped: TikTok said {MASK}\\x1b[2J"

@@ -11,6 +11,7 @@ import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tokenrefresh.scrub import safe_text, scrub
 from tokenrefresh.settings import Secret
 from tokenrefresh.status import collect_status
 from tokenrefresh.storage.repository import Repository
@@ -35,7 +36,9 @@ class Pinger:
         self._ping("/start", "")
 
     def finish(self, success: bool, summary: str) -> None:
-        self._ping("" if success else "/fail", summary)
+        """The one-line summary as the body: scrubbed of every secret, no control characters
+        (it can quote TikTok's text, through a stop message)."""
+        self._ping("" if success else "/fail", safe_text(scrub(summary), 2000))
 
     def _ping(self, suffix: str, body: str) -> None:
         import requests
