@@ -9,8 +9,7 @@ from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.crypto import TokenCipher, fingerprint
 from tokenrefresh.errors import AccountNotFound, NoUsableToken, UsageError
 from tokenrefresh.importer import parse_accounts
-from tokenrefresh.storage.models import AccountStatus
-from tokenrefresh.storage.records import AccountView, AttemptView, NewAccount
+from tokenrefresh.storage.records import AccountStatus, AccountView, AttemptView, NewAccount
 from tokenrefresh.storage.repository import Repository
 
 __all__ = ["AccountDetails", "Accounts", "ImportReport"]

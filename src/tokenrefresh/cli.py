@@ -573,7 +573,7 @@ def accounts_list(
     from tokenrefresh.clock import utcnow
     from tokenrefresh.context import Context
     from tokenrefresh.render import Output
-    from tokenrefresh.storage.models import AccountStatus
+    from tokenrefresh.storage.records import AccountStatus
 
     with Context(Settings.from_env()) as context:
         accounts = Accounts(context.repository()).list(

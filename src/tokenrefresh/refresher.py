@@ -46,8 +46,8 @@ from tokenrefresh.outcomes import (
 )
 from tokenrefresh.pacing import CircuitBreaker, FailureBackoff, RetryPolicy, Throttle
 from tokenrefresh.scrub import safe_text, scrub
-from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.records import (
+    AccountStatus,
     AttemptRecord,
     Candidate,
     Due,

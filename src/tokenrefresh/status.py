@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tokenrefresh.durations import format_duration
-from tokenrefresh.storage.models import AccountStatus
-from tokenrefresh.storage.records import AccountView, RunView, Stats
+from tokenrefresh.storage.records import AccountStatus, AccountView, RunView, Stats
 from tokenrefresh.storage.repository import Repository
 
 __all__ = ["HealthProblem", "StatusReport", "collect_status", "health_problems"]

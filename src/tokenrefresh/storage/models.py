@@ -1,9 +1,9 @@
-"""SQLAlchemy models. Times are timezone-aware UTC in Python, on SQLite and PostgreSQL alike."""
+"""SQLAlchemy models: only storage imports them. Times are aware UTC datetimes in Python, on
+SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -22,9 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tokenrefresh.storage.records import AccountStatus
+
 __all__ = [
     "Account",
-    "AccountStatus",
     "Attempt",
     "Base",
     "KeyCheck",
@@ -32,12 +33,6 @@ __all__ = [
     "SpentRefreshToken",
     "UTCDateTime",
 ]
-
-
-class AccountStatus(StrEnum):
-    ACTIVE = "active"  # refreshed by every run
-    EXPIRED = "expired"  # TikTok rejected the refresh token or it is past its expiry: reconnect
-    DISABLED = "disabled"  # excluded by hand
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,4 +1,5 @@
-"""Plain frozen records that the repository hands to services: never ORM objects or rows."""
+"""Plain frozen records and statuses that the repository hands to services: never ORM
+objects or rows. Everything above storage speaks in these."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "AccountStatus",
     "AccountView",
     "AttemptRecord",
     "AttemptView",
@@ -22,6 +24,12 @@ __all__ = [
     "TokenCiphertexts",
     "WriteResult",
 ]
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"  # refreshed by every run
+    EXPIRED = "expired"  # TikTok rejected the refresh token or it is past its expiry: reconnect
+    DISABLED = "disabled"  # excluded by hand
 
 
 @dataclass(frozen=True)

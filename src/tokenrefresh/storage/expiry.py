@@ -1,0 +1,77 @@
+"""Accounts whose refresh token ran out, and the dead tokens that `cleanup` erases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, func, or_, select, update
+
+from tokenrefresh.storage.database import Database
+from tokenrefresh.storage.models import Account
+from tokenrefresh.storage.records import AccountStatus, AccountView
+from tokenrefresh.storage.sql import (
+    ACCOUNT_VIEW_COLUMNS,
+    account_view,
+    dead_token_conditions,
+    has_tokens,
+    past_expiry_conditions,
+)
+
+__all__ = ["ExpiryQueries"]
+
+
+class ExpiryQueries(Database):
+    """Marking accounts past their refresh token's expiry, and erasing dead tokens."""
+
+    def past_refresh_expiry(self, now: datetime, limit: int) -> list[AccountView]:
+        """Accounts not yet marked expired whose refresh token has run out."""
+        query = (
+            select(*ACCOUNT_VIEW_COLUMNS)
+            .where(*past_expiry_conditions(now))
+            .order_by(Account.id)
+            .limit(limit)
+        )
+        return [account_view(row) for row in self.rows(query)]
+
+    def expire_past_refresh_expiry(self, now: datetime) -> int:
+        def write(connection: Connection) -> int:
+            result = connection.execute(
+                update(Account)
+                .where(*past_expiry_conditions(now))
+                .values(
+                    status=AccountStatus.EXPIRED.value,
+                    last_error="the refresh token passed its expiry; the user must reconnect",
+                    updated_at=now,
+                )
+            )
+            return int(result.rowcount)
+
+        return self.transaction(write)
+
+    def count_tokens_to_erase(self, now: datetime) -> int:
+        """How many accounts cleanup would erase the tokens of (expired, or about to be)."""
+        query = (
+            select(func.count())
+            .select_from(Account)
+            .where(
+                or_(
+                    Account.status == AccountStatus.EXPIRED.value,
+                    Account.refresh_expires_at <= now,
+                ),
+                has_tokens(),
+            )
+        )
+        return int(self.scalar(query))
+
+    def erase_dead_tokens(self, now: datetime) -> int:
+        """Erase the stored tokens of expired accounts: a dead secret is only a liability."""
+
+        def write(connection: Connection) -> int:
+            result = connection.execute(
+                update(Account)
+                .where(*dead_token_conditions())
+                .values(access_token_ciphertext=None, refresh_token_ciphertext=None, updated_at=now)
+            )
+            return int(result.rowcount)
+
+        return self.transaction(write)

@@ -1,0 +1,127 @@
+"""History: the runs of `refresh` and `cleanup`, the attempts of each account, and pruning."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from tokenrefresh.storage.database import Database
+from tokenrefresh.storage.models import Attempt, Run, SpentRefreshToken
+from tokenrefresh.storage.records import AttemptView, RunView
+from tokenrefresh.storage.sql import (
+    ATTEMPT_COLUMNS,
+    RUN_COLUMNS,
+    attempt_view,
+    prunable_run_conditions,
+    run_view,
+    stored_text,
+)
+
+__all__ = ["SPENT_TOKEN_RETENTION", "HistoryQueries"]
+
+# Longer than the longest refresh token lifetime TikTok has documented (365 days).
+SPENT_TOKEN_RETENTION = timedelta(days=400)
+
+
+class HistoryQueries(Database):
+    """What happened: runs, refresh attempts; and forgetting them after the retention."""
+
+    def recent_attempts(self, account_id: int, limit: int) -> list[AttemptView]:
+        query = (
+            select(*ATTEMPT_COLUMNS)
+            .where(Attempt.account_id == account_id)
+            .order_by(Attempt.attempted_at.desc(), Attempt.id.desc())
+            .limit(limit)
+        )
+        return [attempt_view(row) for row in self.rows(query)]
+
+    def count_history_before(self, cutoff: datetime) -> tuple[int, int]:
+        def read(connection: Connection) -> tuple[int, int]:
+            attempts = connection.execute(
+                select(func.count()).select_from(Attempt).where(Attempt.attempted_at < cutoff)
+            ).scalar_one()
+            runs = connection.execute(
+                select(func.count()).select_from(Run).where(*prunable_run_conditions(cutoff))
+            ).scalar_one()
+            return int(attempts), int(runs)
+
+        return self.read(read)
+
+    def prune_history(self, cutoff: datetime) -> tuple[int, int]:
+        """Delete attempts and finished runs before cutoff; each command's last run stays.
+
+        Spent-token fingerprints go after SPENT_TOKEN_RETENTION, whatever the cutoff: an
+        import file older than that holds tokens long past any refresh token's lifetime.
+        """
+        spent_cutoff = self.clock() - SPENT_TOKEN_RETENTION
+
+        def write(connection: Connection) -> tuple[int, int]:
+            attempts = connection.execute(delete(Attempt).where(Attempt.attempted_at < cutoff))
+            runs = connection.execute(delete(Run).where(*prunable_run_conditions(cutoff)))
+            connection.execute(
+                delete(SpentRefreshToken).where(SpentRefreshToken.spent_at < spent_cutoff)
+            )
+            return int(attempts.rowcount), int(runs.rowcount)
+
+        return self.transaction(write)
+
+    def start_run(self, command: str, host: str, pid: int, shard: str | None) -> int:
+        def write(connection: Connection) -> int:
+            return int(
+                connection.execute(
+                    insert(Run)
+                    .values(
+                        command=command,
+                        host=host,
+                        pid=pid,
+                        shard=shard,
+                        started_at=self.clock(),
+                        counts="{}",
+                    )
+                    .returning(Run.id)
+                ).scalar_one()
+            )
+
+        return self.transaction(write)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        outcome: str,
+        exit_code: int,
+        counts: dict[str, int],
+        message: str | None,
+    ) -> None:
+        def write(connection: Connection) -> None:
+            connection.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    finished_at=self.clock(),
+                    outcome=outcome,
+                    exit_code=exit_code,
+                    counts=json.dumps(counts, sort_keys=True),
+                    message=stored_text(message),
+                )
+            )
+
+        self.transaction(write)
+
+    def last_runs(self) -> dict[str, RunView]:
+        """The newest run of each command, finished or not."""
+        newest = select(Run.command, func.max(Run.id).label("id")).group_by(Run.command).subquery()
+        query = select(*RUN_COLUMNS).join(newest, Run.id == newest.c.id)
+        return {row.command: run_view(row) for row in self.rows(query)}
+
+    def last_successful_runs(self) -> dict[str, RunView]:
+        newest = (
+            select(Run.command, func.max(Run.id).label("id"))
+            .where(Run.outcome == "ok")
+            .group_by(Run.command)
+            .subquery()
+        )
+        query = select(*RUN_COLUMNS).join(newest, Run.id == newest.c.id)
+        return {row.command: run_view(row) for row in self.rows(query)}
