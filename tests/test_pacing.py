@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from tokenrefresh.durations import format_duration, parse_duration
-from tokenrefresh.pacing import CircuitBreaker, FailureBackoff, RetryPolicy, Throttle
+from tokenrefresh.refresh.pacing import CircuitBreaker, FailureBackoff, RetryPolicy, Throttle
 
 
 class FakeClock:

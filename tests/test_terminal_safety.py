@@ -24,12 +24,10 @@ from conftest import Cli
 from standin import IssuedTokens, TikTokStandIn, tiktok_error
 from tokenrefresh.accounts import Accounts
 from tokenrefresh.clock import utcnow
-from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.logs import configure_logging
-from tokenrefresh.refresher import Refresher, RefreshOptions
+from tokenrefresh.refresh.plan import Plan, RefreshOptions
 from tokenrefresh.render import Output
 from tokenrefresh.scrub import MASK, register_secret, safe_text
-from tokenrefresh.settings import Secret
 from tokenrefresh.status import collect_status
 from tokenrefresh.storage.models import Account, AccountStatus, Attempt, Run
 from tokenrefresh.storage.repository import Repository
@@ -344,10 +342,7 @@ def test_rich_tables_escape_and_never_interpret_hostile_text(
     output.accounts(Accounts(repository).list(), now)
     output.account_details(Accounts(repository).details(hostile["due"], 10), now)
     output.status(collect_status(repository, now, timedelta(hours=3), 50))
-    cipher = TokenCipher((Secret(fernet_key),))
-    report = Refresher(repository, cipher, None, None).run(
-        RefreshOptions(window=timedelta(hours=3), dry_run=True)
-    )
+    report = Plan(repository, RefreshOptions(window=timedelta(hours=3))).dry_run()
     output.refresh(report, quiet=False)
     text = rich_text(terminal)
     for key in ("label", "open_id", "expired_label", "expired_open_id", "error_code", "log_id"):

@@ -29,8 +29,12 @@ from tokenrefresh.storage.records import Shard  # plain dataclasses: cheap to im
 
 if TYPE_CHECKING:
     from tokenrefresh.context import Context
+    from tokenrefresh.crypto import TokenCipher
     from tokenrefresh.monitoring import Monitoring
-    from tokenrefresh.refresher import Refresher, RunObserver
+    from tokenrefresh.refresh.observers import RunObserver
+    from tokenrefresh.refresh.plan import Plan
+    from tokenrefresh.refresh.report import RunReport
+    from tokenrefresh.refresh.run import Refresher
     from tokenrefresh.storage.records import AccountView
     from tokenrefresh.storage.repository import Repository
 
@@ -279,13 +283,12 @@ def refresh(
     """Refresh every access token that expires within the window: the cron job."""
     _setup(verbose, quiet, log_format)
     from tokenrefresh.context import Context
-    from tokenrefresh.refresher import Refresher, RefreshOptions
-    from tokenrefresh.render import Output, refresh_summary
+    from tokenrefresh.refresh.plan import Plan, RefreshOptions
+    from tokenrefresh.render import Output
 
     options = RefreshOptions(
         window=window,
         account_ids=tuple(account_id or ()),
-        dry_run=dry_run,
         concurrency=concurrency,
         rate_limit=rate_limit,
         max_runtime=max_runtime or None,
@@ -298,16 +301,18 @@ def refresh(
         cipher = context.cipher(verify_with=repository)
         # A dry run checks that the credentials are there, but never needs the HTTP stack.
         settings.require_client_credentials()
-        client = None if dry_run else context.client(read_timeout=http_timeout)
-        # On PostgreSQL a run for named accounts needs no run lock: its row locks keep it
-        # apart from a cron run over the same accounts, which it must not wait for.
-        needs_lock = not dry_run and not (options.account_ids and context.holds_row_locks)
-        lock = context.run_lock("refresh", shard) if needs_lock else None
-        observer = _observer(monitoring, show_progress=not (quiet or as_json or dry_run))
-        refresher = Refresher(repository, cipher, client, lock, observer=observer)
-        with _graceful_stop(refresher), _reported(monitoring, repository) as reported:
-            report = refresher.run(options)
-            reported(report.exit_code, refresh_summary(report))
+        plan = Plan(repository, options)
+        if dry_run:
+            report = plan.dry_run()
+        else:
+            report = _run(
+                context,
+                plan,
+                cipher,
+                monitoring,
+                http_timeout,
+                show_progress=not (quiet or as_json),
+            )
     # A run that an error ended (TikTok rejected the app's credentials) says so on stderr;
     # with --json its document is printed too, as for every run that got past configuration.
     if as_json or report.error is None:
@@ -315,6 +320,33 @@ def refresh(
     if report.error is not None:
         _print_error(report.error.message)
     raise typer.Exit(report.exit_code)
+
+
+def _run(
+    context: Context,
+    plan: Plan,
+    cipher: TokenCipher,
+    monitoring: Monitoring | None,
+    http_timeout: float,
+    *,
+    show_progress: bool,
+) -> RunReport:
+    """The refresh run itself: its client, its lock, signals, pings and metrics."""
+    from tokenrefresh.refresh.run import Refresher
+    from tokenrefresh.render import refresh_summary
+
+    repository = context.repository()
+    client = context.client(read_timeout=http_timeout)
+    # On PostgreSQL a run for named accounts needs no run lock: its row locks keep it
+    # apart from a cron run over the same accounts, which it must not wait for.
+    needs_lock = not (plan.explicit and context.holds_row_locks)
+    lock = context.run_lock("refresh", plan.options.shard) if needs_lock else None
+    observer = _observer(monitoring, show_progress=show_progress)
+    refresher = Refresher(repository, cipher, client, lock, observer=observer)
+    with _graceful_stop(refresher), _reported(monitoring, repository) as reported:
+        report = refresher.run(plan)
+        reported(report.exit_code, refresh_summary(report))
+    return report
 
 
 def _job_settings(command: str, shard: Shard | None, dry_run: bool) -> Settings:
@@ -389,7 +421,7 @@ def _monitoring(
 
 def _observer(monitoring: Monitoring | None, *, show_progress: bool) -> RunObserver | None:
     """A progress bar on an interactive terminal; the health-check start ping, if any."""
-    from tokenrefresh.render import ProgressBar, StartHook
+    from tokenrefresh.refresh.observers import ProgressBar, StartHook
 
     on_started = monitoring.started if monitoring is not None else None
     if show_progress and sys.stderr.isatty():

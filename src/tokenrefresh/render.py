@@ -10,7 +10,7 @@ json.dumps leaves raw, and rich never interprets markup in it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # types only: `status` need not import the refresher's HTTP s
     from tokenrefresh.accounts import AccountDetails, ImportReport
     from tokenrefresh.cleanup import CleanupReport
     from tokenrefresh.keys import KeyCheckReport, RotateReport
-    from tokenrefresh.refresher import AccountResult, RunReport
+    from tokenrefresh.refresh.report import AccountResult, RunReport
     from tokenrefresh.status import HealthProblem, StatusReport
     from tokenrefresh.storage.records import AccountView, AttemptView, RunView
 
@@ -225,54 +225,6 @@ def refresh_summary(report: RunReport) -> str:
 def cleanup_summary(report: CleanupReport) -> str:
     counts = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in report.counts.items())
     return f"{counts} (exit {report.exit_code})"
-
-
-class ProgressBar:
-    """A refresh run's progress on an interactive terminal (stderr); a RunObserver."""
-
-    def __init__(self, on_started: Callable[[], None] | None = None) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self._on_started = on_started
-        self._progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._task: Any = None
-
-    def run_started(self, total: int | None) -> None:
-        if self._on_started is not None:
-            self._on_started()
-        self._task = self._progress.add_task("refreshing", total=total)
-        self._progress.start()
-
-    def account_done(self, result: AccountResult) -> None:
-        if self._task is not None:
-            self._progress.advance(self._task)
-
-    def run_finished(self) -> None:
-        self._progress.stop()
-
-
-class StartHook:
-    """A RunObserver that only calls `on_started` (the health-check start ping)."""
-
-    def __init__(self, on_started: Callable[[], None]) -> None:
-        self._on_started = on_started
-
-    def run_started(self, total: int | None) -> None:
-        self._on_started()
-
-    def account_done(self, result: AccountResult) -> None:
-        pass
-
-    def run_finished(self) -> None:
-        pass
 
 
 # ----------------------------------------------------------------------------- output
