@@ -26,7 +26,8 @@ from tokenrefresh.accounts import Accounts
 from tokenrefresh.clock import utcnow
 from tokenrefresh.logs import configure_logging
 from tokenrefresh.refresh.plan import Plan, RefreshOptions
-from tokenrefresh.render import Output
+from tokenrefresh.render import renderer
+from tokenrefresh.render.terminal import Terminal as TerminalOutput
 from tokenrefresh.scrub import MASK, register_secret, safe_text
 from tokenrefresh.status import collect_status
 from tokenrefresh.storage.models import Account, AccountStatus, Attempt, Run
@@ -272,7 +273,7 @@ def test_dry_run_json_round_trips_hostile_text(cli: Cli, hostile: dict[str, int]
 def test_json_escapes_what_json_dumps_leaves_raw() -> None:
     stream = io.StringIO()
     value = "c1\x85\x9b del\x7f bidi\u202a\u202e\u2066\u2069 sep\u2028\u2029 lone\ud800 ok é"
-    Output(as_json=True, stream=stream).json({"text": value, "nested": [{"k\x9b": value}]})
+    TerminalOutput(stream).json({"text": value, "nested": [{"k\x9b": value}]})
     text = stream.getvalue()
     assert_terminal_safe(text[:-1])
     assert "\\u0085\\u009b" in text
@@ -286,14 +287,16 @@ def test_a_registered_secret_is_scrubbed_from_json_and_text() -> None:
     secret = "render-secret-0123456789abcdef"
     register_secret(secret)
     stream = io.StringIO()
-    output = Output(as_json=True, stream=stream)
-    output.health([])  # ours: untouched
-    from tokenrefresh.status import HealthProblem
+    output = renderer(as_json=True, stream=stream)
+    from tokenrefresh.status import HealthCheck, HealthProblem, Severity
 
-    output.health([HealthProblem("warning", f"echo {secret[2:20]}")])
+    output.health(HealthCheck([]))  # ours: untouched
+    output.health(HealthCheck([HealthProblem(Severity.WARNING, f"echo {secret[2:20]}")]))
     assert secret[2:14] not in stream.getvalue()
     plain = io.StringIO()
-    Output(as_json=False, stream=plain).health([HealthProblem("warning", f"echo {secret}")])
+    renderer(as_json=False, stream=plain).health(
+        HealthCheck([HealthProblem(Severity.WARNING, f"echo {secret}")])
+    )
     assert plain.getvalue() == f"WARNING: echo {MASK}\n"
 
 
@@ -301,7 +304,7 @@ def test_every_line_is_scrubbed_and_escaped_whatever_its_caller_did() -> None:
     secret = "line-secret-0123456789abcdef"
     register_secret(secret)
     stream = io.StringIO()
-    Output(as_json=False, stream=stream).line(f"said {secret} \x1b[2J\u202e\nnext")
+    TerminalOutput(stream).line(f"said {secret} \x1b[2J\u202e\nnext")
     assert stream.getvalue() == f"said {MASK} \\x1b[2J\\u202e\\x0anext\n"
 
 
@@ -338,7 +341,7 @@ def test_rich_tables_escape_and_never_interpret_hostile_text(
 ) -> None:
     repository = Repository(engine)
     now = utcnow()
-    output = Output(as_json=False, stream=terminal)
+    output = renderer(as_json=False, stream=terminal)
     output.accounts(Accounts(repository).list(), now)
     output.account_details(Accounts(repository).details(hostile["due"], 10), now)
     output.status(collect_status(repository, now, timedelta(hours=3), 50))
@@ -352,7 +355,7 @@ def test_rich_tables_escape_and_never_interpret_hostile_text(
 
 
 def test_a_rich_title_from_outside_is_literal(terminal: Terminal) -> None:
-    Output(as_json=False, stream=terminal).table(
+    TerminalOutput(terminal).table(
         "[/] [link=https://evil.example]t[/link] \x1b[2J",
         ["a[/]", "b"],
         [["[/]", "\x9b1m" + "-" * 60]],  # wide enough for the title to stay on one line
@@ -364,7 +367,7 @@ def test_a_rich_title_from_outside_is_literal(terminal: Terminal) -> None:
 
 
 def test_a_long_cell_is_bounded(terminal: Terminal) -> None:
-    Output(as_json=False, stream=terminal).table("t", ["a"], [["x" * 5000]])
+    TerminalOutput(terminal).table("t", ["a"], [["x" * 5000]])
     text = rich_text(terminal)
     assert "x" * 199 + "…" in text
     assert "x" * 200 not in text

@@ -67,8 +67,9 @@ class Accounts:
             created=counts.created, updated=counts.updated, unchanged=counts.unchanged
         )
 
-    def list(self, status: AccountStatus | None = None) -> list[AccountView]:
-        return self._repository.list_accounts(status.value if status else None)
+    def list(self, status: str | None = None) -> list[AccountView]:
+        """Every account, or those with this status (`active`, `expired`, `disabled`)."""
+        return self._repository.list_accounts(AccountStatus(status) if status else None)
 
     def get(self, account_id: int | None = None, open_id: str | None = None) -> AccountView:
         if open_id is not None:

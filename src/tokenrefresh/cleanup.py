@@ -14,9 +14,8 @@ from tokenrefresh.locks import RunLock
 from tokenrefresh.storage.records import AccountView
 from tokenrefresh.storage.repository import Repository
 
-__all__ = ["DEFAULT_RETENTION", "Cleanup", "CleanupReport"]
+__all__ = ["Cleanup", "CleanupReport"]
 
-DEFAULT_RETENTION = timedelta(days=30)
 MAX_LISTED = 1000
 
 
@@ -43,38 +42,47 @@ class CleanupReport:
         }
 
     @property
-    def exit_code(self) -> int:
-        return EXIT_OK
+    def summary(self) -> str:
+        """One line for the cleanup's ping: a cleanup that returns at all exits 0."""
+        counts = ", ".join(
+            f"{name.replace('_', ' ')} {count}" for name, count in self.counts.items()
+        )
+        return f"{counts} (exit 0)"
 
 
 class Cleanup:
-    def __init__(self, repository: Repository, lock: RunLock | None, clock: Clock = utcnow) -> None:
+    """The `cleanup` service: `preview` counts what `run` would change."""
+
+    def __init__(self, repository: Repository, clock: Clock = utcnow) -> None:
         self._repository = repository
-        self._lock = lock
         self._clock = clock
+
+    def preview(self, retention: timedelta) -> CleanupReport:
+        """The dry run: what would change, with no lock and no write."""
+        now = self._clock()
+        repository = self._repository
+        report = CleanupReport(dry_run=True, started_at=now, retention=retention)
+        report.expired = repository.past_refresh_expiry(now, MAX_LISTED)
+        report.expired_count = len(report.expired)
+        report.tokens_erased = repository.count_tokens_to_erase(now)
+        report.attempts_pruned, report.runs_pruned = repository.count_history_before(
+            now - retention
+        )
+        report.finished_at = self._clock()
+        return report
 
     def run(
         self,
-        *,
-        dry_run: bool,
+        lock: RunLock,
         retention: timedelta,
         on_started: Callable[[], None] | None = None,
     ) -> CleanupReport:
+        """Expire, erase and prune under the cleanup lock; the run is recorded."""
         now = self._clock()
-        report = CleanupReport(dry_run=dry_run, started_at=now, retention=retention)
         repository = self._repository
+        report = CleanupReport(dry_run=False, started_at=now, retention=retention)
         report.expired = repository.past_refresh_expiry(now, MAX_LISTED)
-        if dry_run:
-            report.expired_count = len(report.expired)
-            report.tokens_erased = repository.count_tokens_to_erase(now)
-            report.attempts_pruned, report.runs_pruned = repository.count_history_before(
-                now - retention
-            )
-            report.finished_at = self._clock()
-            return report
-        if self._lock is None:
-            raise ValueError("a cleanup that writes needs a run lock")
-        with self._lock:
+        with lock:
             report.run_id = repository.start_run(
                 "cleanup", host=socket.gethostname(), pid=os.getpid(), shard=None
             )

@@ -44,10 +44,15 @@ def lock_name(command: str, shard: Shard | None = None) -> str:
 
 
 class Context:
-    """What one command invocation builds from its Settings (each at most once)."""
+    """What one command invocation builds from its Settings (each at most once).
 
-    def __init__(self, settings: Settings) -> None:
+    `pool_size`: the database connections it may hold at once (a refresh run: one per
+    worker, one to read the due accounts, one for the lock).
+    """
+
+    def __init__(self, settings: Settings, *, pool_size: int = 5) -> None:
         self.settings = settings
+        self.pool_size = pool_size
         self._engine: Engine | None = None
         self._client: TikTokClient | None = None
 
@@ -61,12 +66,7 @@ class Context:
         return is_postgresql(self.database_url)
 
     def engine(
-        self,
-        *,
-        pool_size: int = 5,
-        check_schema: bool = True,
-        create: bool = False,
-        allow_default: bool = True,
+        self, *, check_schema: bool = True, create: bool = False, allow_default: bool = True
     ) -> Engine:
         """The engine; unless told otherwise, checks the schema is current first.
 
@@ -80,7 +80,7 @@ class Context:
 
             engine = create_database_engine(
                 self.database_url,
-                pool_size=pool_size,
+                pool_size=self.pool_size,
                 create=create or (allow_default and self.settings.database_url is None),
             )
             try:
@@ -100,8 +100,8 @@ class Context:
             self._engine = engine
         return self._engine
 
-    def repository(self, *, pool_size: int = 5, check_schema: bool = True) -> Repository:
-        return Repository(self.engine(pool_size=pool_size, check_schema=check_schema))
+    def repository(self) -> Repository:
+        return Repository(self.engine())
 
     def cipher(self, *, verify_with: Repository | None = None) -> TokenCipher:
         """The configured keys; with `verify_with`, proven able to read what it stores first

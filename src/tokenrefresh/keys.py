@@ -62,6 +62,13 @@ class KeyCheckReport:
     check_value_key: int | None = None  # the key of the key check value; None: none decrypts
 
     @property
+    def unreadable(self) -> bool:
+        """Some stored token, or the key check value, cannot be decrypted (exit 3)."""
+        return bool(self.undecryptable_accounts) or (
+            self.check_value_key is None and any(self.tokens_by_key.values())
+        )
+
+    @property
     def old_keys_in_use(self) -> bool:
         if self.check_value_key is not None and self.check_value_key > 1:
             return True

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from tokenrefresh.durations import format_duration
 from tokenrefresh.storage.records import AccountStatus, AccountView, RunView, Stats
 from tokenrefresh.storage.repository import Repository
 
-__all__ = ["HealthProblem", "StatusReport", "collect_status", "health_problems"]
+__all__ = [
+    "HealthCheck",
+    "HealthProblem",
+    "Severity",
+    "StatusReport",
+    "check_health",
+    "collect_status",
+]
 
 
 @dataclass(frozen=True)
@@ -44,28 +52,54 @@ def collect_status(
     )
 
 
+class Severity(StrEnum):
+    """How bad a health problem is; its value is what Nagios and `--json` show."""
+
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def exit_code(self) -> int:
+        """The Nagios exit code: 0 ok, 1 warning, 2 critical."""
+        return {Severity.OK: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}[self]
+
+
 @dataclass(frozen=True)
 class HealthProblem:
-    severity: str  # "critical" | "warning"
+    severity: Severity
     message: str
 
 
-def health_problems(report: StatusReport, max_age: timedelta) -> list[HealthProblem]:
-    """What `status --check` reports, most severe first; empty when healthy.
+@dataclass(frozen=True)
+class HealthCheck:
+    """What `status --check` reports: the problems, most severe first; none when healthy."""
 
-    Critical: the refresh is not keeping up (no success within max_age, or active accounts
-    whose access token already expired). Warning: users must reconnect their accounts.
-    """
+    problems: list[HealthProblem]
+
+    @property
+    def severity(self) -> Severity:
+        """The worst problem's severity (the one rule for the exit code and the output)."""
+        return max(
+            (problem.severity for problem in self.problems),
+            key=list(Severity).index,
+            default=Severity.OK,
+        )
+
+
+def check_health(report: StatusReport, max_age: timedelta) -> HealthCheck:
+    """Critical: the refresh is not keeping up (no success within max_age, or active
+    accounts whose access token already expired). Warning: users must reconnect."""
     problems: list[HealthProblem] = []
     last_ok = report.last_successful_runs.get("refresh")
     if last_ok is None:
-        problems.append(HealthProblem("critical", "no refresh run has succeeded yet"))
+        problems.append(HealthProblem(Severity.CRITICAL, "no refresh run has succeeded yet"))
     else:
         finished = last_ok.finished_at or last_ok.started_at
         if report.generated_at - finished > max_age:
             problems.append(
                 HealthProblem(
-                    "critical",
+                    Severity.CRITICAL,
                     "the last successful refresh finished at "
                     f"{finished.isoformat(timespec='seconds')}, more than "
                     f"{format_duration(max_age)} ago",
@@ -74,15 +108,15 @@ def health_problems(report: StatusReport, max_age: timedelta) -> list[HealthProb
     if report.stats.overdue:
         problems.append(
             HealthProblem(
-                "critical",
+                Severity.CRITICAL,
                 f"{report.stats.overdue} active account(s) have an expired access token",
             )
         )
     if report.reconnect_count:
         problems.append(
             HealthProblem(
-                "warning",
+                Severity.WARNING,
                 f"{report.reconnect_count} account(s) need their user to reconnect",
             )
         )
-    return problems
+    return HealthCheck(problems)

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from tokenrefresh.errors import EXIT_FAILURES, EXIT_OK, TokenRefreshError
+from tokenrefresh.scrub import safe_text, scrub
 
 __all__ = [
     "MAX_REPORTED_PROBLEMS",
@@ -99,6 +100,15 @@ class RunReport:
         if self.stop_reason:
             return "stopped"
         return "ok" if self.exit_code == EXIT_OK else "failures"
+
+    @property
+    def summary(self) -> str:
+        """One line for a health-check ping or a log: counts, exit code, why it stopped."""
+        counts = ", ".join(f"{name} {count}" for name, count in self.counts.items())
+        text = f"{counts} (exit {self.exit_code})"
+        if self.stop_message:
+            text += f"; stopped: {safe_text(scrub(self.stop_message), 2000)}"
+        return text
 
     def add(self, result: AccountResult) -> None:
         self.counts[result.result] += 1

@@ -151,11 +151,11 @@ class AccountQueries(Database):
         return refusals
 
     def list_accounts(
-        self, status: str | None = None, limit: int | None = None
+        self, status: AccountStatus | None = None, limit: int | None = None
     ) -> list[AccountView]:
         query = select(*ACCOUNT_VIEW_COLUMNS).order_by(Account.id).limit(limit)
         if status is not None:
-            query = query.where(Account.status == status)
+            query = query.where(Account.status == status.value)
         return [account_view(row) for row in self.rows(query)]
 
     def get_account(self, account_id: int) -> AccountView | None:

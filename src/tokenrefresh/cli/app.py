@@ -1,0 +1,108 @@
+"""The Typer app, its sub-commands, and the one place where errors become exit codes.
+
+Secrets are never options: they come from the environment or files (see `settings.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from tokenrefresh import __version__
+from tokenrefresh.errors import TokenRefreshError, UsageError
+from tokenrefresh.scrub import safe_text, scrub
+
+__all__ = ["accounts_app", "app", "db_app", "handles_errors", "keys_app", "print_error", "setup"]
+
+log = logging.getLogger("tokenrefresh")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="tokenrefresh",
+    help="Keeps TikTok OAuth tokens fresh: refreshes, stores them encrypted, flags rejected ones.",
+    no_args_is_help=True,
+    # Tracebacks with local variables would print tokens: never.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+accounts_app = typer.Typer(help="Import, list and manage connected TikTok accounts.")
+keys_app = typer.Typer(help="Encryption keys: generate one, re-encrypt with the first, check.")
+db_app = typer.Typer(help="The database schema (Alembic migrations shipped in the package).")
+app.add_typer(accounts_app, name="accounts", no_args_is_help=True)
+app.add_typer(keys_app, name="keys", no_args_is_help=True)
+app.add_typer(db_app, name="db", no_args_is_help=True)
+
+
+def setup(verbose: int = 0, quiet: bool = False, json_lines: bool = False) -> None:
+    """Logging for this command: -q errors only, -v info, -vv debug."""
+    from tokenrefresh.logs import configure_logging
+
+    if verbose and quiet:
+        raise UsageError("--verbose and --quiet exclude each other")
+    configure_logging(verbose=verbose, quiet=quiet, json_lines=json_lines)
+
+
+def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Every TokenRefreshError becomes `error: <message>` on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except TokenRefreshError as error:
+            print_error(error.message)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as error:
+            # A driver error that no layer translated: say what it is, without SQL or values.
+            # Anything else is a bug: one clean line; the traceback only with -vv.
+            from sqlalchemy.exc import DBAPIError
+
+            log.debug("unexpected error", exc_info=error)
+            if isinstance(error, DBAPIError):
+                from tokenrefresh.storage.engine import describe_db_error
+
+                print_error(f"database error: {describe_db_error(error)}")
+            else:
+                text = safe_text(scrub(str(error)[:1000]), 300)
+                print_error(f"unexpected {type(error).__name__}: {text} (-vv shows where)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def print_error(message: str) -> None:
+    """`error: ...` on stderr: scrubbed of every known secret, no control characters."""
+    typer.echo(f"error: {safe_text(scrub(message), keep_newlines=True)}", err=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tokenrefresh {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Keeps TikTok OAuth tokens fresh.
+
+    Configuration comes from the environment (each variable also as NAME_FILE):
+    TOKENREFRESH_DATABASE_URL, TOKENREFRESH_ENCRYPTION_KEYS, TIKTOK_CLIENT_KEY,
+    TIKTOK_CLIENT_SECRET, TIKTOK_API_BASE_URL. Secrets are never command-line options.
+    """

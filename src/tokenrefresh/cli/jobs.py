@@ -1,0 +1,195 @@
+"""`refresh`, `cleanup` and `status`: what cron runs, and what tells whether it works."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from tokenrefresh import defaults
+from tokenrefresh.cli.app import app, handles_errors, print_error, setup
+from tokenrefresh.cli.options import (
+    AsJson,
+    LogFormat,
+    LogFormatOption,
+    MetricsFile,
+    Quiet,
+    Verbose,
+    as_duration,
+    as_positive_duration,
+    as_shard,
+    window_option,
+)
+from tokenrefresh.durations import format_duration
+from tokenrefresh.storage.records import Shard
+
+__all__ = ["cleanup", "refresh", "status"]
+
+
+@app.command()
+@handles_errors
+def refresh(
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="List what would be refreshed; call nothing, write nothing."
+        ),
+    ] = False,
+    account_id: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--account-id",
+            help="Refresh exactly this account, whatever its expiry or status (repeatable).",
+        ),
+    ] = None,
+    window: Annotated[
+        timedelta, window_option("Refresh access tokens that expire within this time.")
+    ] = defaults.WINDOW,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, max=256, envvar="TOKENREFRESH_CONCURRENCY", help="Refreshes in flight at once."
+        ),
+    ] = defaults.CONCURRENCY,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            envvar="TOKENREFRESH_RATE_LIMIT",
+            help="At most this many TikTok calls per second (default: no limit).",
+        ),
+    ] = None,
+    max_runtime: Annotated[
+        timedelta,
+        typer.Option(
+            parser=as_duration,
+            envvar="TOKENREFRESH_MAX_RUNTIME",
+            metavar="DURATION",
+            show_default=format_duration(defaults.MAX_RUNTIME),
+            help="Claim nothing new after this long; in-flight refreshes finish (0: no limit).",
+        ),
+    ] = defaults.MAX_RUNTIME,
+    shard: Annotated[
+        Shard | None,
+        typer.Option(
+            parser=as_shard,
+            envvar="TOKENREFRESH_SHARD",
+            metavar="K/N",
+            help="Only accounts with id mod N = K, with a lock of their own.",
+        ),
+    ] = None,
+    http_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            envvar="TOKENREFRESH_HTTP_TIMEOUT",
+            help="Seconds one call to TikTok may take, connect to last byte.",
+        ),
+    ] = defaults.HTTP_TIMEOUT,
+    metrics_file: MetricsFile = None,
+    as_json: AsJson = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+    log_format: LogFormatOption = LogFormat.human,
+) -> None:
+    """Refresh every access token that expires within the window: the cron job."""
+    setup(verbose, quiet, log_format is LogFormat.json)
+    from tokenrefresh.jobs import JobOptions, refresh_job
+    from tokenrefresh.refresh.plan import RefreshOptions
+    from tokenrefresh.render import renderer
+
+    options = RefreshOptions(
+        window=window,
+        account_ids=tuple(account_id or ()),
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        max_runtime=max_runtime or None,
+        shard=shard,
+    )
+    job = JobOptions(dry_run, metrics_file, show_progress=not (quiet or as_json or dry_run))
+    report = refresh_job(options, job, http_timeout=http_timeout)
+    # A run that an error ended (TikTok rejected the app's credentials) says so on stderr;
+    # with --json its document is printed too, as for every run that got past configuration.
+    if as_json or report.error is None:
+        renderer(as_json=as_json).refresh(report, quiet=quiet)
+    if report.error is not None:
+        print_error(report.error.message)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+@handles_errors
+def cleanup(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change; write nothing.")
+    ] = False,
+    retention: Annotated[
+        timedelta,
+        typer.Option(
+            parser=as_positive_duration,
+            envvar="TOKENREFRESH_RETENTION",
+            metavar="DURATION",
+            show_default=format_duration(defaults.RETENTION),
+            help="Keep refresh attempts and runs this long.",
+        ),
+    ] = defaults.RETENTION,
+    metrics_file: MetricsFile = None,
+    as_json: AsJson = False,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+    log_format: LogFormatOption = LogFormat.human,
+) -> None:
+    """Expire accounts past their refresh token's expiry, erase dead tokens, prune history."""
+    setup(verbose, quiet, log_format is LogFormat.json)
+    from tokenrefresh.jobs import JobOptions, cleanup_job
+    from tokenrefresh.render import renderer
+
+    report = cleanup_job(retention, JobOptions(dry_run, metrics_file))
+    renderer(as_json=as_json).cleanup(report, quiet=quiet)
+
+
+@app.command()
+@handles_errors
+def status(
+    window: Annotated[
+        timedelta, window_option("Count the access tokens that expire within this time.")
+    ] = defaults.WINDOW,
+    limit: Annotated[
+        int, typer.Option(min=0, help="List at most this many accounts that need reconnecting.")
+    ] = defaults.RECONNECT_LISTED,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Health check: exit 0 healthy, 1 warning, 2 critical; one line per problem.",
+        ),
+    ] = False,
+    max_age: Annotated[
+        timedelta,
+        typer.Option(
+            parser=as_positive_duration,
+            envvar="TOKENREFRESH_MAX_AGE",
+            metavar="DURATION",
+            show_default=format_duration(defaults.MAX_AGE),
+            help="With --check: the last successful refresh may be at most this old.",
+        ),
+    ] = defaults.MAX_AGE,
+    as_json: AsJson = False,
+) -> None:
+    """Accounts by status, tokens expiring soon or overdue, reconnects needed, last runs."""
+    setup()
+    from tokenrefresh.clock import utcnow
+    from tokenrefresh.context import Context
+    from tokenrefresh.render import renderer
+    from tokenrefresh.settings import Settings
+    from tokenrefresh.status import check_health, collect_status
+
+    with Context(Settings.from_env()) as context:
+        report = collect_status(context.repository(), utcnow(), window, limit)
+    if not check:
+        renderer(as_json=as_json).status(report)
+        return
+    health = check_health(report, max_age)
+    renderer(as_json=as_json).health(health)
+    raise typer.Exit(health.severity.exit_code)

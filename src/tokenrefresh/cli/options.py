@@ -1,0 +1,98 @@
+"""Options several commands share, and the parsers of durations and shards.
+
+Every default comes from `defaults.py`, which the services read too.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tokenrefresh import defaults
+from tokenrefresh.durations import format_duration, parse_duration
+from tokenrefresh.storage.records import Shard
+
+__all__ = [
+    "AsJson",
+    "LogFormat",
+    "LogFormatOption",
+    "MetricsFile",
+    "Quiet",
+    "Verbose",
+    "as_duration",
+    "as_positive_duration",
+    "as_shard",
+    "window_option",
+]
+
+
+class LogFormat(StrEnum):
+    human = "human"
+    json = "json"
+
+
+def as_duration(text: str | timedelta) -> timedelta:
+    if isinstance(text, timedelta):  # the default, already parsed
+        return text
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def as_positive_duration(text: str | timedelta) -> timedelta:
+    value = as_duration(text)
+    if value <= timedelta(0):
+        raise typer.BadParameter("must be longer than 0s")
+    return value
+
+
+def as_shard(text: str) -> Shard:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+        raise typer.BadParameter(f"{text!r} is not a shard: use K/N with 0 <= K < N, e.g. 0/4")
+    return Shard(int(index), int(count))
+
+
+Verbose = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv: debug).")
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing unless something went wrong.")
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print stable JSON (shapes in the README); never a token.")
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="TOKENREFRESH_LOG_FORMAT",
+        help="Log lines on stderr: human, or one JSON object per line.",
+    ),
+]
+
+
+def window_option(help_text: str) -> Any:
+    """--window, for `refresh` (what it refreshes) and `status` (what it counts)."""
+    return typer.Option(
+        parser=as_positive_duration,
+        envvar="TOKENREFRESH_WINDOW",
+        metavar="DURATION",
+        show_default=format_duration(defaults.WINDOW),
+        help=help_text,
+    )
+
+
+MetricsFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="TOKENREFRESH_METRICS_FILE",
+        dir_okay=False,
+        help="Write Prometheus metrics here (atomically), for node_exporter's textfile collector.",
+    ),
+]

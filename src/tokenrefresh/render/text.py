@@ -1,0 +1,257 @@
+"""Human output: short lines and tables, rich on a terminal and plain text when piped."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tokenrefresh.durations import format_duration
+from tokenrefresh.render.json import account_json
+from tokenrefresh.render.terminal import Terminal
+from tokenrefresh.render.values import TEXT_LIMIT, relative, shown, timestamp
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from tokenrefresh.accounts import AccountDetails, ImportReport
+    from tokenrefresh.cleanup import CleanupReport
+    from tokenrefresh.keys import KeyCheckReport, RotateReport
+    from tokenrefresh.refresh.report import RunReport
+    from tokenrefresh.status import HealthCheck, StatusReport
+    from tokenrefresh.storage.records import AccountView, RunView
+
+__all__ = ["TextRenderer"]
+
+
+class TextRenderer(Terminal):
+    """What a person reads: each command's result in a few lines or a table."""
+
+    def health(self, check: HealthCheck) -> None:
+        """`status --check`: one line per problem, Nagios style."""
+        if not check.problems:
+            self.line("OK: tokenrefresh is healthy")
+        for problem in check.problems:
+            self.line(f"{problem.severity.upper()}: {problem.message}")
+
+    def refresh(self, report: RunReport, *, quiet: bool) -> None:
+        if report.dry_run:
+            self._dry_run(report)
+            return
+        if quiet and report.exit_code == 0:
+            return
+        counts = report.counts
+        attempted = sum(counts.values()) - counts["skipped"]
+        if attempted == 0 and not report.stop_reason:
+            self.line("Nothing to refresh: no account is due.")
+        else:
+            lost = f", {counts['lost']} lost" if counts["lost"] else ""
+            self.line(
+                f"Refreshed {counts['refreshed']} of {attempted} account(s): "
+                f"{counts['expired']} expired, {counts['failed']} failed, "
+                f"{counts['skipped']} skipped{lost} "
+                f"(run {report.run_id}, {report.duration_seconds:.1f}s)."
+            )
+        for problem in report.problems:
+            self.line(
+                f"  account {problem.account_id} ({shown(problem.open_id, TEXT_LIMIT)}): "
+                f"{problem.result}: {shown(problem.detail, TEXT_LIMIT)}"
+            )
+        if report.problems_not_listed:
+            self.line(f"  ... and {report.problems_not_listed} more (see `tokenrefresh status`)")
+        if report.stop_reason:
+            left = f"; {report.left_due} due account(s) left" if report.left_due else ""
+            self.line(f"Stopped early: {shown(report.stop_message, TEXT_LIMIT)}{left}.")
+        if report.counts["expired"]:
+            self.line(
+                "Expired accounts need their user to reconnect the TikTok account "
+                "(then `tokenrefresh accounts import` the new tokens)."
+            )
+        if report.counts["lost"]:
+            self.line(
+                "Lost: TikTok rotated those tokens but the database did not store them; the next "
+                "run will show whether their users must reconnect. Check the database first."
+            )
+
+    def _dry_run(self, report: RunReport) -> None:
+        if not report.planned:
+            self.line("Dry run: nothing would be refreshed.")
+            return
+        self.table(
+            f"Dry run: {len(report.planned)} account(s) would be refreshed",
+            ["id", "open_id", "label", "access expires", "why"],
+            [
+                [
+                    str(plan.account_id),
+                    plan.open_id,
+                    plan.label or "",
+                    timestamp(plan.access_expires_at) or "",
+                    plan.reason,
+                ]
+                for plan in report.planned
+            ],
+        )
+
+    def accounts(self, accounts: list[AccountView], now: datetime) -> None:
+        if not accounts:
+            self.line("No accounts.")
+            return
+        self.table(
+            f"{len(accounts)} account(s)",
+            ["id", "open_id", "label", "status", "access expires", "refresh expires", "last error"],
+            [
+                [
+                    str(account.id),
+                    account.open_id,
+                    account.label or "",
+                    account.status,
+                    relative(account.access_expires_at, now),
+                    relative(account.refresh_expires_at, now),
+                    shown(account.last_error, 60),
+                ]
+                for account in accounts
+            ],
+        )
+
+    def account_details(self, details: AccountDetails, now: datetime) -> None:
+        account = details.account
+        fields = account_json(account)  # the same fields as the JSON, one per line
+        width = max(len(name) for name in fields)
+        for name, value in fields.items():
+            text = "" if value is None else shown(str(value), TEXT_LIMIT)
+            self.line(f"{name.ljust(width)}  {text}")
+        self.line()
+        if not details.attempts:
+            self.line("No refresh attempts recorded.")
+            return
+        self.table(
+            "Recent refresh attempts",
+            ["when", "outcome", "http", "error", "log_id", "ms", "message"],
+            [
+                [
+                    timestamp(attempt.attempted_at) or "",
+                    attempt.outcome,
+                    str(attempt.http_status or ""),
+                    attempt.error_code or "",
+                    attempt.log_id or "",
+                    str(attempt.duration_ms),
+                    shown(attempt.message, 60),
+                ]
+                for attempt in details.attempts
+            ],
+        )
+
+    def imported(self, report: ImportReport) -> None:
+        unchanged = f", {report.unchanged} unchanged" if report.unchanged else ""
+        self.line(
+            f"Imported {report.created + report.updated} account(s): "
+            f"{report.created} new, {report.updated} updated{unchanged}."
+        )
+
+    def status(self, report: StatusReport) -> None:
+        stats = report.stats
+        now = report.generated_at
+        self.table(
+            "Accounts",
+            ["status", "count"],
+            [[status, str(count)] for status, count in stats.by_status.items()],
+        )
+        self.line()
+        self.line(
+            f"Access tokens expiring within {format_duration(report.window)}: "
+            f"{stats.expiring_within_window}"
+        )
+        self.line(f"Active accounts with an expired access token (overdue): {stats.overdue}")
+        self.line(f"Active accounts whose last refresh failed: {stats.failing}")
+        self.line(
+            "Soonest access token expiry: "
+            + (relative(stats.soonest_access_expiry, now) if stats.soonest_access_expiry else "-")
+        )
+        self.line(
+            "Soonest refresh token expiry: "
+            + (relative(stats.soonest_refresh_expiry, now) if stats.soonest_refresh_expiry else "-")
+        )
+        self.line()
+        for command in ("refresh", "cleanup"):
+            self.line(f"Last {command}: {_run_line(report.last_runs.get(command), now)}")
+            last_ok = report.last_successful_runs.get(command)
+            if last_ok is not None and last_ok != report.last_runs.get(command):
+                self.line(f"Last successful {command}: {_run_line(last_ok, now)}")
+        if report.reconnect_count:
+            self.line()
+            self.table(
+                f"{report.reconnect_count} account(s) need their user to reconnect",
+                ["id", "open_id", "label", "since", "reason"],
+                [
+                    [
+                        str(account.id),
+                        account.open_id,
+                        account.label or "",
+                        timestamp(account.updated_at) or "",
+                        shown(account.last_error, 80),
+                    ]
+                    for account in report.reconnect
+                ],
+            )
+            if report.reconnect_count > len(report.reconnect):
+                self.line(f"... and {report.reconnect_count - len(report.reconnect)} more")
+
+    def cleanup(self, report: CleanupReport, *, quiet: bool) -> None:
+        if quiet:
+            return
+        counts = report.counts
+        verb = "Would" if report.dry_run else "Cleanup"
+        if report.dry_run:
+            self.line(
+                f"{verb} expire {counts['expired']} account(s), erase the tokens of "
+                f"{counts['tokens_erased']}, prune {counts['attempts_pruned']} attempt(s) and "
+                f"{counts['runs_pruned']} run(s) older than {format_duration(report.retention)}."
+            )
+        else:
+            self.line(
+                f"Cleanup: expired {counts['expired']} account(s), erased the tokens of "
+                f"{counts['tokens_erased']}, pruned {counts['attempts_pruned']} attempt(s) and "
+                f"{counts['runs_pruned']} run(s) older than {format_duration(report.retention)}."
+            )
+        for account in report.expired:
+            self.line(
+                f"  account {account.id} ({shown(account.open_id, TEXT_LIMIT)}): refresh token "
+                f"expired at {timestamp(account.refresh_expires_at)}"
+            )
+
+    def key_check(self, report: KeyCheckReport) -> None:
+        for position, count in report.tokens_by_key.items():
+            role = "encrypts new tokens" if position == 1 else "decrypts only"
+            self.line(f"key #{position} ({role}): {count} stored token(s)")
+        if report.undecryptable_accounts:
+            listed = ", ".join(str(account) for account in report.undecryptable_accounts[:20])
+            self.line(f"No key decrypts the tokens of account(s): {listed}")
+        elif report.key_count > 1 and not report.old_keys_in_use:
+            self.line("No token needs the older keys: they can be removed.")
+        elif report.old_keys_in_use:
+            self.line("Some tokens still need older keys: run `tokenrefresh keys rotate`.")
+
+    def rotated(self, report: RotateReport) -> None:
+        self.line(
+            f"Re-encrypted the tokens of {report.rotated} account(s) with key #1"
+            + (
+                f"; {report.skipped} were refreshed meanwhile (already on key #1)"
+                if report.skipped
+                else ""
+            )
+            + "."
+        )
+
+
+def _run_line(run: RunView | None, now: datetime) -> str:
+    if run is None:
+        return "never"
+    host = shown(run.host, TEXT_LIMIT)
+    if run.finished_at is None:
+        return f"started {relative(run.started_at, now)} on {host}, still running (or died)"
+    counts = ", ".join(
+        f"{shown(name, TEXT_LIMIT)} {count}" for name, count in sorted(run.counts.items())
+    )
+    return (
+        f"{relative(run.finished_at, now)}: {run.outcome} (exit {run.exit_code})"
+        + (f"; {counts}" if counts else "")
+        + (f"; {shown(run.message, TEXT_LIMIT)}" if run.message else "")
+    )

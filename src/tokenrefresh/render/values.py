@@ -1,0 +1,53 @@
+"""How single values are shown: timestamps, relative times, and outside text made safe."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from tokenrefresh.durations import format_duration
+from tokenrefresh.scrub import safe_text, scrub
+
+__all__ = ["CELL_LIMIT", "TEXT_LIMIT", "outside", "relative", "shown", "timestamp"]
+
+CELL_LIMIT = 200  # characters of a table cell: enough to read, never a wall of text
+TEXT_LIMIT = 2000  # characters of one outside text on a line of its own
+
+
+def outside(text: str | None) -> str | None:
+    """Outside text for a JSON document: scrubbed; escaping is the encoder's job."""
+    return scrub(text) if text else text
+
+
+def shown(text: str | None, limit: int | None = None) -> str:
+    """Text as a terminal may show it: scrubbed, control characters escaped, bounded."""
+    return safe_text(scrub(text), limit) if text else ""
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z: `2026-11-28T12:00:00Z`."""
+    if value is None:
+        return None
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def relative(moment: datetime | None, now: datetime) -> str:
+    """`in 1h30m`, `2d3h ago`, or `now (...)`: the two largest units are enough to read."""
+    if moment is None:
+        return "-"
+    seconds = int((moment - now).total_seconds())
+    if abs(seconds) < 1:
+        return f"now ({timestamp(moment)})"
+    text = _coarse(format_duration(timedelta(seconds=abs(seconds))))
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def _coarse(text: str) -> str:
+    """`2d3h4m5s` -> `2d3h`."""
+    parts: list[str] = []
+    number = ""
+    for char in text:
+        number += char
+        if char.isalpha():
+            parts.append(number)
+            number = ""
+    return "".join(parts[:2])
