@@ -1,65 +1,156 @@
-"""Helpers shared by the test modules: reading rows back, decrypting what is stored, and
-finding a fragment of a secret in output. Plain functions; fixtures live in conftest.py."""
+"""Helpers the test modules share: reading rows back, decrypting what is stored, running the
+CLI as a real process, and finding a fragment of a secret in output. Plain functions;
+fixtures live in conftest.py."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, select, text, update
+from sqlalchemy.engine import make_url
 
+from conftest import CliResult, process_env
 from standin import IssuedTokens
 from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.settings import Secret
-from tokenrefresh.storage.models import Account, Attempt, Run
+from tokenrefresh.storage.models import Account, Attempt, Base
 
 AddAccounts = Callable[..., list[IssuedTokens]]
 FRAGMENT = 12  # characters of a secret that must never appear together in output
+HISTORY = ("accounts", "refresh_attempts", "runs")
+
+
+# ----------------------------------------------------------------------------- rows
 
 
 def account(engine: Engine, open_id: str) -> dict[str, Any]:
-    """The account's row, every column."""
+    """The account's row, every column (times as aware datetimes, as the models read them)."""
     with engine.connect() as connection:
-        row = connection.execute(select(Account.__table__).where(Account.open_id == open_id)).one()
-    return dict(row._mapping)
+        found = connection.execute(
+            select(Account.__table__).where(Account.open_id == open_id)
+        ).one_or_none()
+    assert found is not None, open_id
+    return dict(found._mapping)
+
+
+def set_account(engine: Engine, open_id: str, **values: Any) -> None:
+    """Change an account's row directly, as another process (or an old version) would."""
+    with engine.begin() as connection:
+        connection.execute(update(Account).where(Account.open_id == open_id).values(**values))
 
 
 def table(engine: Engine, name: str) -> list[dict[str, Any]]:
-    """Every row of a table, in primary-key order."""
+    """Every row of a table, in primary-key order, typed by the models."""
+    model = Base.metadata.tables[name]
     with engine.connect() as connection:
-        result = connection.execute(text(f"SELECT * FROM {name} ORDER BY 1"))
+        result = connection.execute(select(model).order_by(*model.primary_key.columns))
         return [dict(row._mapping) for row in result]
 
 
 def all_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    tables = {"accounts": Account.__table__, "runs": Run.__table__, "attempts": Attempt.__table__}
+    """accounts, attempts and runs, as dicts, in id order."""
+    return {
+        "accounts": table(engine, "accounts"),
+        "attempts": table(engine, "refresh_attempts"),
+        "runs": table(engine, "runs"),
+    }
+
+
+def snapshot(engine: Engine, tables: Iterable[str] = HISTORY) -> dict[str, list[tuple[Any, ...]]]:
+    """The tables as tuples: to show that a command changed nothing."""
     with engine.connect() as connection:
         return {
-            name: [dict(row._mapping) for row in connection.execute(select(t).order_by(t.c.id))]
-            for name, t in tables.items()
+            name: [
+                tuple(row) for row in connection.execute(text(f"SELECT * FROM {name} ORDER BY 1"))
+            ]
+            for name in tables
         }
 
 
+def attempts(engine: Engine, account_id: int) -> list[dict[str, Any]]:
+    """The account's refresh attempts, oldest first."""
+    with engine.connect() as connection:
+        result = connection.execute(
+            select(Attempt.__table__).where(Attempt.account_id == account_id).order_by(Attempt.id)
+        )
+        return [dict(row._mapping) for row in result]
+
+
 def runs(engine: Engine) -> list[dict[str, Any]]:
+    """The runs, with their counts parsed."""
     rows = table(engine, "runs")
     for row in rows:
         row["counts"] = json.loads(row["counts"])
     return rows
 
 
+# ----------------------------------------------------------------------------- tokens, keys
+
+
+def new_key() -> str:
+    return Fernet.generate_key().decode("ascii")
+
+
 def stored_tokens(engine: Engine, open_id: str, fernet_key: str) -> tuple[str | None, str | None]:
     """(access token, refresh token) as stored for the account, decrypted."""
     row = account(engine, open_id)
     cipher = TokenCipher([Secret(fernet_key)])
-    return tuple(  # type: ignore[return-value]
+    access, refresh = (
         cipher.decrypt(row[column]) if row[column] else None
         for column in ("access_token_ciphertext", "refresh_token_ciphertext")
     )
+    return access, refresh
 
 
 def import_line(tokens: IssuedTokens, **extra: Any) -> str:
     return json.dumps(tokens.as_import_line(**extra)) + "\n"
+
+
+def sqlite_files(engine: Engine) -> dict[str, bytes]:
+    """The SQLite database file and its WAL, byte for byte ({} on PostgreSQL); the engine's
+    connections are closed first, and lock files counted only by name."""
+    if engine.dialect.name != "sqlite":
+        return {}
+    engine.dispose()
+    database = make_url(str(engine.url)).database
+    assert database is not None
+    path = Path(database)
+    files = {
+        candidate.name: candidate.read_bytes()
+        for candidate in (path, path.with_name(path.name + "-wal"))
+        if candidate.exists()
+    }
+    for lock in path.parent.glob("*.lock"):
+        files[lock.name] = b"lock file"
+    return files
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def start(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
+    """`tokenrefresh ARGS` as a real process, in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tokenrefresh", *args],
+        env=process_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+# ----------------------------------------------------------------------------- secrets
 
 
 def fragments(secret: str) -> set[str]:
@@ -75,7 +166,29 @@ def leaked(outputs: Iterable[str], secrets: Iterable[str]) -> list[str]:
     found = []
     for output in outputs:
         lowered = output.lower()
-        for start in range(len(lowered) - FRAGMENT + 1):
-            if lowered[start : start + FRAGMENT] in forbidden:
-                found.append(output[max(0, start - 20) : start + FRAGMENT + 20])
+        for start_at in range(len(lowered) - FRAGMENT + 1):
+            if lowered[start_at : start_at + FRAGMENT] in forbidden:
+                found.append(output[max(0, start_at - 20) : start_at + FRAGMENT + 20])
     return found
+
+
+def texts_of(*outputs: CliResult | str | None) -> list[str]:
+    """The stdout and stderr of results, and plain texts, as one list."""
+    texts: list[str] = []
+    for output in outputs:
+        if isinstance(output, CliResult):
+            texts += [output.stdout, output.stderr]
+        elif output is not None:
+            texts.append(output)
+    return texts
+
+
+def assert_no_secret(outputs: CliResult | str | list[Any] | None, *secrets: str) -> None:
+    """No secret, whole or as a fragment of FRAGMENT characters, in any of the outputs."""
+    given = outputs if isinstance(outputs, list) else [outputs]
+    texts = texts_of(*given)
+    whole = [secret for secret in secrets if len(secret) < FRAGMENT]
+    for shown in texts:
+        for secret in whole:
+            assert secret not in shown
+    assert leaked(texts, [secret for secret in secrets if len(secret) >= FRAGMENT]) == []

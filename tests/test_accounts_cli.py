@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, text
 
 from conftest import Cli
+from helpers import account, assert_no_secret, attempts, set_account, snapshot
 from standin import IssuedTokens, TikTokStandIn, tiktok_error
 from tokenrefresh.clock import utcnow
-from tokenrefresh.storage.models import Account, AccountStatus
+from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.repository import Repository
 
 AddAccounts = Callable[..., list[IssuedTokens]]
@@ -49,49 +50,6 @@ ATTEMPT_KEYS = {
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-def account_id(engine: Engine, open_id: str) -> int:
-    with engine.connect() as connection:
-        return int(
-            connection.execute(
-                text("SELECT id FROM accounts WHERE open_id = :o"), {"o": open_id}
-            ).scalar_one()
-        )
-
-
-def row(engine: Engine, open_id: str) -> dict[str, Any]:
-    with engine.connect() as connection:
-        found = connection.execute(
-            text("SELECT * FROM accounts WHERE open_id = :o"), {"o": open_id}
-        ).one_or_none()
-    assert found is not None, open_id
-    return dict(found._mapping)
-
-
-def snapshot(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
-    with engine.connect() as connection:
-        return {
-            table: [
-                tuple(r) for r in connection.execute(text(f"SELECT * FROM {table} ORDER BY id"))
-            ]
-            for table in ("accounts", "refresh_attempts", "runs")
-        }
-
-
-def attempts_of(engine: Engine, account: int) -> int:
-    with engine.connect() as connection:
-        return int(
-            connection.execute(
-                text("SELECT count(*) FROM refresh_attempts WHERE account_id = :a"),
-                {"a": account},
-            ).scalar_one()
-        )
-
-
-def set_state(engine: Engine, open_id: str, **values: Any) -> None:
-    with engine.begin() as connection:
-        connection.execute(update(Account).where(Account.open_id == open_id).values(**values))
-
-
 def secrets_of(engine: Engine, issued: list[IssuedTokens], standin: TikTokStandIn) -> list[str]:
     """Every token TikTok ever issued and every ciphertext in the database."""
     with engine.connect() as connection:
@@ -101,11 +59,6 @@ def secrets_of(engine: Engine, issued: list[IssuedTokens], standin: TikTokStandI
     values = [value for pair in stored for value in pair if value]
     values += [t.access_token for t in issued] + [t.refresh_token for t in issued]
     return values + standin.issued_tokens
-
-
-def assert_no_secret(output: str, secrets: list[str]) -> None:
-    for secret in secrets:
-        assert secret not in output
 
 
 # ----------------------------------------------------------------------------- list
@@ -124,7 +77,7 @@ def test_list_plain_text(
     cli: Cli, add_accounts: AddAccounts, engine: Engine, standin: TikTokStandIn
 ) -> None:
     issued = add_accounts(2, label="Shop")
-    set_state(engine, "user1", last_error="refresh failed: HTTP 503")
+    set_account(engine, "user1", last_error="refresh failed: HTTP 503")
     result = cli("accounts", "list")
     assert result.exit_code == 0, result.stderr
     title, *lines = result.stdout.splitlines()
@@ -141,15 +94,15 @@ def test_list_plain_text(
     assert len(lines) == 3
     rows = [re.split(r"\s{2,}", line) for line in lines[1:]]
     assert [r[:4] for r in rows] == [
-        [str(account_id(engine, "user0")), "user0", "Shop", "active"],
-        [str(account_id(engine, "user1")), "user1", "Shop", "active"],
+        [str(account(engine, "user0")["id"]), "user0", "Shop", "active"],
+        [str(account(engine, "user1")["id"]), "user1", "Shop", "active"],
     ]
     for r in rows:
         assert re.fullmatch(r"in 1h\d+m|in 2h", r[4]), r
         assert re.fullmatch(r"in 17\dd\d+h|in 180d", r[5]), r
     assert rows[0][6:] == []
     assert rows[1][6] == "refresh failed: HTTP 503"
-    assert_no_secret(result.stdout + result.stderr, secrets_of(engine, issued, standin))
+    assert_no_secret(result.stdout + result.stderr, *secrets_of(engine, issued, standin))
 
 
 def test_list_json_shape(
@@ -183,13 +136,13 @@ def test_list_json_shape(
         assert shown["refresh_expires_at"] == stored.refresh_expires_at.strftime(
             "%Y-%m-%dT%H:%M:%SZ"
         )
-    assert_no_secret(result.stdout + result.stderr, secrets_of(engine, issued, standin))
+    assert_no_secret(result.stdout + result.stderr, *secrets_of(engine, issued, standin))
 
 
 def test_list_status_filter(cli: Cli, add_accounts: AddAccounts, engine: Engine) -> None:
     add_accounts(4)
-    set_state(engine, "user1", status=AccountStatus.EXPIRED.value)
-    set_state(engine, "user2", status=AccountStatus.DISABLED.value)
+    set_account(engine, "user1", status=AccountStatus.EXPIRED.value)
+    set_account(engine, "user2", status=AccountStatus.DISABLED.value)
 
     def listed(*args: str) -> list[str]:
         result = cli("accounts", "list", "--json", *args)
@@ -231,7 +184,7 @@ def test_show_plain_text(
     cli: Cli, add_accounts: AddAccounts, engine: Engine, standin: TikTokStandIn
 ) -> None:
     issued = add_accounts(1, label="Shop A")
-    the_id = account_id(engine, "user0")
+    the_id = account(engine, "user0")["id"]
     result = cli("accounts", "show", str(the_id))
     assert result.exit_code == 0, result.stderr
     fields = parse_fields(result.stdout)
@@ -263,7 +216,7 @@ def test_show_plain_text(
     assert len(table) == 2
     assert " refreshed " in table[1]
     assert_no_secret(
-        result.stdout + after.stdout + after.stderr, secrets_of(engine, issued, standin)
+        result.stdout + after.stdout + after.stderr, *secrets_of(engine, issued, standin)
     )
 
 
@@ -276,7 +229,7 @@ def test_show_json_lists_attempts_after_refreshes(
     first_run = first.json()["run_id"]
     # The second refresh of user0 is rejected: the account expires, the attempt says why.
     standin.script(tiktok_error("invalid_grant", description="revoked"), open_id="user0")
-    user0 = account_id(engine, "user0")
+    user0 = account(engine, "user0")["id"]
     second = cli("refresh", "--account-id", str(user0), "--json")
     assert second.exit_code == 1, second.stdout + second.stderr
     second_run = second.json()["run_id"]
@@ -310,11 +263,11 @@ def test_show_json_lists_attempts_after_refreshes(
     assert [a["run_id"] for a in limited.json()["attempts"]] == [second_run]
     none = cli("accounts", "show", str(user0), "--json", "--attempts", "0")
     assert none.json()["attempts"] == []
-    other = cli("accounts", "show", str(account_id(engine, "user1")), "--json")
+    other = cli("accounts", "show", str(account(engine, "user1")["id"]), "--json")
     assert [a["outcome"] for a in other.json()["attempts"]] == ["refreshed"]
 
     output = result.stdout + limited.stdout + other.stdout + result.stderr
-    assert_no_secret(output, secrets_of(engine, issued, standin))
+    assert_no_secret(output, *secrets_of(engine, issued, standin))
 
 
 def test_show_unknown_id(cli: Cli, add_accounts: AddAccounts) -> None:
@@ -332,7 +285,7 @@ def test_token_prints_exactly_the_access_token(
     cli: Cli, add_accounts: AddAccounts, engine: Engine
 ) -> None:
     issued = add_accounts(2)
-    by_id = cli("accounts", "token", str(account_id(engine, "user1")))
+    by_id = cli("accounts", "token", str(account(engine, "user1")["id"]))
     assert by_id.exit_code == 0, by_id.stderr
     assert by_id.stdout == issued[1].access_token + "\n"
     assert by_id.stderr == ""
@@ -384,22 +337,22 @@ def test_token_refuses_an_account_without_a_usable_token(
     message: str,
 ) -> None:
     issued = add_accounts(1)
-    set_state(engine, "user0", **state)
-    the_id = account_id(engine, "user0")
+    set_account(engine, "user0", **state)
+    the_id = account(engine, "user0")["id"]
     separator = "" if message.startswith((":", " ")) else " "
     for args in ([str(the_id)], ["--open-id", "user0"]):
         result = cli("accounts", "token", *args)
         assert result.exit_code == 1
         assert result.stdout == ""
         assert result.stderr == f"error: account {the_id} (user0){separator}{message}\n"
-        assert_no_secret(result.stderr, secrets_of(engine, issued, standin))
+        assert_no_secret(result.stderr, *secrets_of(engine, issued, standin))
 
 
 def test_token_of_an_account_about_to_expire_is_still_given(
     cli: Cli, add_accounts: AddAccounts, engine: Engine
 ) -> None:
     issued = add_accounts(1)
-    set_state(engine, "user0", access_expires_at=utcnow() + timedelta(minutes=10))
+    set_account(engine, "user0", access_expires_at=utcnow() + timedelta(minutes=10))
     result = cli("accounts", "token", "--open-id", "user0")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == issued[0].access_token + "\n"
@@ -436,7 +389,7 @@ def test_remove_needs_yes_when_not_interactive(
 ) -> None:
     add_accounts(1)
     before = snapshot(engine)
-    result = cli("accounts", "remove", str(account_id(engine, "user0")), input="y\n")
+    result = cli("accounts", "remove", str(account(engine, "user0")["id"]), input="y\n")
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == "error: removing an account needs --yes when not run interactively\n"
@@ -450,10 +403,10 @@ def test_remove_deletes_the_account_and_its_attempts(
     add_accounts(2)
     refreshed = cli("refresh", "--window", "3h")
     assert refreshed.exit_code == 0, refreshed.stderr
-    gone, kept = account_id(engine, "user0"), account_id(engine, "user1")
-    assert attempts_of(engine, gone) == 1
-    assert attempts_of(engine, kept) == 1
-    kept_row = row(engine, "user1")
+    gone, kept = account(engine, "user0")["id"], account(engine, "user1")["id"]
+    assert len(attempts(engine, gone)) == 1
+    assert len(attempts(engine, kept)) == 1
+    kept_row = account(engine, "user1")
 
     result = cli("accounts", "remove", str(gone), flag)
     assert result.exit_code == 0, result.stderr
@@ -461,9 +414,9 @@ def test_remove_deletes_the_account_and_its_attempts(
     with engine.connect() as connection:
         ids = connection.execute(text("SELECT id FROM accounts ORDER BY id")).scalars().all()
     assert ids == [kept]
-    assert attempts_of(engine, gone) == 0
-    assert attempts_of(engine, kept) == 1
-    assert row(engine, "user1") == kept_row
+    assert len(attempts(engine, gone)) == 0
+    assert len(attempts(engine, kept)) == 1
+    assert account(engine, "user1") == kept_row
 
     again = cli("accounts", "show", str(gone))
     assert again.exit_code == 2
@@ -488,23 +441,23 @@ def test_remove_unknown_id(
 
 def test_disable_and_enable(cli: Cli, add_accounts: AddAccounts, engine: Engine) -> None:
     add_accounts(2)
-    the_id = account_id(engine, "user0")
-    other_before = row(engine, "user1")
+    the_id = account(engine, "user0")["id"]
+    other_before = account(engine, "user1")
 
     disabled = cli("accounts", "disable", str(the_id))
     assert disabled.exit_code == 0, disabled.stderr
     assert disabled.stdout == f"Account {the_id} (user0) is disabled.\n"
-    assert row(engine, "user0")["status"] == "disabled"
+    assert account(engine, "user0")["status"] == "disabled"
 
-    set_state(engine, "user0", consecutive_failures=4, last_error="refresh failed: HTTP 503")
+    set_account(engine, "user0", consecutive_failures=4, last_error="refresh failed: HTTP 503")
     enabled = cli("accounts", "enable", str(the_id))
     assert enabled.exit_code == 0, enabled.stderr
     assert enabled.stdout == f"Account {the_id} (user0) is active.\n"
-    after = row(engine, "user0")
+    after = account(engine, "user0")
     assert after["status"] == "active"
     assert after["consecutive_failures"] == 0
     assert after["last_error"] is None
-    assert row(engine, "user1") == other_before
+    assert account(engine, "user1") == other_before
 
 
 @pytest.mark.parametrize("command", ["disable", "enable"])
@@ -524,9 +477,9 @@ def test_a_disabled_account_is_not_refreshed(
     cli: Cli, add_accounts: AddAccounts, engine: Engine, standin: TikTokStandIn
 ) -> None:
     issued = add_accounts(2)
-    the_id = account_id(engine, "user0")
+    the_id = account(engine, "user0")["id"]
     assert cli("accounts", "disable", str(the_id)).exit_code == 0
-    disabled_row = row(engine, "user0")
+    disabled_row = account(engine, "user0")
 
     result = cli("refresh", "--window", "3h", "--json")
     assert result.exit_code == 0, result.stderr
@@ -539,12 +492,12 @@ def test_a_disabled_account_is_not_refreshed(
     }
     presented = [request.form.get("refresh_token") for request in standin.received]
     assert presented == [issued[1].refresh_token]
-    assert row(engine, "user0") == disabled_row
-    assert attempts_of(engine, the_id) == 0
+    assert account(engine, "user0") == disabled_row
+    assert len(attempts(engine, the_id)) == 0
 
     assert cli("accounts", "enable", str(the_id)).exit_code == 0
     again = cli("refresh", "--window", "3h", "--json")
     assert again.exit_code == 0, again.stderr
     assert again.json()["counts"]["refreshed"] == 2  # user0, and user1 (due again at 3h)
     assert standin.presented()[issued[0].refresh_token] == 1
-    assert row(engine, "user0")["token_generation"] == 2
+    assert account(engine, "user0")["token_generation"] == 2

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, text
 
 from conftest import Cli
+from helpers import set_account, snapshot
 from tokenrefresh.clock import utcnow
-from tokenrefresh.storage.models import Account, AccountStatus
+from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.records import AccountView
 from tokenrefresh.storage.repository import Repository
 
@@ -48,16 +49,6 @@ def tokens_in(*records: dict[str, Any]) -> list[str]:
         for name, value in item.items()
         if name in ("access_token", "refresh_token") and str(value).strip()
     ]
-
-
-def snapshot(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
-    with engine.connect() as connection:
-        return {
-            table: [
-                tuple(row) for row in connection.execute(text(f"SELECT * FROM {table} ORDER BY id"))
-            ]
-            for table in ("accounts", "refresh_attempts", "runs")
-        }
 
 
 def ciphertexts(engine: Engine, open_id: str) -> tuple[str, str]:
@@ -489,11 +480,6 @@ def test_import_without_encryption_keys_exits_3(cli: Cli, engine: Engine) -> Non
 # ----------------------------------------------------------------------------- re-import
 
 
-def set_state(engine: Engine, open_id: str, **values: Any) -> None:
-    with engine.begin() as connection:
-        connection.execute(update(Account).where(Account.open_id == open_id).values(**values))
-
-
 def generation(engine: Engine, open_id: str) -> int:
     with engine.connect() as connection:
         return int(
@@ -508,7 +494,7 @@ def test_reimport_replaces_tokens_and_reactivates_an_expired_account(
 ) -> None:
     import_ok(cli, record("user0", label="Shop A"), record("user1"))
     original = view(repository, "user0")
-    set_state(
+    set_account(
         engine,
         "user0",
         status=AccountStatus.EXPIRED.value,

@@ -9,8 +9,6 @@ import base64
 import re
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
@@ -18,7 +16,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from conftest import Cli
-from helpers import stored_tokens
+from helpers import assert_no_secret, new_key, sqlite_files, stored_tokens, table
 from standin import IssuedTokens, TikTokStandIn
 from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.keys import rotate_keys
@@ -37,16 +35,6 @@ WRONG_KEY_REFRESH = re.compile(re.escape(WRONG_KEYS))
 WRONG_KEY_TOKEN = WRONG_KEYS
 
 
-def new_key() -> str:
-    return Fernet.generate_key().decode("ascii")
-
-
-def rows(engine: Engine, table: str) -> list[dict[str, Any]]:
-    with engine.connect() as connection:
-        result = connection.execute(text(f"SELECT * FROM {table} ORDER BY id"))
-        return [dict(r._mapping) for r in result]
-
-
 def ciphertexts(engine: Engine) -> dict[str, tuple[str | None, str | None]]:
     with engine.connect() as connection:
         result = connection.execute(
@@ -60,24 +48,6 @@ def decrypts_with(key: str, ciphertext: str) -> str | None:
         return Fernet(key).decrypt(ciphertext).decode()
     except InvalidToken:
         return None
-
-
-def sqlite_files(engine: Engine) -> dict[str, bytes]:
-    """The bytes of the SQLite database and its WAL, with no connection left open."""
-    engine.dispose()
-    database = make_url(str(engine.url)).database
-    assert database is not None
-    path = Path(database)
-    return {
-        candidate.name: candidate.read_bytes()
-        for candidate in (path, path.with_name(path.name + "-wal"))
-        if candidate.exists()
-    }
-
-
-def assert_no_secret(output: str, *secrets: str) -> None:
-    for secret in secrets:
-        assert secret not in output
 
 
 # ----------------------------------------------------------------------------- generate
@@ -132,8 +102,8 @@ def test_refresh_with_a_wrong_key_exits_3_and_calls_nothing(
     cli: Cli, add_accounts: AddAccounts, engine: Engine, standin: TikTokStandIn, fernet_key: str
 ) -> None:
     issued = add_accounts(3)
-    accounts_before = rows(engine, "accounts")
-    attempts_before = rows(engine, "refresh_attempts")
+    accounts_before = table(engine, "accounts")
+    attempts_before = table(engine, "refresh_attempts")
     wrong = new_key()
 
     result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": wrong})
@@ -142,10 +112,10 @@ def test_refresh_with_a_wrong_key_exits_3_and_calls_nothing(
     assert result.stdout == ""
     assert WRONG_KEY_REFRESH.fullmatch(result.stderr), result.stderr
     assert standin.received == []
-    assert rows(engine, "accounts") == accounts_before
-    assert rows(engine, "refresh_attempts") == attempts_before
+    assert table(engine, "accounts") == accounts_before
+    assert table(engine, "refresh_attempts") == attempts_before
     # The keys are checked before the run starts: the run is recorded as refused, for status.
-    [run] = rows(engine, "runs")
+    [run] = table(engine, "runs")
     assert (run["outcome"], run["exit_code"], run["counts"]) == ("config_error", 3, "{}")
     assert run["message"] == WRONG_KEYS.removeprefix("error: ").rstrip("\n")
     secrets = [fernet_key, wrong] + [t.refresh_token for t in issued]
@@ -185,7 +155,7 @@ def test_token_with_a_wrong_key_exits_3(
     cli: Cli, add_accounts: AddAccounts, engine: Engine, fernet_key: str
 ) -> None:
     issued = add_accounts(1)
-    before = rows(engine, "accounts")
+    before = table(engine, "accounts")
     wrong = new_key()
     result = cli(
         "accounts", "token", "--open-id", "user0", env={"TOKENREFRESH_ENCRYPTION_KEYS": wrong}
@@ -193,7 +163,7 @@ def test_token_with_a_wrong_key_exits_3(
     assert result.exit_code == 3
     assert result.stdout == ""
     assert result.stderr == WRONG_KEY_TOKEN
-    assert rows(engine, "accounts") == before
+    assert table(engine, "accounts") == before
     assert_no_secret(result.stderr, fernet_key, wrong, issued[0].access_token)
 
 
@@ -201,7 +171,7 @@ def test_check_with_a_wrong_key_lists_the_accounts_and_exits_3(
     cli: Cli, add_accounts: AddAccounts, engine: Engine
 ) -> None:
     add_accounts(2)
-    ids = [row["id"] for row in rows(engine, "accounts")]
+    ids = [row["id"] for row in table(engine, "accounts")]
     result = cli("keys", "check", env={"TOKENREFRESH_ENCRYPTION_KEYS": new_key()})
     assert result.exit_code == 3
     assert result.stdout == (
@@ -237,7 +207,7 @@ def test_key_rotation_end_to_end(
         for t in issued
     )
     assert cli("accounts", "import", input=lines, env=with_old).exit_code == 0
-    before = rows(engine, "accounts")
+    before = table(engine, "accounts")
 
     check = cli("keys", "check", env=both)
     assert check.exit_code == 0, check.stderr
@@ -257,7 +227,7 @@ def test_key_rotation_end_to_end(
     assert rotated.exit_code == 0, rotated.stderr
     assert rotated.stdout == "Re-encrypted the tokens of 2 account(s) with key #1.\n"
 
-    after = rows(engine, "accounts")
+    after = table(engine, "accounts")
     for old_row, new_row, tokens in zip(before, after, issued, strict=True):
         assert new_row["access_token_ciphertext"] != old_row["access_token_ciphertext"]
         assert new_row["refresh_token_ciphertext"] != old_row["refresh_token_ciphertext"]
@@ -327,11 +297,11 @@ def test_rotate_changes_nothing_when_a_token_cannot_be_decrypted(
 ) -> None:
     add_accounts(2, prefix="readable")
     lost_key = new_key()
-    before = rows(engine, "accounts")
+    before = table(engine, "accounts")
     # One account whose tokens were encrypted with a key nobody has any more. (An import
     # with that key is refused now: the key check value tells it is the wrong one.)
     add_accounts(1, prefix="lost")
-    lost_id = next(r["id"] for r in rows(engine, "accounts") if r["open_id"] == "lost0")
+    lost_id = next(r["id"] for r in table(engine, "accounts") if r["open_id"] == "lost0")
     with engine.begin() as connection:
         connection.execute(
             text(
@@ -344,7 +314,7 @@ def test_rotate_changes_nothing_when_a_token_cannot_be_decrypted(
                 "id": lost_id,
             },
         )
-    snapshot = rows(engine, "accounts")
+    snapshot = table(engine, "accounts")
     assert snapshot[: len(before)] == before
 
     new = new_key()
@@ -356,7 +326,7 @@ def test_rotate_changes_nothing_when_a_token_cannot_be_decrypted(
         "error: no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts the tokens of account(s) "
         f"{lost_id}; nothing was re-encrypted\n"
     )
-    assert rows(engine, "accounts") == snapshot
+    assert table(engine, "accounts") == snapshot
     assert_no_secret(result.stderr, new, fernet_key, lost_key, "act.lost-account")
 
     check = cli("keys", "check", env=keys)

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pytest
 
+from helpers import leaked
 from standin import Reply, TikTokStandIn, tiktok_error
-
-FRAGMENT = 12  # characters of a secret that must never appear together in output
-
-
-def fragments(secret: str) -> set[str]:
-    return {secret[start : start + FRAGMENT] for start in range(len(secret) - FRAGMENT + 1)}
-
-
-def leaked(outputs: Iterable[str], secrets: Iterable[str]) -> list[str]:
-    forbidden: set[str] = set()
-    for secret in secrets:
-        forbidden |= fragments(secret)
-    found = []
-    for output in outputs:
-        for start in range(len(output) - FRAGMENT + 1):
-            if output[start : start + FRAGMENT] in forbidden:
-                found.append(output[max(0, start - 20) : start + FRAGMENT + 20])
-    return found
 
 
 @pytest.mark.slow

@@ -7,25 +7,26 @@ the exact messages; no output may ever carry a token.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import OperationalError
 
 from conftest import Cli, CliResult
-from standin import IssuedTokens, Reply, TikTokStandIn
-from tokenrefresh.crypto import TokenCipher
-from tokenrefresh.settings import Secret
-from tokenrefresh.storage.models import Account, AccountStatus, Attempt, Run
+from helpers import (
+    AddAccounts,
+    account,
+    all_rows,
+    assert_no_secret,
+    attempts,
+    runs,
+    stored_tokens,
+)
+from standin import Reply, TikTokStandIn
+from tokenrefresh.storage.models import Account, AccountStatus
 from tokenrefresh.storage.records import AttemptRecord, WriteResult
 from tokenrefresh.storage.repository import Repository
-
-AddAccounts = Callable[..., list[IssuedTokens]]
 
 WINDOW = ("--window", "3h")  # imported tokens live 2 h: all due
 FAST = ("--http-timeout", "0.3")
@@ -36,54 +37,9 @@ WRONG_SECRET = "wrong-client-secret-4711"
 # ----------------------------------------------------------------------------- helpers
 
 
-def account(engine: Engine, open_id: str) -> dict[str, Any]:
-    with engine.connect() as connection:
-        row = connection.execute(select(Account.__table__).where(Account.open_id == open_id)).one()
-    return dict(row._mapping)
-
-
-def all_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    tables = {"accounts": Account.__table__, "runs": Run.__table__, "attempts": Attempt.__table__}
-    with engine.connect() as connection:
-        return {
-            name: [
-                dict(row._mapping) for row in connection.execute(select(table).order_by(table.c.id))
-            ]
-            for name, table in tables.items()
-        }
-
-
-def attempts(engine: Engine, account_id: int) -> list[dict[str, Any]]:
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(Attempt.__table__).where(Attempt.account_id == account_id).order_by(Attempt.id)
-        )
-        return [dict(row._mapping) for row in rows]
-
-
-def runs(engine: Engine) -> list[dict[str, Any]]:
-    with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(select(Run.__table__))]
-
-
-def stored_refresh_token(engine: Engine, open_id: str, fernet_key: str) -> str:
-    ciphertext = account(engine, open_id)["refresh_token_ciphertext"]
-    assert ciphertext
-    return TokenCipher([Secret(fernet_key)]).decrypt(ciphertext)
-
-
 def assert_no_tokens(standin: TikTokStandIn, *outputs: CliResult | str | None) -> None:
-    texts: list[str] = []
-    for output in outputs:
-        if isinstance(output, CliResult):
-            texts += [output.stdout, output.stderr]
-        elif output is not None:
-            texts.append(output)
-    for shown in texts:
-        for token in standin.issued_tokens:
-            assert token not in shown
-        assert standin.client_secret not in shown
-        assert WRONG_SECRET not in shown
+    """No token TikTok issued, nor either client secret, in any of the outputs."""
+    assert_no_secret(list(outputs), *standin.issued_tokens, standin.client_secret, WRONG_SECRET)
 
 
 def assert_history_has_no_tokens(engine: Engine, standin: TikTokStandIn) -> None:
@@ -141,7 +97,7 @@ def test_invalid_grant_expires_the_account_and_the_run_goes_on(
         assert row["token_generation"] == 2
         assert row["last_refreshed_at"] >= before
         assert standin.presented()[tokens.refresh_token] == 1
-        assert stored_refresh_token(engine, tokens.open_id, fernet_key) == (
+        assert stored_tokens(engine, tokens.open_id, fernet_key)[1] == (
             standin.current_refresh_token(tokens.open_id)
         )
         [ok] = attempts(engine, row["id"])
@@ -581,13 +537,13 @@ def test_omitted_refresh_token_keeps_the_old_one(
     assert first.json()["counts"]["refreshed"] == 1
     row = account(engine, "user0")
     assert row["token_generation"] == 2
-    assert stored_refresh_token(engine, "user0", fernet_key) == tokens.refresh_token
+    assert stored_tokens(engine, "user0", fernet_key)[1] == tokens.refresh_token
 
     second = refresh(cli, "--account-id", str(row["id"]), "--json")
 
     assert second.exit_code == 0, second.stderr
     assert standin.presented()[tokens.refresh_token] == 2
-    assert stored_refresh_token(engine, "user0", fernet_key) == tokens.refresh_token
+    assert stored_tokens(engine, "user0", fernet_key)[1] == tokens.refresh_token
     assert account(engine, "user0")["token_generation"] == 3
     token = cli("accounts", "token", "--open-id", "user0")
     assert token.stdout.strip() in standin.issued_tokens
@@ -618,303 +574,11 @@ def test_grant_for_another_open_id_stores_tokens_and_disables(
     )
     # The rotated pair was stored: the old refresh token is dead, the new one is kept.
     assert not standin.is_valid(tokens.refresh_token)
-    assert stored_refresh_token(engine, "user0", fernet_key) == (
-        standin.current_refresh_token("user0")
-    )
+    assert stored_tokens(engine, "user0", fernet_key)[1] == (standin.current_refresh_token("user0"))
     assert row["token_generation"] == 2
     assert f"  account {row['id']} (user0): failed: TikTok says" in result.stdout
     assert_no_tokens(standin, result)
     assert_history_has_no_tokens(engine, standin)
-
-
-# ----------------------------------------------------------------------------- (i) dry run
-
-
-def test_dry_run_lists_due_accounts_calls_nothing_writes_nothing(
-    cli: Cli,
-    standin: TikTokStandIn,
-    add_accounts: AddAccounts,
-    engine: Engine,
-    database_url: str,
-) -> None:
-    add_accounts(2, label="shop")
-    add_accounts(1, prefix="later", expires_in=86_400)
-    rows_before = all_rows(engine)
-    files_before = sqlite_files(database_url)
-
-    result = refresh(cli, *WINDOW, "--dry-run", "--json")
-
-    assert result.exit_code == 0, result.stderr
-    report = result.json()
-    assert set(report) == {"command", "dry_run", "started_at", "count", "would_refresh"}
-    assert (report["command"], report["dry_run"], report["count"]) == ("refresh", True, 2)
-    listed = report["would_refresh"]
-    assert [item["open_id"] for item in listed] == ["user0", "user1"]
-    by_open_id = {row["open_id"]: row for row in rows_before["accounts"]}
-    for item in listed:
-        assert set(item) == {"account_id", "open_id", "label", "access_expires_at", "reason"}
-        assert item["account_id"] == by_open_id[item["open_id"]]["id"]
-        assert item["label"] == "shop"
-        assert item["reason"].startswith("access token expires in 1h59m")
-    assert standin.received == []
-    assert all_rows(engine) == rows_before
-    assert sqlite_files(database_url) == files_before
-
-    plain = refresh(cli, *WINDOW, "--dry-run")
-    assert plain.exit_code == 0
-    shown = plain.stdout.splitlines()
-    headers = [line for line in shown if line.split()[:2] == ["id", "open_id"]]
-    assert [header.split() for header in headers] == [
-        ["id", "open_id", "label", "access", "expires", "why"]
-    ]
-    rows = shown[shown.index(headers[0]) + 1 :]
-    assert [row.split()[1] for row in rows] == ["user0", "user1"]
-    assert all("access token expires in 1h59m" in row for row in rows)
-
-    explicit = refresh(cli, "--dry-run", "--json", "--account-id", str(by_open_id["later0"]["id"]))
-    [item] = explicit.json()["would_refresh"]
-    assert item["reason"] == "requested with --account-id (status active)"
-
-    assert standin.received == []
-    assert all_rows(engine) == rows_before
-    assert sqlite_files(database_url) == files_before
-    assert_no_tokens(standin, result, plain, explicit)
-
-
-def sqlite_files(database_url: str) -> dict[str, bytes]:
-    """The SQLite database file and its WAL, byte for byte; {} on PostgreSQL."""
-    if not database_url.startswith("sqlite"):
-        return {}
-    path = Path(database_url.removeprefix("sqlite:///"))
-    files = {path.name: path.read_bytes()}
-    wal = path.with_name(path.name + "-wal")
-    if wal.exists():
-        files[wal.name] = wal.read_bytes()
-    for lock in path.parent.glob("*.lock"):
-        files[lock.name] = b"lock file"
-    return files
-
-
-# ----------------------------------------------------------------------------- (j) --account-id
-
-
-def test_account_id_refreshes_it_whatever_its_expiry_or_status(
-    cli: Cli,
-    standin: TikTokStandIn,
-    add_accounts: AddAccounts,
-    engine: Engine,
-    repository: Repository,
-) -> None:
-    [not_due] = add_accounts(1, prefix="later", expires_in=86_400)
-    [expired] = add_accounts(1, prefix="gone")
-    not_due_id = account(engine, "later0")["id"]
-    expired_id = account(engine, "gone0")["id"]
-    with engine.begin() as connection:
-        connection.execute(
-            text("UPDATE accounts SET status = 'expired' WHERE id = :id"), {"id": expired_id}
-        )
-    # Nothing is due in the normal sense.
-    assert refresh(cli, "--dry-run", "--json").json()["count"] == 0
-
-    result = refresh(
-        cli, "--account-id", str(not_due_id), "--account-id", str(expired_id), "--json"
-    )
-
-    assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"] == {
-        "refreshed": 2,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
-    assert standin.presented()[not_due.refresh_token] == 1
-    assert standin.presented()[expired.refresh_token] == 1
-    assert account(engine, "later0")["token_generation"] == 2
-    revived = account(engine, "gone0")
-    assert revived["token_generation"] == 2
-    assert revived["status"] == AccountStatus.ACTIVE
-
-
-@pytest.mark.parametrize("concurrency", ["1", "8"])
-def test_repeated_account_id_is_refreshed_once(
-    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine, concurrency: str
-) -> None:
-    [tokens] = add_accounts(1)
-    account_id = str(account(engine, "user0")["id"])
-
-    result = refresh(
-        cli,
-        *("--account-id", account_id) * 3,
-        "--concurrency",
-        concurrency,
-        "--json",
-    )
-
-    assert result.exit_code == 0, result.stdout
-    # A refresh token is single use: presenting it twice in flight gets one invalid_grant, and
-    # refreshing again after success rotates the pair for nothing.
-    assert standin.presented()[tokens.refresh_token] == 1
-    assert len(standin.received) == 1
-    assert standin.refresh_count("user0") == 1
-    assert result.json()["counts"] == {
-        "refreshed": 1,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
-    row = account(engine, "user0")
-    assert row["status"] == AccountStatus.ACTIVE
-    assert row["token_generation"] == 2
-
-
-def test_unknown_account_id_refreshes_nothing(
-    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
-) -> None:
-    add_accounts(1)
-    known = str(account(engine, "user0")["id"])
-    before = all_rows(engine)
-
-    result = refresh(cli, "--account-id", "999")
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert result.stderr == "error: no account with id 999\n"
-
-    mixed = refresh(cli, "--account-id", known, "--account-id", "999", "--account-id", "998")
-    assert mixed.exit_code == 2
-    assert mixed.stderr == "error: no accounts with ids 998, 999\n"
-
-    assert standin.received == []
-    assert all_rows(engine) == before
-
-
-# ----------------------------------------------------------------------------- (k), (l) exit, -q
-
-
-def test_exit_0_when_nothing_is_due_or_all_refreshed(
-    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts
-) -> None:
-    empty = refresh(cli)
-    assert empty.exit_code == 0
-    assert empty.stdout == "Nothing to refresh: no account is due.\n"
-
-    add_accounts(2)
-    not_due = refresh(cli, "--window", "1h")
-    assert not_due.exit_code == 0
-    assert not_due.stdout == "Nothing to refresh: no account is due.\n"
-    assert standin.received == []
-
-    done = refresh(cli, *WINDOW)
-    assert done.exit_code == 0
-    assert done.stdout.startswith("Refreshed 2 of 2 account(s): 0 expired, 0 failed, 0 skipped")
-    assert standin.refresh_count() == 2
-
-
-def test_quiet_prints_nothing_on_success_and_the_summary_on_failure(
-    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
-) -> None:
-    add_accounts(2)
-    quiet_ok = refresh(cli, *WINDOW, "-q")
-    assert quiet_ok.exit_code == 0
-    assert (quiet_ok.stdout, quiet_ok.stderr) == ("", "")
-    assert standin.refresh_count() == 2
-
-    [failing] = add_accounts(1, prefix="bad")
-    standin.revoke("bad0")
-    quiet_failed = refresh(cli, *WINDOW, "-q")
-    assert quiet_failed.exit_code == 1
-    lines = quiet_failed.stdout.splitlines()
-    # --window 3h takes the 2-hour tokens refreshed a moment ago again, and the bad one.
-    assert lines[0].startswith("Refreshed 2 of 3 account(s): 1 expired, 0 failed, 0 skipped")
-    assert lines[1] == (
-        f"  account {account(engine, 'bad0')['id']} (bad0): expired: TikTok rejected the refresh "
-        "token: invalid_grant (HTTP 400): Refresh token is invalid or expired."
-    )
-    assert standin.presented()[failing.refresh_token] == 1
-    assert len(lines) == 3  # the summary, the account, the advice to reconnect
-    assert quiet_failed.stderr == ""
-    assert_no_tokens(standin, quiet_ok, quiet_failed)
-
-
-# ----------------------------------------------------------------------------- (m) runs
-
-
-def test_runs_are_recorded_and_shown_by_status(
-    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
-) -> None:
-    add_accounts(3)
-    standin.revoke("user2")
-    before = datetime.now(UTC)
-
-    result = refresh(cli, *WINDOW, "--json")
-
-    assert result.exit_code == 1
-    report = result.json()
-    [run] = runs(engine)
-    assert report["run_id"] == run["id"]
-    assert run["command"] == "refresh"
-    assert run["outcome"] == "failures"
-    assert run["exit_code"] == 1
-    assert json.loads(run["counts"]) == {
-        "refreshed": 2,
-        "expired": 1,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
-    assert before <= run["started_at"] <= run["finished_at"]
-    assert run["host"]
-    assert run["pid"] > 0
-    assert run["message"] is None
-    with engine.connect() as connection:
-        run_ids = set(connection.execute(select(Attempt.run_id)).scalars())
-    assert run_ids == {run["id"]}
-
-    status = cli("status", "--json")
-    assert status.exit_code == 0, status.stderr
-    shown = status.json()
-    last = shown["last_runs"]["refresh"]
-    assert last["id"] == run["id"]
-    assert last["outcome"] == "failures"
-    assert last["exit_code"] == 1
-    assert last["counts"] == {"refreshed": 2, "expired": 1, "failed": 0, "skipped": 0, "lost": 0}
-    assert shown["last_successful_runs"]["refresh"] is None
-    assert shown["reconnect_needed"]["count"] == 1
-    assert shown["reconnect_needed"]["accounts"][0]["open_id"] == "user2"
-
-    ok = refresh(cli, *WINDOW, "--json")  # the two active accounts are due again within 3h
-    assert ok.exit_code == 0
-    shown = cli("status", "--json").json()
-    assert shown["last_runs"]["refresh"]["id"] == ok.json()["run_id"]
-    assert shown["last_runs"]["refresh"]["outcome"] == "ok"
-    assert shown["last_runs"]["refresh"]["counts"] == {
-        "refreshed": 2,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
-    assert shown["last_successful_runs"]["refresh"]["id"] == ok.json()["run_id"]
-    assert len(runs(engine)) == 2
-    assert_no_tokens(standin, result, status, ok)
-
-
-def test_a_forced_refresh_keeps_a_disabled_account_disabled(
-    cli: Cli,
-    add_accounts: Callable[..., list[IssuedTokens]],
-    engine: Engine,
-    standin: TikTokStandIn,
-) -> None:
-    [tokens] = add_accounts(1)
-    assert cli("accounts", "disable", "1").exit_code == 0
-    result = refresh(cli, "--account-id", "1", "--json")
-    assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"]["refreshed"] == 1
-    assert standin.presented()[tokens.refresh_token] == 1
-    with engine.connect() as connection:
-        status = connection.execute(select(Account.status).where(Account.id == 1)).scalar_one()
-    assert status == AccountStatus.DISABLED
 
 
 # ----------------------------------------------------------------------------- over many runs
@@ -963,32 +627,6 @@ def test_an_account_that_keeps_failing_transiently_stays_active_and_backs_off(
     assert ok.json()["counts"]["refreshed"] == 1
     row = account(engine, "user0")
     assert (row["consecutive_failures"], row["last_error"], row["status"]) == (0, None, "active")
-    assert stored_refresh_token(engine, "user0", fernet_key) == standin.current_refresh_token(
+    assert stored_tokens(engine, "user0", fernet_key)[1] == standin.current_refresh_token(
         tokens.open_id
     )
-
-
-def test_a_dry_run_for_named_accounts_calls_nothing_and_writes_nothing(
-    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
-) -> None:
-    add_accounts(3, expires_in=86_400)  # not due: only named
-    tables = ("accounts", "runs", "refresh_attempts", "key_check", "spent_refresh_tokens")
-
-    def everything() -> dict[str, list[tuple[object, ...]]]:
-        with engine.connect() as connection:
-            return {
-                name: [tuple(r) for r in connection.execute(text(f"SELECT * FROM {name}"))]
-                for name in tables
-            }
-
-    before = everything()
-    result = refresh(cli, "--dry-run", "--account-id", "3", "--account-id", "1", "--json")
-
-    assert result.exit_code == 0, result.stderr
-    report = result.json()
-    assert [(p["account_id"], p["reason"]) for p in report["would_refresh"]] == [
-        (3, "requested with --account-id (status active)"),
-        (1, "requested with --account-id (status active)"),
-    ]
-    assert standin.received == []
-    assert everything() == before

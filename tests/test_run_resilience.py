@@ -7,33 +7,15 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import Engine, text
 
-from conftest import Cli, process_env
-from helpers import AddAccounts, account, import_line, stored_tokens
+from conftest import Cli
+from helpers import AddAccounts, account, finish, import_line, start, stored_tokens
 from standin import TikTokStandIn
 
 WINDOW = ("--window", "3h")  # the stand-in's tokens live 2 h: all due
-
-
-def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """`tokenrefresh ARGS` as a real process, in the background."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "tokenrefresh", *args],
-        env=process_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=120)
-    return process.returncode, out, err
 
 
 # ----------------------------------------------------------------------------- one account

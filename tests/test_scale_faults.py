@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from conftest import process_env
+from helpers import finish, start
 from standin import IssuedTokens, Reply, TikTokStandIn
 from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.settings import Secret
@@ -30,23 +31,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 # ----------------------------------------------------------------------------- helpers
 
 
-def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tokenrefresh", "refresh", *args],
-        env=process_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=120)
-    return process.returncode, out, err
-
-
 def refresh(env: dict[str, str], *args: str) -> tuple[int, dict, str]:
-    code, out, err = finish(start(env, "--json", *args))
+    code, out, err = finish(start(env, "refresh", "--json", *args))
     return code, json.loads(out) if out else {}, err
 
 
@@ -111,7 +97,7 @@ def test_five_runs_started_together_present_every_token_once(
     # Five overlapping runs: different lock names, the same accounts. Only the row locks
     # (FOR UPDATE SKIP LOCKED) and the re-check after locking keep them apart.
     variants = [(), ("--shard", "0/1"), ("--shard", "0/2"), ("--shard", "1/2"), ("--shard", "0/3")]
-    processes = [start(pg_env, "--json", *args) for args in variants]
+    processes = [start(pg_env, "refresh", "--json", *args) for args in variants]
     results = [finish(process) for process in processes]
     for code, _, err in results:
         assert code == 0, err
@@ -127,7 +113,7 @@ def test_five_runs_of_one_lock_run_once(
 ) -> None:
     import_accounts(pg_env, standin, 200)
     standin.latency = 0.01
-    results = [finish(process) for process in [start(pg_env) for _ in range(5)]]
+    results = [finish(process) for process in [start(pg_env, "refresh") for _ in range(5)]]
     codes = sorted(code for code, _, _ in results)
     # One run holds the lock; the others exit 75 at once, or find nothing due if they
     # start after it finished.
@@ -143,7 +129,7 @@ def test_five_shards_split_the_work(
 ) -> None:
     import_accounts(pg_env, standin, 250)
     standin.latency = 0.01
-    processes = [start(pg_env, "--json", "--shard", f"{index}/5") for index in range(5)]
+    processes = [start(pg_env, "refresh", "--json", "--shard", f"{index}/5") for index in range(5)]
     results = [finish(process) for process in processes]
     counts = [json.loads(out)["counts"] for _, out, _ in results]
     assert [code for code, _, _ in results] == [0] * 5
@@ -170,7 +156,7 @@ def test_sigterm_stores_in_flight_tokens_and_the_next_run_finishes(
 ) -> None:
     import_accounts(pg_env, standin, 30)
     standin.latency = 1.0
-    process = start(pg_env, "--json", "--concurrency", "4")
+    process = start(pg_env, "refresh", "--json", "--concurrency", "4")
     standin.wait_for_requests(4, timeout=60)
     process.send_signal(signal.SIGTERM)
     code, out, _ = finish(process)
@@ -212,7 +198,7 @@ def test_sigkill_loses_at_most_the_calls_in_flight(
 ) -> None:
     import_accounts(pg_env, standin, 20)
     standin.latency = 2.0
-    process = start(pg_env, "--concurrency", "4")
+    process = start(pg_env, "refresh", "--concurrency", "4")
     standin.wait_for_requests(6, timeout=60)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
@@ -243,7 +229,7 @@ def test_dropped_database_connections_fail_the_run_cleanly(
 ) -> None:
     import_accounts(pg_env, standin, 20)
     standin.latency = 1.5
-    process = start(pg_env, "--json", "--concurrency", "4")
+    process = start(pg_env, "refresh", "--json", "--concurrency", "4")
     standin.wait_for_requests(4, timeout=60)
     database = make_url(pg_env["TOKENREFRESH_DATABASE_URL"]).database
     with db.connect() as connection:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from conftest import Cli
+from helpers import snapshot
 from standin import TikTokStandIn
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.scrub import MASK, scrub
@@ -34,14 +35,6 @@ def config_error(environ: dict[str, str]) -> str:
         Settings.from_env(environ)
     assert caught.value.exit_code == 3
     return caught.value.message
-
-
-def table_rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
-    with engine.connect() as connection:
-        return {
-            table: [tuple(row) for row in connection.execute(text(f"SELECT * FROM {table}"))]
-            for table in ("accounts", "refresh_attempts", "runs")
-        }
 
 
 # ----------------------------------------------------------------------------- NAME, NAME_FILE
@@ -713,7 +706,7 @@ def assert_only_a_refused_run_was_recorded(
     engine: Engine, before: dict[str, list[tuple[object, ...]]], stderr: str
 ) -> None:
     """Nothing changed but one run, recorded as refused (exit 3) with the error, for status."""
-    after = table_rows(engine)
+    after = snapshot(engine)
     assert {k: v for k, v in after.items() if k != "runs"} == {
         k: v for k, v in before.items() if k != "runs"
     }
@@ -725,7 +718,7 @@ def test_refresh_without_encryption_keys_exits_3_and_calls_nothing(
     cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
 ) -> None:
     add_accounts(2)
-    before = table_rows(engine)
+    before = snapshot(engine)
     result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": None})
     assert result.exit_code == 3
     assert result.stderr == (
@@ -741,7 +734,7 @@ def test_refresh_without_client_secret_exits_3_and_calls_nothing(
     cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
 ) -> None:
     add_accounts(2)
-    before = table_rows(engine)
+    before = snapshot(engine)
     result = cli("refresh", "--window", "3h", env={"TIKTOK_CLIENT_SECRET": ""})
     assert result.exit_code == 3
     assert result.stderr == (
@@ -757,7 +750,7 @@ def test_malformed_key_on_the_cli_exits_3_without_echo(
     cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
 ) -> None:
     add_accounts(1)
-    before = table_rows(engine)
+    before = snapshot(engine)
     bad = f"{env['TOKENREFRESH_ENCRYPTION_KEYS']},{KEY_B[:20]}"
     result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": bad})
     assert result.exit_code == 3
@@ -775,7 +768,7 @@ def test_refused_api_base_url_on_the_cli_exits_3(
     cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine
 ) -> None:
     add_accounts(1)
-    before = table_rows(engine)
+    before = snapshot(engine)
     result = cli("refresh", "--window", "3h", env={"TIKTOK_API_BASE_URL": "http://example.com"})
     assert result.exit_code == 3
     assert result.stderr == (

@@ -5,22 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select
 
 from conftest import Cli
+from helpers import account, set_account
 from standin import TikTokStandIn
 from tokenrefresh.storage.models import Account, Attempt, Run
-
-
-def set_account(engine: Engine, open_id: str, **values: object) -> None:
-    with engine.begin() as connection:
-        connection.execute(update(Account).where(Account.open_id == open_id).values(**values))
-
-
-def account(engine: Engine, open_id: str) -> dict[str, object]:
-    with engine.connect() as connection:
-        row = connection.execute(select(Account).where(Account.open_id == open_id)).one()
-    return dict(row._mapping)
 
 
 def test_status_counts_expiry_and_reconnects(

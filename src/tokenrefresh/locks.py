@@ -16,46 +16,28 @@ import hashlib
 import logging
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Self
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tokenrefresh.errors import DatabaseError, LockHeld
+from tokenrefresh.storage.engine import describe_db_error
 
 __all__ = ["AdvisoryLock", "FileRunLock", "RunLock", "advisory_key"]
 
 log = logging.getLogger(__name__)
 
 
-class RunLock(Protocol):
-    name: str
+class RunLock:
+    """One run at a time per name: `acquire` raises LockHeld if another run has it."""
 
-    def acquire(self) -> None: ...
-
-    def still_held(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-
-def advisory_key(name: str) -> int:
-    """A stable signed 64-bit key for a lock name: 8 bytes of its SHA-256."""
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
-
-
-class _LockContext:
     name: str
 
     def acquire(self) -> None:
+        raise NotImplementedError
+
+    def still_held(self) -> bool:
         raise NotImplementedError
 
     def release(self) -> None:
@@ -74,7 +56,12 @@ class _LockContext:
         self.release()
 
 
-class AdvisoryLock(_LockContext):
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for a lock name: 8 bytes of its SHA-256."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+class AdvisoryLock(RunLock):
     """A PostgreSQL session advisory lock on a dedicated connection."""
 
     def __init__(self, engine: Engine, name: str) -> None:
@@ -87,7 +74,9 @@ class AdvisoryLock(_LockContext):
         try:
             connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except DBAPIError as error:
-            raise DatabaseError(f"cannot connect to the database: {error.orig}") from error
+            raise DatabaseError(
+                f"cannot connect to the database: {describe_db_error(error)}"
+            ) from error
         try:
             acquired = connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
@@ -95,7 +84,7 @@ class AdvisoryLock(_LockContext):
         except DBAPIError as error:
             connection.invalidate()
             connection.close()
-            raise DatabaseError(f"cannot take the run lock: {error.orig}") from error
+            raise DatabaseError(f"cannot take the run lock: {describe_db_error(error)}") from error
         if not acquired:
             connection.close()
             raise LockHeld(f"another run holds the lock {self.name!r}; this run did nothing")
@@ -133,14 +122,15 @@ class AdvisoryLock(_LockContext):
                 log.error("the run lock %r was no longer held when the run ended", self.name)
         except SQLAlchemyError as error:
             # The connection is gone, and with it the lock: PostgreSQL released it already.
-            log.warning("could not release the run lock %r cleanly: %s", self.name, error)
+            detail = describe_db_error(error) if isinstance(error, DBAPIError) else error
+            log.warning("could not release the run lock %r cleanly: %s", self.name, detail)
         finally:
             # Never hand a connection that may still hold the lock back to the pool.
             connection.invalidate()
             connection.close()
 
 
-class FileRunLock(_LockContext):
+class FileRunLock(RunLock):
     """An exclusive OS file lock; the kernel drops it when the process ends."""
 
     def __init__(self, path: Path, name: str) -> None:
