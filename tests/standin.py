@@ -249,7 +249,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.server.standin._note_error(exc)
 
-
     def _send_shaped(self, answer: _Answer) -> None:
         """Headers at once, then the body trickled and/or followed by filler forever."""
         self.send_response(answer.status)
