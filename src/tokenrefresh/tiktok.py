@@ -21,7 +21,6 @@ import contextlib
 import email.utils
 import http.client
 import json
-import math
 import os
 import re
 import socket
@@ -732,10 +731,8 @@ def _positive_seconds(value: object) -> Decimal | None:
         if len(text) > _NUMBER_TEXT_LIMIT or not _UNSIGNED_NUMBER.fullmatch(text):
             return None
         value = _number(text)
-    if isinstance(value, int):
+    if isinstance(value, int | float):  # not from the parser (Decimal), but from callers' dicts
         value = Decimal(value)
-    if isinstance(value, float):
-        value = Decimal(value) if math.isfinite(value) else None
     if isinstance(value, Decimal) and value.is_finite() and value > 0:
         return value
     return None
