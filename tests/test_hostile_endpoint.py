@@ -9,17 +9,28 @@ Timings are asserted as generous bounds only: "well before the trickle would end
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
+import select
+import socket
+import socketserver
+import ssl
 import threading
 import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from standin import Reply, TikTokStandIn
 from tokenrefresh.outcomes import (
@@ -471,6 +482,165 @@ def test_one_watchdog_thread_per_client(standin: TikTokStandIn, make_client: Mak
     assert deadline_threads() == before + 1
     client.close()
     assert deadline_threads() == before
+
+
+# ----------------------------------------------------------------------------- TLS
+
+
+class Relay(socketserver.ThreadingTCPServer):
+    """Forwards each connection to `upstream`: TLS-terminating if given a server context,
+    and trickling what goes back to the client (a byte every `trickle` s) if asked."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(
+        self, upstream: int, *, tls: ssl.SSLContext | None = None, trickle: float = 0.0
+    ) -> None:
+        self.upstream = ("127.0.0.1", upstream)
+        self.tls = tls
+        self.trickle = trickle
+        self.accepted: list[socket.socket] = []
+        super().__init__(("127.0.0.1", 0), RelayHandler)
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        for conn in self.accepted:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class RelayHandler(socketserver.BaseRequestHandler):
+    server: Relay
+
+    def handle(self) -> None:
+        self.server.accepted.append(self.request)
+        with contextlib.suppress(OSError):
+            client = self.request
+            if self.server.tls is not None:
+                client = self.server.tls.wrap_socket(client, server_side=True)
+            with client, socket.create_connection(self.server.upstream) as upstream:
+                self.pump(client, upstream)
+
+    def pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        """One thread, both directions (an SSL socket must not be shared by two threads)."""
+        while True:
+            pending = isinstance(client, ssl.SSLSocket) and client.pending()
+            ready = [client] if pending else select.select([client, upstream], [], [], 1.0)[0]
+            for source in ready:
+                data = source.recv(65536)
+                if not data:
+                    return
+                if source is client:
+                    upstream.sendall(data)
+                elif self.server.trickle <= 0:
+                    client.sendall(data)
+                else:
+                    for position in range(len(data)):
+                        client.sendall(data[position : position + 1])
+                        time.sleep(self.server.trickle)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tokenrefresh test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_front(
+    standin: TikTokStandIn, tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Relay]:
+    """HTTPS in front of the stand-in, trusted by clients made from now on."""
+    cert_path, key_path = tls_files
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_path))
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    front = Relay(standin.port, tls=context)
+    yield front
+    front.stop()
+
+
+def test_an_answer_over_tls_is_a_grant(
+    standin: TikTokStandIn, make_client: MakeClient, tls_front: Relay
+) -> None:
+    standin.script(Reply(200, grant_body()), Reply(200, grant_body()))
+    client = make_client(base_url=f"https://127.0.0.1:{tls_front.port}")
+    assert client.refresh(PRESENTED).refresh_token == "rft.NewRefresh-0001"
+    assert client.refresh(PRESENTED).refresh_token == "rft.NewRefresh-0001"
+    assert standin.accepted_connections == 1  # kept alive through TLS too
+
+
+def test_a_trickled_body_over_tls_ends_at_the_deadline(
+    standin: TikTokStandIn, make_client: MakeClient, tls_front: Relay
+) -> None:
+    """The watchdog shuts down an SSL socket under a read in another thread."""
+    standin.script(Reply(200, json.dumps(grant_body()).encode(), trickle=TRICKLE))
+    client = make_client(base_url=f"https://127.0.0.1:{tls_front.port}", timeout=1.0)
+    error, took = timed_failure(client)
+    assert type(error) is RefreshFailed
+    assert error.reason.startswith("no complete answer from TikTok within 1 s")
+    assert error.maybe_processed is True
+    assert error.http_status == 200
+    assert 1.0 <= took < NO_TRICKLE_ENDS_BEFORE
+
+
+def test_a_trickled_tls_handshake_ends_at_the_deadline_unsent(
+    standin: TikTokStandIn, make_client: MakeClient, tls_front: Relay
+) -> None:
+    """Each handshake byte comes well within the connect timeout: only the deadline ends it,
+    and as nothing was sent, TikTok cannot have rotated the token."""
+    slow_network = Relay(tls_front.port, trickle=0.05)
+    try:
+        client = make_client(base_url=f"https://127.0.0.1:{slow_network.port}", timeout=1.0)
+        error, took = timed_failure(client)
+    finally:
+        slow_network.stop()
+    assert type(error) is RefreshFailed
+    assert error.reason == "could not connect to TikTok within 1 s"
+    assert error.maybe_processed is False
+    assert 1.0 <= took < NO_TRICKLE_ENDS_BEFORE
+    assert standin.received == []
 
 
 # ----------------------------------------------------------------------------- Retry-After

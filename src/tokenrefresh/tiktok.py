@@ -193,7 +193,9 @@ class TikTokClient:
             )
         except _TRANSPORT_ERRORS as error:
             expired = call.finish()
-            raise self._transport_failure(error, expired, time.monotonic() - started) from None
+            raise self._transport_failure(
+                error, expired, call.connected, time.monotonic() - started
+            ) from None
 
     def _receive(
         self,
@@ -224,12 +226,16 @@ class TikTokClient:
             ) from None
 
     def _transport_failure(
-        self, error: BaseException, expired: bool, elapsed: float
+        self, error: BaseException, expired: bool, connected: bool, elapsed: float
     ) -> RefreshFailed:
         """A call that got no answer's headers; says whether TikTok may have seen it."""
         if isinstance(error, requests.ConnectTimeout) or _never_connected(error):
             return RefreshFailed(
                 f"could not connect to TikTok ({type(error).__name__})", elapsed=elapsed
+            )
+        if expired and not connected:  # cut during connect or the TLS handshake: nothing sent
+            return RefreshFailed(
+                f"could not connect to TikTok within {self._timeout:g} s", elapsed=elapsed
             )
         if expired or isinstance(error, requests.ReadTimeout):
             return self._deadline_failure(elapsed, None)
@@ -403,20 +409,24 @@ _ACTIVE = threading.local()  # .call: the _Call in progress on this thread, if a
 
 
 class _Call:
-    """One call's deadline, whether it passed, and the sockets and connections it used."""
+    """One call's deadline, whether it passed, and the sockets and connections it used.
+
+    `connected`: a connection was established (TLS included), so the request may be sent."""
 
     def __init__(self, watchdog: _Watchdog, deadline: float) -> None:
         self.deadline = deadline
         self.expired = False
+        self.connected = False
         self._watchdog = watchdog
         self._parts: list[object] = []
         self._finished = False
 
-    def attach(self, part: object) -> None:
+    def attach(self, part: object, *, connected: bool) -> None:
         """Watch this socket or connection too; shut it down at once if already expired."""
         with self._watchdog.lock:
             if self._finished:
                 return
+            self.connected = self.connected or connected
             self._parts.append(part)
             if self.expired:
                 _shut_down(part)
@@ -493,10 +503,10 @@ class _Watchdog:
         return min(waits, default=None)
 
 
-def _attach(part: object) -> None:
+def _attach(part: object, *, connected: bool = False) -> None:
     call: _Call | None = getattr(_ACTIVE, "call", None)
     if call is not None:
-        call.attach(part)
+        call.attach(part, connected=connected)
 
 
 def _shut_down(part: object) -> None:
@@ -518,18 +528,21 @@ class _WatchedHTTPConnection(HTTPConnection):
 
     def connect(self) -> None:
         super().connect()
-        _attach(self)
+        _attach(self, connected=True)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
-        _attach(sock)  # before the TLS handshake, which a trickle could stretch too
+        # Before the TLS handshake, which a trickle could stretch too. (urllib3 2 also sets
+        # self.sock this early, which the connection's own attachment sees; this does not
+        # rely on it.)
+        _attach(sock)
         return sock
 
     def connect(self) -> None:
         super().connect()
-        _attach(self)  # the TLS socket now in self.sock
+        _attach(self, connected=True)  # the TLS socket now in self.sock
 
 
 class _WatchedHTTPConnectionPool(HTTPConnectionPool):
@@ -537,7 +550,8 @@ class _WatchedHTTPConnectionPool(HTTPConnectionPool):
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         connection = super()._get_conn(timeout)
-        _attach(connection)  # a reused keep-alive connection has its socket already
+        # A reused keep-alive connection has its socket already: it is connected.
+        _attach(connection, connected=getattr(connection, "sock", None) is not None)
         return connection
 
 
@@ -546,7 +560,7 @@ class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         connection = super()._get_conn(timeout)
-        _attach(connection)
+        _attach(connection, connected=getattr(connection, "sock", None) is not None)
         return connection
 
 
