@@ -666,35 +666,17 @@ def _grant(
     notes: tuple[str, ...],
 ) -> TokenGrant:
     """The grant in an answer that has at least one token; what was odd goes into notes."""
-    odd = list(notes)
     access_token = _non_empty_str(fields.get("access_token"))
     refresh_token = _non_empty_str(fields.get("refresh_token"))
-    if refresh_token is not None:
-        odd += _beside_a_new_token(fields, status, secrets, pair=access_token is not None)
-    else:
+    odd = list(notes)
+    if refresh_token is None:
         odd.append("no refresh_token: the stored one is kept")
-
-    access_expires_at = sent_at  # unknown, so due: the next run refreshes again
-    if access_token is None:
-        odd.append("no usable access_token: the stored one is kept and refreshed by the next run")
     else:
-        lifetime, note = _lifetime("expires_in", fields, MAX_ACCESS_LIFETIME, "1 day")
-        if lifetime is None:
-            note += ": the access token is refreshed again by the next run"
-        else:
-            access_expires_at = sent_at + lifetime
-        odd += [note] if note else []
-
-    lifetime, note = _lifetime("refresh_expires_in", fields, MAX_REFRESH_LIFETIME, "366 days")
-    refresh_expires_at = None if lifetime is None else sent_at + lifetime
-    if lifetime is None:
-        note += ": the stored refresh expiry is kept"
-    odd += [note] if note else []
-
-    open_id, note = _field_text(fields, "open_id", OPEN_ID_LIMIT, allow_empty=False)
-    odd += [note] if note else []
-    scope, note = _field_text(fields, "scope", SCOPE_LIMIT, allow_empty=True)
-    odd += [note] if note else []
+        odd += _beside_a_new_token(fields, status, secrets, pair=access_token is not None)
+    access_expires_at = _access_expiry(fields, access_token, sent_at, odd)
+    refresh_expires_at = _refresh_expiry(fields, sent_at, odd)
+    open_id = _field_text(fields, "open_id", OPEN_ID_LIMIT, odd, allow_empty=False)
+    scope = _field_text(fields, "scope", SCOPE_LIMIT, odd, allow_empty=True)
     return TokenGrant(
         access_token=access_token,
         refresh_token=refresh_token,
@@ -707,6 +689,34 @@ def _grant(
         elapsed=details["elapsed"],
         notes=tuple(odd),
     )
+
+
+def _access_expiry(
+    fields: Mapping[str, Any], access_token: str | None, sent_at: datetime, notes: list[str]
+) -> datetime:
+    """When the access token expires; sent_at (due at once) when no token or no usable
+    lifetime came, so that the next run refreshes again."""
+    if access_token is None:
+        notes.append("no usable access_token: the stored one is kept and refreshed by the next run")
+        return sent_at
+    lifetime, note = _lifetime("expires_in", fields, MAX_ACCESS_LIFETIME, "1 day")
+    if lifetime is None:
+        notes.append(f"{note}: the access token is refreshed again by the next run")
+        return sent_at
+    notes += [note] if note else []
+    return sent_at + lifetime
+
+
+def _refresh_expiry(
+    fields: Mapping[str, Any], sent_at: datetime, notes: list[str]
+) -> datetime | None:
+    """When the refresh token expires; None (keep the stored expiry) without a usable lifetime."""
+    lifetime, note = _lifetime("refresh_expires_in", fields, MAX_REFRESH_LIFETIME, "366 days")
+    if lifetime is None:
+        notes.append(f"{note}: the stored refresh expiry is kept")
+        return None
+    notes += [note] if note else []
+    return sent_at + lifetime
 
 
 def _beside_a_new_token(
@@ -753,18 +763,19 @@ def _positive_seconds(value: object) -> Decimal | None:
 
 
 def _field_text(
-    fields: Mapping[str, Any], name: str, limit: int, *, allow_empty: bool
-) -> tuple[str | None, str]:
-    """A text field made safe for the database (no control character, bounded), and a note."""
+    fields: Mapping[str, Any], name: str, limit: int, notes: list[str], *, allow_empty: bool
+) -> str | None:
+    """A text field made safe for the database (no control character, bounded)."""
     value = fields.get(name)
     if value is None or (value == "" and not allow_empty):
-        return None, ""
+        return None
     if not isinstance(value, str):
-        return None, f"{name} is not a string: ignored"
+        notes.append(f"{name} is not a string: ignored")
+        return None
     shown = safe_text(value, limit)
     if shown != value:
-        return shown, f"{name} had control characters escaped or was cut to {limit} characters"
-    return shown, ""
+        notes.append(f"{name} had control characters escaped or was cut to {limit} characters")
+    return shown
 
 
 def _error_of(fields: Mapping[str, Any]) -> tuple[str | None, str | None]:
