@@ -31,7 +31,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sqlalchemy import Engine
 
+from conftest import Cli
+from helpers import AddAccounts, account, stored_tokens, table
 from standin import Reply, TikTokStandIn
 from tokenrefresh.outcomes import (
     AppCredentialsRejected,
@@ -794,3 +797,36 @@ def test_expiries_count_from_when_the_request_was_sent(
     sent_at = grant.access_expires_at - DAY
     assert before <= sent_at <= after - timedelta(seconds=0.3)  # sent before the answer's delay
     assert grant.refresh_expires_at == sent_at + timedelta(days=366)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_a_pair_with_odd_lifetimes_is_stored_by_a_refresh_run(
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine, fernet_key: str
+) -> None:
+    """TikTok rotates and answers with odd lifetimes: the new pair is stored and noted (the old
+    client failed the call, presented the spent token again and the account expired)."""
+    [tokens] = add_accounts(1)
+    answer = grant_body(expires_in="soon", refresh_expires_in=10**20, open_id="user0")
+    standin.script(Reply(200, answer, consume=True), open_id="user0")
+    before = datetime.now(UTC)
+
+    result = cli("refresh", "--window", "3h", "--http-timeout", "5")
+
+    assert result.exit_code == 0, result.stderr
+    assert stored_tokens(engine, "user0", fernet_key) == (
+        "act.NewAccess-0001",
+        "rft.NewRefresh-0001",
+    )
+    row = account(engine, "user0")
+    assert row["status"] == "active"
+    access_expires_at = row["access_expires_at"].replace(tzinfo=UTC)
+    assert before <= access_expires_at <= datetime.now(UTC)  # due: the next run refreshes again
+    [attempt] = table(engine, "refresh_attempts")
+    assert attempt["outcome"] == "refreshed"
+    assert attempt["message"] == (
+        "expires_in missing or unusable: the access token is refreshed again by the next run; "
+        "refresh_expires_in clamped to 366 days"
+    )
+    assert standin.presented() == {tokens.refresh_token: 1}
