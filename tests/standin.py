@@ -7,7 +7,8 @@ Normal behaviour follows /work/shared/tiktok-oauth.md: form-encoded ``POST /v2/o
 with ``client_key``/``client_secret``/``grant_type=refresh_token``/``refresh_token``; every
 refresh token is single use (rotated atomically under a lock). Scripted :class:`Reply` objects
 replace the normal answer for chosen requests (429 with Retry-After, 5xx, HTML garbage, slow
-answers, dropped connections, lost answers after a rotation).
+answers, dropped connections, lost answers after a rotation), and hostile ones: verbatim bytes
+(``raw``), answers trickled a byte at a time (``trickle``), bodies that never end (``endless``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ class Reply:
     delay: float = 0.0  # seconds to sleep before answering (instead of the stand-in's latency)
     consume: bool = False  # rotate a valid presented refresh token anyway: a lost answer
     drop: bool = False  # close the connection without answering (after delay)
+    raw: bytes | None = None  # these bytes verbatim as the whole response (status line too)
+    trickle: float = 0.0  # seconds between bytes: of the body, or of all of ``raw``
+    endless: bool = False  # after the body, filler forever (no Content-Length) until hang-up
+
+
+ENDLESS_FILLER = b" " * 65536
+ENDLESS_LIMIT = 1 << 30  # an endless body still stops after 1 GiB, should nobody hang up
 
 
 def tiktok_error(error: str, status: int = 400, description: str = "", **kw: Any) -> Reply:
@@ -120,6 +128,9 @@ class _Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
+    raw: bytes | None = None
+    trickle: float = 0.0
+    endless: bool = False
 
 
 def _answer_from_reply(reply: Reply) -> _Answer:
@@ -140,6 +151,9 @@ def _answer_from_reply(reply: Reply) -> _Answer:
         headers=dict(reply.headers),
         delay=reply.delay,
         drop=reply.drop,
+        raw=reply.raw,
+        trickle=reply.trickle,
+        endless=reply.endless,
     )
 
 
@@ -213,6 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
             if answer.drop:
                 self.close_connection = True
                 return
+            if answer.raw is not None:
+                self.close_connection = True
+                self._send_bytes(answer.raw, answer.trickle)
+                return
+            if answer.trickle > 0 or answer.endless:
+                self._send_shaped(answer)
+                return
             self.send_response(answer.status)
             extra = {k.lower() for k in answer.headers}
             if answer.content_type is not None and "content-type" not in extra:
@@ -227,6 +248,36 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError as exc:  # client hung up (timeout, drop), or stop() shut the socket
             self.close_connection = True
             self.server.standin._note_error(exc)
+
+    def _send_shaped(self, answer: _Answer) -> None:
+        """Headers at once, then the body trickled and/or followed by filler forever."""
+        self.send_response(answer.status)
+        extra = {k.lower() for k in answer.headers}
+        if answer.content_type is not None and "content-type" not in extra:
+            self.send_header("Content-Type", answer.content_type)
+        if answer.endless:
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        elif "content-length" not in extra:
+            self.send_header("Content-Length", str(len(answer.body)))
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self._send_bytes(answer.body, answer.trickle)
+        if answer.endless:
+            sent = 0
+            while sent < ENDLESS_LIMIT:
+                self.wfile.write(ENDLESS_FILLER)
+                sent += len(ENDLESS_FILLER)
+
+    def _send_bytes(self, data: bytes, trickle: float) -> None:
+        """All at once, or one byte every ``trickle`` seconds (until the client hangs up)."""
+        if trickle <= 0:
+            self.wfile.write(data)
+            return
+        for position in range(len(data)):
+            self.wfile.write(data[position : position + 1])
+            time.sleep(trickle)
 
 
 class _Server(ThreadingHTTPServer):

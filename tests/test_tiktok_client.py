@@ -25,9 +25,9 @@ from tokenrefresh.outcomes import (
 from tokenrefresh.settings import ClientCredentials, Secret
 from tokenrefresh.tiktok import TikTokClient
 
-READ_TIMEOUT = 0.3
+TIMEOUT = 0.3  # the whole call's deadline
 SLOWER_THAN_TIMEOUT = 1.0
-LATENCY = 0.15  # below READ_TIMEOUT
+LATENCY = 0.15  # below TIMEOUT
 WRONG_SECRET = "not-the-app-secret-9f8e7d"
 
 
@@ -47,8 +47,8 @@ def make_client(base_url: str, client_key: str, client_secret: str) -> TikTokCli
     return TikTokClient(
         ClientCredentials(client_key, Secret(client_secret)),
         base_url=base_url,
-        connect_timeout=READ_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
+        connect_timeout=TIMEOUT,
+        timeout=TIMEOUT,
     )
 
 
@@ -98,6 +98,7 @@ def test_success_returns_a_grant_with_expiries_counted_from_the_request(
     assert grant.scope == "user.info.basic,video.publish"
     assert grant.http_status == 200
     assert grant.log_id is None
+    assert grant.notes == ()  # nothing odd about a normal answer
     assert grant.elapsed >= LATENCY
 
     # Counted from when the request was sent: at least the stand-in's latency before the answer.
@@ -131,6 +132,7 @@ def test_request_is_a_form_post_with_the_four_fields(
     }
     headers = {name.lower(): value for name, value in received.headers.items()}
     assert headers["accept"] == "application/json"
+    assert headers["accept-encoding"] == "identity"
     assert headers["user-agent"].startswith("tokenrefresh/")
 
 
@@ -140,8 +142,10 @@ def test_omitted_refresh_token_gives_none(
     standin.omit_refresh_token = True
     grant = client.refresh(issued.refresh_token)
     assert grant.refresh_token is None
+    assert grant.access_token is not None
     assert grant.access_token.startswith("act.")
     assert grant.open_id == "alice"
+    assert grant.notes == ("no refresh_token: the stored one is kept",)
 
 
 def test_one_session_keeps_its_connection_across_refreshes(
@@ -174,6 +178,102 @@ def test_expiries_given_as_digit_strings_are_accepted(
     sent_at = grant.access_expires_at - timedelta(seconds=7200)
     assert before <= sent_at <= datetime.now(UTC)
     assert grant.refresh_expires_at == sent_at + timedelta(seconds=86400)
+
+
+# ----------------------------------------------------------------------------- a new token wins
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "access_token", "notes"),
+    [
+        pytest.param(
+            200,
+            {
+                "refresh_token": "rft.new-0010",
+                "refresh_expires_in": 86400,
+                "open_id": "alice",
+                "scope": 42,
+            },
+            None,
+            (
+                "no usable access_token: the stored one is kept and refreshed by the next run",
+                "scope is not a string: ignored",
+            ),
+            id="no-access-token",
+        ),
+        pytest.param(
+            500,
+            {
+                "access_token": "act.new-0011",
+                "expires_in": 7200,
+                "refresh_token": "rft.new-0010",
+                "refresh_expires_in": 86400,
+                "scope": "user.info.basic",
+            },
+            "act.new-0011",
+            ("HTTP 500 with a new token pair",),
+            id="http-500",
+        ),
+        pytest.param(
+            400,
+            {
+                "error": "invalid_grant",
+                "error_description": "Refresh token is invalid or expired.",
+                "refresh_token": "rft.new-0010",
+                "refresh_expires_in": 86400,
+                "scope": "user.info.basic",
+            },
+            None,
+            (
+                "HTTP 400 with a new refresh token",
+                "error invalid_grant beside a new refresh token: kept",
+                "no usable access_token: the stored one is kept and refreshed by the next run",
+            ),
+            id="beside-invalid-grant",
+        ),
+    ],
+)
+def test_a_new_refresh_token_is_a_grant_whatever_else_the_answer_says(
+    standin: TikTokStandIn,
+    client: TikTokClient,
+    status: int,
+    body: dict[str, Any],
+    access_token: str | None,
+    notes: tuple[str, ...],
+) -> None:
+    standin.script(Reply(status, body))
+    before = datetime.now(UTC)
+    grant = client.refresh("rft.presented-0010")
+    after = datetime.now(UTC)
+    assert grant.refresh_token == "rft.new-0010"
+    assert grant.access_token == access_token
+    assert grant.http_status == status
+    assert grant.notes == notes
+    assert grant.refresh_expires_at is not None
+    sent_at = grant.refresh_expires_at - timedelta(seconds=86400)
+    assert before <= sent_at <= after
+    if access_token is None:  # the stored access token is kept, and due at once
+        assert grant.access_expires_at == sent_at
+    else:
+        assert grant.access_expires_at == sent_at + timedelta(seconds=7200)
+
+
+@pytest.mark.parametrize("expires_in", [-5, 0, None, "soon", True])
+def test_an_access_token_without_a_usable_lifetime_is_due_at_once(
+    standin: TikTokStandIn, client: TikTokClient, expires_in: object
+) -> None:
+    standin.script(Reply(200, {"access_token": "act.new-0012", "expires_in": expires_in}))
+    before = datetime.now(UTC)
+    grant = client.refresh("rft.presented-0012")
+    after = datetime.now(UTC)
+    assert grant.access_token == "act.new-0012"
+    assert grant.refresh_token is None
+    assert before <= grant.access_expires_at <= after  # = when the request was sent
+    assert grant.refresh_expires_at is None
+    assert (
+        "expires_in missing or unusable: the access token is refreshed again by the next run"
+        in (grant.notes)
+    )
 
 
 # ----------------------------------------------------------------------------- user token rejected
@@ -425,19 +525,19 @@ def test_request_errors_are_not_retryable(
             '["access_token", "expires_in"]', "TikTok's answer is not a JSON object", id="array"
         ),
         pytest.param(
-            {"expires_in": 7200, "open_id": "alice", "refresh_token": "rft.leaked-0003"},
-            "TikTok's answer lacks a usable access_token or expires_in",
-            id="no-access-token",
+            {"expires_in": 7200, "open_id": "rft.leaked-0003", "scope": "act.leaked-0004"},
+            "TikTok's answer carries neither an access token nor a refresh token",
+            id="no-token",
         ),
         pytest.param(
-            {"access_token": "act.leaked-0004", "open_id": "alice"},
-            "TikTok's answer lacks a usable access_token or expires_in",
-            id="no-expires-in",
+            {"access_token": "", "refresh_token": "", "expires_in": 7200},
+            "TikTok's answer carries neither an access token nor a refresh token",
+            id="empty-tokens",
         ),
         pytest.param(
-            {"access_token": "act.leaked-0005", "expires_in": -5},
-            "TikTok's answer lacks a usable access_token or expires_in",
-            id="negative-expires-in",
+            {"access_token": ["act.leaked-0005"], "refresh_token": {"rft": "rft.leaked-0003"}},
+            "TikTok's answer carries neither an access token nor a refresh token",
+            id="tokens-not-strings",
         ),
     ],
 )
@@ -470,7 +570,7 @@ def test_read_timeout_may_have_been_processed(
     assert error.retryable is True
     assert error.http_status is None
     assert error.reason == (
-        "no answer from TikTok before the read timeout (the token may have been rotated)"
+        "no complete answer from TikTok within 0.3 s (the token may have been rotated)"
     )
     assert len(standin.received) == 1
     assert standin.lost_rotation_count("alice") == 1
@@ -558,7 +658,8 @@ def test_description_control_characters_and_length_are_tamed(
     error = refresh_error(client, issued.refresh_token, standin)
     assert "\n" not in error.reason
     assert "\x1b" not in error.reason
-    assert error.reason.startswith("invalid_request (HTTP 400): line1 line2 [31m")
+    # Escaped visibly (safe_text), not dropped: the reader sees that something was there.
+    assert error.reason.startswith("invalid_request (HTTP 400): line1\\x0aline2\\x1b[31m")
     assert error.reason.endswith("…")
     assert len(error.reason) <= len("invalid_request (HTTP 400): ") + 300
 
@@ -584,7 +685,17 @@ def test_log_id_comes_from_the_body_or_the_header(
         pytest.param(Reply(429, headers={"Retry-After": "3"}), id="429"),
         pytest.param(Reply(500, "<html>boom</html>"), id="500-html"),
         pytest.param(Reply(200, "<html>hello</html>"), id="200-html"),
-        pytest.param(Reply(200, {"refresh_token": "rft.half-grant-0007"}), id="half-grant"),
+        pytest.param(
+            Reply(200, {"access_token": "", "open_id": "rft.half-grant-0007"}), id="half-grant"
+        ),
+        pytest.param(
+            Reply(400, error_body("invalid_request", "got rft.half-grant-0007")),
+            id="token-in-description",
+        ),
+        pytest.param(
+            Reply(400, error_body("rft.half-grant-0007", log_id="rft.half-grant-0007")),
+            id="token-as-code-and-log-id",
+        ),
         pytest.param(Reply(delay=SLOWER_THAN_TIMEOUT), id="read-timeout"),
         pytest.param(Reply(drop=True), id="dropped"),
         pytest.param(Reply(302, headers={"Location": "/elsewhere"}), id="redirect"),

@@ -122,7 +122,7 @@ class Context:
             self._client = TikTokClient(
                 self.settings.require_client_credentials(),
                 base_url=self.settings.api_base_url,
-                read_timeout=read_timeout,
+                timeout=read_timeout,  # the whole call's deadline (--http-timeout)
             )
         return self._client
 

@@ -22,9 +22,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TokenGrant:
-    """A successful refresh. Absolute expiries count from when the request was sent."""
+    """A successful refresh. Absolute expiries count from when the request was sent.
 
-    access_token: str = field(repr=False)
+    `access_token` / `refresh_token` None: TikTok sent none, keep the stored one.
+    `refresh_expires_at` None: no usable lifetime came, keep the stored expiry.
+    `notes`: short, secret-free texts on what was odd about an answer that was still accepted
+    (a missing or clamped lifetime, a token pair beside an error status, ...).
+    """
+
+    access_token: str | None = field(repr=False)
     refresh_token: str | None = field(repr=False)
     access_expires_at: datetime
     refresh_expires_at: datetime | None
@@ -33,6 +39,7 @@ class TokenGrant:
     http_status: int
     log_id: str | None
     elapsed: float
+    notes: tuple[str, ...] = ()
 
 
 class TikTokError(Exception):
@@ -68,7 +75,8 @@ class RefreshFailed(TikTokError):
 
     `retryable`: trying again soon may help. `retry_after`: seconds TikTok asked to wait.
     `maybe_processed`: the request may have reached TikTok and rotated the token although
-    no answer arrived (a read timeout or a connection lost after sending).
+    no complete answer arrived (the call's deadline passed, the connection was lost after
+    sending, or a 200 answer could not be read).
     """
 
     def __init__(
