@@ -495,7 +495,7 @@ def test_read_timeout_then_success_on_retry(
         ("refreshed", 200),
     ]
     assert history[0]["message"] == (
-        "no answer from TikTok before the read timeout (the token may have been rotated)"
+        "no complete answer from TikTok within 0.3 s (the token may have been rotated)"
     )
 
 
@@ -512,7 +512,7 @@ def test_read_timeout_every_time_fails_and_warns_about_rotation(
     assert row["status"] == AccountStatus.ACTIVE
     assert row["consecutive_failures"] == 1
     assert row["last_error"] == (
-        "refresh failed: no answer from TikTok before the read timeout (the token may have been "
+        "refresh failed: no complete answer from TikTok within 0.3 s (the token may have been "
         "rotated); TikTok may have rotated the token without the answer arriving: if the next "
         "attempt is rejected, the user must reconnect"
     )
