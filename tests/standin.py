@@ -22,7 +22,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -37,6 +37,7 @@ __all__ = [
     "Received",
     "Reply",
     "TikTokStandIn",
+    "Twist",
     "tiktok_error",
 ]
 
@@ -45,6 +46,8 @@ REVOKE_PATH = "/v2/oauth/revoke/"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 Body = str | bytes | dict[str, Any] | None
+# A change to a normal answer: its JSON payload in, (HTTP status, payload to send) out.
+Twist = Callable[[dict[str, Any]], tuple[int, Any]]
 
 
 @dataclass(frozen=True)
@@ -352,6 +355,10 @@ class TikTokStandIn:
         self.wrong_open_id: str | None = None
         # open_id -> seconds: the normal answer for that account comes this much later.
         self.slow: dict[str, float] = {}
+        # open_id -> twists of its next normal answers (one each, in order): a function
+        # of the answer's JSON payload returning (status, new payload). The rotation is
+        # real: the new tokens in the payload are the valid ones.
+        self._twists: dict[str, collections.deque[Twist]] = {}
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -519,6 +526,11 @@ class TikTokStandIn:
                 self._global_script.extend(replies)
             else:
                 self._scripts.setdefault(open_id, collections.deque()).extend(replies)
+
+    def twist(self, open_id: str, *twists: Twist) -> None:
+        """Queue changes to ``open_id``'s next normal (rotating) answers, one each."""
+        with self._lock:
+            self._twists.setdefault(open_id, collections.deque()).extend(twists)
 
     def pending_scripts(self, open_id: str | None = None) -> int:
         """How many scripted replies are still queued (global, or for one open_id)."""
@@ -693,6 +705,10 @@ class TikTokStandIn:
         payload["scope"] = scope
         payload["token_type"] = "Bearer"
         self._rotations[open_id] += 1
+        twists = self._twists.get(open_id)
+        if twists:
+            status, twisted = twists.popleft()(payload)
+            return _json_answer(status, twisted)
         return _json_answer(200, payload)
 
     def _revoke_endpoint_locked(self, is_form: bool, form: Mapping[str, str]) -> _Answer:
