@@ -9,6 +9,7 @@ skip into a failure.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -215,27 +216,25 @@ def make_env(
 
 
 @pytest.fixture
-def env(
-    database_url: str,
-    standin: TikTokStandIn,
-    fernet_key: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, str]:
-    """A working configuration on this test's database (SQLite and PostgreSQL in turn)."""
-    return make_env(database_url, standin, fernet_key, tmp_path, monkeypatch)
+def env_for(
+    standin: TikTokStandIn, fernet_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], dict[str, str]]:
+    """The working configuration of this test, on the database URL given."""
+    return functools.partial(
+        make_env, standin=standin, fernet_key=fernet_key, tmp_path=tmp_path, monkeypatch=monkeypatch
+    )
 
 
 @pytest.fixture
-def pg_env(
-    postgres_url: str,
-    standin: TikTokStandIn,
-    fernet_key: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> dict[str, str]:
+def env(database_url: str, env_for: Callable[[str], dict[str, str]]) -> dict[str, str]:
+    """A working configuration on this test's database (SQLite and PostgreSQL in turn)."""
+    return env_for(database_url)
+
+
+@pytest.fixture
+def pg_env(postgres_url: str, env_for: Callable[[str], dict[str, str]]) -> dict[str, str]:
     """A working configuration on a fresh PostgreSQL database, for PostgreSQL-only tests."""
-    return make_env(postgres_url, standin, fernet_key, tmp_path, monkeypatch)
+    return env_for(postgres_url)
 
 
 @dataclass

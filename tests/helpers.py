@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from standin import IssuedTokens
 from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.settings import Secret
 from tokenrefresh.storage.models import Account, Attempt, Base
+from tokenrefresh.storage.records import AttemptRecord
 
 AddAccounts = Callable[..., list[IssuedTokens]]
 FRAGMENT = 12  # characters of a secret that must never appear together in output
@@ -88,6 +90,32 @@ def runs(engine: Engine) -> list[dict[str, Any]]:
     for row in rows:
         row["counts"] = json.loads(row["counts"])
     return rows
+
+
+def counts(
+    refreshed: int = 0, expired: int = 0, failed: int = 0, skipped: int = 0, lost: int = 0
+) -> dict[str, int]:
+    """A refresh run's `counts`, every result named (JSON, the runs table, status)."""
+    return {
+        "refreshed": refreshed,
+        "expired": expired,
+        "failed": failed,
+        "skipped": skipped,
+        "lost": lost,
+    }
+
+
+def rejected_attempt(log_id: str | None = None) -> AttemptRecord:
+    """The attempt record of a call TikTok answered with invalid_grant."""
+    return AttemptRecord(
+        attempted_at=datetime.now(UTC),
+        outcome="expired",
+        duration_ms=12,
+        http_status=400,
+        error_code="invalid_grant",
+        log_id=log_id,
+        message="invalid_grant (HTTP 400): Refresh token is invalid or expired.",
+    )
 
 
 # ----------------------------------------------------------------------------- tokens, keys

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from conftest import Cli
-from helpers import account, assert_no_secret, attempts, set_account, snapshot
+from helpers import account, assert_no_secret, attempts, counts, set_account, snapshot
 from standin import IssuedTokens, TikTokStandIn, tiktok_error
 from tokenrefresh.clock import utcnow
 from tokenrefresh.storage.models import AccountStatus
@@ -483,13 +483,7 @@ def test_a_disabled_account_is_not_refreshed(
 
     result = cli("refresh", "--window", "3h", "--json")
     assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"] == {
-        "refreshed": 1,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
+    assert result.json()["counts"] == counts(refreshed=1)
     presented = [request.form.get("refresh_token") for request in standin.received]
     assert presented == [issued[1].refresh_token]
     assert account(engine, "user0") == disabled_row

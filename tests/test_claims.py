@@ -21,11 +21,11 @@ from sqlalchemy import Engine, text, update
 from typer.testing import CliRunner
 
 from conftest import process_env
-from helpers import AddAccounts, account, import_line
+from helpers import AddAccounts, account, import_line, rejected_attempt
 from standin import IssuedTokens, TikTokStandIn
 from tokenrefresh.cli import app
 from tokenrefresh.storage.models import Account
-from tokenrefresh.storage.records import AttemptRecord, NewTokens, WriteResult
+from tokenrefresh.storage.records import NewTokens, WriteResult
 from tokenrefresh.storage.repository import Repository
 
 T = TypeVar("T")
@@ -78,13 +78,14 @@ def bump_generation(engine: Engine, account_id: int) -> None:
         )
 
 
-def rejected() -> AttemptRecord:
-    return AttemptRecord(
-        attempted_at=datetime.now(UTC),
-        outcome="expired",
-        duration_ms=12,
-        http_status=400,
-        error_code="invalid_grant",
+def new_pair() -> NewTokens:
+    """A rotated pair as a refresh stores it (ciphertexts are opaque to the repository)."""
+    return NewTokens(
+        access_token_ciphertext="gAAAAA-new-access",
+        refresh_token_ciphertext="gAAAAA-new-refresh",
+        access_expires_at=datetime.now(UTC) + timedelta(hours=2),
+        refresh_expires_at=None,
+        scope=None,
     )
 
 
@@ -150,7 +151,7 @@ def test_a_rejection_after_a_newer_pair_was_stored_marks_nothing(
     with repository.claim(1, None) as claim:
         assert claim is not None
         bump_generation(engine, 1)
-        written = claim.mark_expired("TikTok rejected the refresh token", [rejected()])
+        written = claim.mark_expired("TikTok rejected the refresh token", [rejected_attempt()])
     assert written == WriteResult.LOST_RACE
     row = account(engine, "user0")
     assert (row["status"], row["last_error"], row["token_generation"]) == ("active", None, 2)
@@ -167,16 +168,7 @@ def test_a_grant_for_an_account_reimported_meanwhile_is_not_written(
     with repository.claim(1, None) as claim:
         assert claim is not None
         bump_generation(engine, 1)
-        written = claim.save_grant(
-            NewTokens(
-                access_token_ciphertext="gAAAAA-new-access",
-                refresh_token_ciphertext="gAAAAA-new-refresh",
-                access_expires_at=datetime.now(UTC) + timedelta(hours=2),
-                refresh_expires_at=None,
-                scope=None,
-            ),
-            [],
-        )
+        written = claim.save_grant(new_pair(), [])
     assert written == WriteResult.LOST_RACE
     row = account(engine, "user0")
     assert row["refresh_token_ciphertext"] == before["refresh_token_ciphertext"]
@@ -192,16 +184,7 @@ def test_a_grant_moves_the_imported_fingerprint_to_the_spent_ones(
     assert len(imported) == 64
     with Repository(engine).claim(1, None) as claim:
         assert claim is not None
-        claim.save_grant(
-            NewTokens(
-                access_token_ciphertext="gAAAAA-a",
-                refresh_token_ciphertext="gAAAAA-r",
-                access_expires_at=datetime.now(UTC) + timedelta(hours=2),
-                refresh_expires_at=None,
-                scope=None,
-            ),
-            [],
-        )
+        claim.save_grant(new_pair(), [])
     row = account(engine, "user0")
     assert row["refresh_token_fingerprint"] is None  # the new token was never in a file
     with engine.connect() as connection:

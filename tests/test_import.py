@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, text
 
 from conftest import Cli
-from helpers import set_account, snapshot
+from helpers import account, set_account, snapshot
 from tokenrefresh.clock import utcnow
 from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.records import AccountView
@@ -52,15 +52,8 @@ def tokens_in(*records: dict[str, Any]) -> list[str]:
 
 
 def ciphertexts(engine: Engine, open_id: str) -> tuple[str, str]:
-    with engine.connect() as connection:
-        row = connection.execute(
-            text(
-                "SELECT access_token_ciphertext, refresh_token_ciphertext FROM accounts "
-                "WHERE open_id = :open_id"
-            ),
-            {"open_id": open_id},
-        ).one()
-    return row[0], row[1]
+    row = account(engine, open_id)
+    return row["access_token_ciphertext"], row["refresh_token_ciphertext"]
 
 
 def stored_tokens(engine: Engine, fernet_key: str, open_id: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from helpers import (
     account,
     all_rows,
     assert_no_secret,
+    counts,
     runs,
     sqlite_files,
     stored_tokens,
@@ -39,7 +40,7 @@ def test_refresh_rotates_and_stores_every_due_account(
     result = cli("refresh", "--window", "3h", "--json")
     assert result.exit_code == 0, result.stderr
     report = result.json()
-    assert report["counts"] == {"refreshed": 3, "expired": 0, "failed": 0, "skipped": 0, "lost": 0}
+    assert report["counts"] == counts(refreshed=3)
     for tokens in issued:
         assert standin.presented()[tokens.refresh_token] == 1
     token = cli("accounts", "token", "--open-id", "user0")
@@ -141,13 +142,7 @@ def test_account_id_refreshes_it_whatever_its_expiry_or_status(
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"] == {
-        "refreshed": 2,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
+    assert result.json()["counts"] == counts(refreshed=2)
     assert standin.presented()[not_due.refresh_token] == 1
     assert standin.presented()[expired.refresh_token] == 1
     assert account(engine, "later0")["token_generation"] == 2
@@ -177,13 +172,7 @@ def test_repeated_account_id_is_refreshed_once(
     assert standin.presented()[tokens.refresh_token] == 1
     assert len(standin.received) == 1
     assert standin.refresh_count("user0") == 1
-    assert result.json()["counts"] == {
-        "refreshed": 1,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
+    assert result.json()["counts"] == counts(refreshed=1)
     row = account(engine, "user0")
     assert row["status"] == AccountStatus.ACTIVE
     assert row["token_generation"] == 2
@@ -276,13 +265,7 @@ def test_runs_are_recorded_and_shown_by_status(
     assert run["command"] == "refresh"
     assert run["outcome"] == "failures"
     assert run["exit_code"] == 1
-    assert run["counts"] == {
-        "refreshed": 2,
-        "expired": 1,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
+    assert run["counts"] == counts(refreshed=2, expired=1)
     assert before <= run["started_at"] <= run["finished_at"]
     assert run["host"]
     assert run["pid"] > 0
@@ -298,7 +281,7 @@ def test_runs_are_recorded_and_shown_by_status(
     assert last["id"] == run["id"]
     assert last["outcome"] == "failures"
     assert last["exit_code"] == 1
-    assert last["counts"] == {"refreshed": 2, "expired": 1, "failed": 0, "skipped": 0, "lost": 0}
+    assert last["counts"] == counts(refreshed=2, expired=1)
     assert shown["last_successful_runs"]["refresh"] is None
     assert shown["reconnect_needed"]["count"] == 1
     assert shown["reconnect_needed"]["accounts"][0]["open_id"] == "user2"
@@ -308,13 +291,7 @@ def test_runs_are_recorded_and_shown_by_status(
     shown = cli("status", "--json").json()
     assert shown["last_runs"]["refresh"]["id"] == ok.json()["run_id"]
     assert shown["last_runs"]["refresh"]["outcome"] == "ok"
-    assert shown["last_runs"]["refresh"]["counts"] == {
-        "refreshed": 2,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
+    assert shown["last_runs"]["refresh"]["counts"] == counts(refreshed=2)
     assert shown["last_successful_runs"]["refresh"]["id"] == ok.json()["run_id"]
     assert len(runs(engine)) == 2
     assert_no_tokens(standin, result, status, ok)

@@ -20,12 +20,14 @@ from helpers import (
     all_rows,
     assert_no_secret,
     attempts,
+    counts,
+    rejected_attempt,
     runs,
     stored_tokens,
 )
 from standin import Reply, TikTokStandIn
 from tokenrefresh.storage.models import Account, AccountStatus
-from tokenrefresh.storage.records import AttemptRecord, WriteResult
+from tokenrefresh.storage.records import WriteResult
 from tokenrefresh.storage.repository import Repository
 
 WINDOW = ("--window", "3h")  # imported tokens live 2 h: all due
@@ -129,7 +131,7 @@ def test_invalid_grant_with_http_200_still_expires(
 
     assert result.exit_code == 1
     report = result.json()
-    assert report["counts"] == {"refreshed": 0, "expired": 1, "failed": 0, "skipped": 0, "lost": 0}
+    assert report["counts"] == counts(expired=1)
     row = account(engine, "user0")
     assert row["status"] == AccountStatus.EXPIRED
     assert row["last_error"] == (
@@ -172,18 +174,6 @@ def store_newer_pair_meanwhile(engine: Engine, account_id: int) -> bool:
     return False
 
 
-def rejected_attempt() -> AttemptRecord:
-    return AttemptRecord(
-        attempted_at=datetime.now(UTC),
-        outcome="expired",
-        duration_ms=12,
-        http_status=400,
-        error_code="invalid_grant",
-        log_id="LOG-RACE",
-        message="invalid_grant (HTTP 400): Refresh token is invalid or expired.",
-    )
-
-
 def test_rejection_after_someone_stored_a_newer_pair_is_a_lost_race(
     add_accounts: AddAccounts, repository: Repository, engine: Engine
 ) -> None:
@@ -194,7 +184,9 @@ def test_rejection_after_someone_stored_a_newer_pair_is_a_lost_race(
         assert claim is not None
         assert claim.account.token_generation == 1
         raced = store_newer_pair_meanwhile(engine, account_id)
-        written = claim.mark_expired("TikTok rejected the refresh token", [rejected_attempt()])
+        written = claim.mark_expired(
+            "TikTok rejected the refresh token", [rejected_attempt(log_id="LOG-RACE")]
+        )
 
     row = account(engine, "user0")
     if raced:  # SQLite: no row locks, the generation check catches it
@@ -292,13 +284,7 @@ def test_503_then_success_refreshes_with_two_attempts(
     result = refresh(cli, *WINDOW, *FAST, "--json")
 
     assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"] == {
-        "refreshed": 1,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
+    assert result.json()["counts"] == counts(refreshed=1)
     row = account(engine, "user0")
     assert row["status"] == AccountStatus.ACTIVE
     assert row["last_error"] is None
@@ -406,7 +392,7 @@ def test_long_retry_after_stops_the_run_and_leaves_the_rest(
     assert report["outcome"] == "stopped"
     assert report["stopped"]["reason"] == "rate_limited"
     assert report["stopped"]["left_due"] == 2
-    assert report["counts"] == {"refreshed": 0, "expired": 0, "failed": 1, "skipped": 0, "lost": 0}
+    assert report["counts"] == counts(failed=1)
     assert len(standin.received) == 1
     row = account(engine, "user0")
     assert row["status"] == AccountStatus.ACTIVE

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, func, insert, select
 
 from conftest import Cli
-from helpers import account, set_account
+from helpers import account, counts, set_account
 from standin import TikTokStandIn
 from tokenrefresh.storage.models import Account, Attempt, Run
 
@@ -52,13 +52,7 @@ def test_status_shows_the_last_run_of_each_command(
     runs = cli("status", "--json").json()["last_runs"]
     assert runs["refresh"]["outcome"] == "ok"
     assert runs["refresh"]["exit_code"] == 0
-    assert runs["refresh"]["counts"] == {
-        "refreshed": 2,
-        "expired": 0,
-        "failed": 0,
-        "skipped": 0,
-        "lost": 0,
-    }
+    assert runs["refresh"]["counts"] == counts(refreshed=2)
     assert runs["cleanup"]["outcome"] == "ok"
     assert runs["cleanup"]["finished_at"] is not None
 
@@ -112,24 +106,15 @@ def test_cleanup_expires_erases_and_prunes(
             ],
         )
 
+    expected = {"expired": 1, "tokens_erased": 2, "attempts_pruned": 1, "runs_pruned": 1}
     dry = cli("cleanup", "--dry-run", "--json")
     assert dry.exit_code == 0, dry.stderr
-    assert dry.json()["counts"] == {
-        "expired": 1,
-        "tokens_erased": 2,
-        "attempts_pruned": 1,
-        "runs_pruned": 1,
-    }
+    assert dry.json()["counts"] == expected
     assert account(engine, "user0")["status"] == "active"  # the dry run changed nothing
 
     result = cli("cleanup", "--json")
     assert result.exit_code == 0, result.stderr
-    assert result.json()["counts"] == {
-        "expired": 1,
-        "tokens_erased": 2,
-        "attempts_pruned": 1,
-        "runs_pruned": 1,
-    }
+    assert result.json()["counts"] == expected  # what the dry run said, done
     assert [entry["open_id"] for entry in result.json()["expired"]] == ["user0"]
     for open_id in ("user0", "user1"):
         row = account(engine, open_id)

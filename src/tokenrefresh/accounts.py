@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.crypto import TokenCipher, fingerprint
 from tokenrefresh.errors import AccountNotFound, NoUsableToken, UsageError
 from tokenrefresh.importer import parse_accounts
-from tokenrefresh.storage.records import AccountStatus, AccountView, AttemptView, NewAccount
+from tokenrefresh.storage.records import (
+    AccountLine,
+    AccountStatus,
+    AccountView,
+    AttemptView,
+    NewAccount,
+)
 from tokenrefresh.storage.repository import Repository
 
 __all__ = ["AccountDetails", "Accounts", "ImportReport"]
@@ -47,17 +53,10 @@ class Accounts:
         counts = self._repository.import_accounts(
             [
                 NewAccount(
-                    line=account.line,
-                    open_id=account.open_id,
-                    label=account.label,
+                    **{name.name: getattr(account, name.name) for name in fields(AccountLine)},
                     access_token_ciphertext=cipher.encrypt(account.access_token),
                     refresh_token_ciphertext=cipher.encrypt(account.refresh_token),
                     refresh_token_fingerprint=fingerprint(account.refresh_token),
-                    access_expires_at=account.access_expires_at,
-                    refresh_expires_at=account.refresh_expires_at,
-                    issued_at=account.issued_at,
-                    issued_at_stated=account.issued_at_stated,
-                    scope=account.scope,
                 )
                 for account in parsed
             ],

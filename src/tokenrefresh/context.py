@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
-from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from sqlalchemy import Engine
@@ -173,10 +172,5 @@ class Context:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tokenrefresh.errors import ImportFileError
+from tokenrefresh.storage.records import AccountLine
 
 __all__ = ["ImportedAccount", "parse_accounts"]
 
@@ -39,19 +40,11 @@ LATEST = datetime(2999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
-class ImportedAccount:
-    """One valid line of the import, with absolute UTC expiries."""
+class ImportedAccount(AccountLine):
+    """One valid line of the import: what it says of the account, and its tokens in clear."""
 
-    line: int
-    open_id: str
-    label: str | None
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
-    access_expires_at: datetime
-    refresh_expires_at: datetime
-    issued_at: datetime
-    issued_at_stated: bool  # the line gave issued_at (else: the time of the import)
-    scope: str
 
 
 class _LineError(Exception):

@@ -80,9 +80,7 @@ class TextRenderer(Terminal):
             ["id", "open_id", "label", "access expires", "why"],
             [
                 [
-                    str(plan.account_id),
-                    plan.open_id,
-                    plan.label or "",
+                    *_who(plan.account_id, plan.open_id, plan.label),
                     timestamp(plan.access_expires_at) or "",
                     plan.reason,
                 ]
@@ -99,9 +97,7 @@ class TextRenderer(Terminal):
             ["id", "open_id", "label", "status", "access expires", "refresh expires", "last error"],
             [
                 [
-                    str(account.id),
-                    account.open_id,
-                    account.label or "",
+                    *_who(account.id, account.open_id, account.label),
                     account.status,
                     relative(account.access_expires_at, now),
                     relative(account.refresh_expires_at, now),
@@ -182,9 +178,7 @@ class TextRenderer(Terminal):
                 ["id", "open_id", "label", "since", "reason"],
                 [
                     [
-                        str(account.id),
-                        account.open_id,
-                        account.label or "",
+                        *_who(account.id, account.open_id, account.label),
                         timestamp(account.updated_at) or "",
                         shown(account.last_error, 80),
                     ]
@@ -239,6 +233,11 @@ class TextRenderer(Terminal):
             )
             + "."
         )
+
+
+def _who(account_id: int, open_id: str, label: str | None) -> list[str]:
+    """The first three cells of every table of accounts: id, open_id, label."""
+    return [str(account_id), open_id, label or ""]
 
 
 def _run_line(run: RunView | None, now: datetime) -> str:

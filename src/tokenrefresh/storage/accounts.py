@@ -232,13 +232,7 @@ def _new_account_values(account: NewAccount, now: datetime) -> dict[str, Any]:
     return {
         "open_id": account.open_id,
         "label": account.label,
-        "access_token_ciphertext": account.access_token_ciphertext,
-        "refresh_token_ciphertext": account.refresh_token_ciphertext,
-        "refresh_token_fingerprint": account.refresh_token_fingerprint,
-        "tokens_issued_at": account.issued_at,
-        "access_expires_at": account.access_expires_at,
-        "refresh_expires_at": account.refresh_expires_at,
-        "scope": account.scope,
+        **_pair_values(account),
         "status": AccountStatus.ACTIVE.value,
         "token_generation": 1,
         "consecutive_failures": 0,
@@ -249,14 +243,10 @@ def _new_account_values(account: NewAccount, now: datetime) -> dict[str, Any]:
 
 
 def _reimport_values(account: NewAccount, now: datetime) -> dict[str, Any]:
+    """A new consent: the new pair, the account active again (unless disabled by hand),
+    its failure count and back-off cleared, its label replaced only if the line has one."""
     values: dict[str, Any] = {
-        "access_token_ciphertext": account.access_token_ciphertext,
-        "refresh_token_ciphertext": account.refresh_token_ciphertext,
-        "refresh_token_fingerprint": account.refresh_token_fingerprint,
-        "tokens_issued_at": account.issued_at,
-        "access_expires_at": account.access_expires_at,
-        "refresh_expires_at": account.refresh_expires_at,
-        "scope": account.scope,
+        **_pair_values(account),
         "status": case(
             (Account.status == AccountStatus.DISABLED.value, AccountStatus.DISABLED.value),
             else_=AccountStatus.ACTIVE.value,
@@ -270,6 +260,19 @@ def _reimport_values(account: NewAccount, now: datetime) -> dict[str, Any]:
     if account.label is not None:
         values["label"] = account.label
     return values
+
+
+def _pair_values(account: NewAccount) -> dict[str, Any]:
+    """The imported token pair, as columns."""
+    return {
+        "access_token_ciphertext": account.access_token_ciphertext,
+        "refresh_token_ciphertext": account.refresh_token_ciphertext,
+        "refresh_token_fingerprint": account.refresh_token_fingerprint,
+        "tokens_issued_at": account.issued_at,
+        "access_expires_at": account.access_expires_at,
+        "refresh_expires_at": account.refresh_expires_at,
+        "scope": account.scope,
+    }
 
 
 @dataclass(frozen=True)

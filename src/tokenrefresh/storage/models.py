@@ -66,6 +66,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def _partial_index(name: str, columns: list[str], where: str) -> Index:
+    """An index of only the rows that match `where`, on PostgreSQL and SQLite alike."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -114,29 +119,13 @@ class Account(Base):
     __table_args__ = (
         CheckConstraint("status IN ('active', 'expired', 'disabled')", name="status"),
         # The refresh run walks this index in expiry order: only active accounts are in it.
-        Index(
-            "ix_accounts_due",
-            "access_expires_at",
-            "id",
-            postgresql_where=text("status = 'active'"),
-            sqlite_where=text("status = 'active'"),
-        ),
+        _partial_index("ix_accounts_due", ["access_expires_at", "id"], "status = 'active'"),
         Index("ix_accounts_status", "status"),
         # `status` counts the failing accounts: few, so a small partial index.
-        Index(
-            "ix_accounts_failing",
-            "id",
-            postgresql_where=text("consecutive_failures > 0"),
-            sqlite_where=text("consecutive_failures > 0"),
-        ),
+        _partial_index("ix_accounts_failing", ["id"], "consecutive_failures > 0"),
         Index("ix_accounts_refresh_expires_at", "refresh_expires_at"),
         # `status` counts the accounts without tokens (their users must reconnect).
-        Index(
-            "ix_accounts_without_tokens",
-            "id",
-            postgresql_where=text("refresh_token_ciphertext IS NULL"),
-            sqlite_where=text("refresh_token_ciphertext IS NULL"),
-        ),
+        _partial_index("ix_accounts_without_tokens", ["id"], "refresh_token_ciphertext IS NULL"),
     )
 
 

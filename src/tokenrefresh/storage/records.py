@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 __all__ = [
+    "AccountLine",
     "AccountStatus",
     "AccountView",
     "AttemptRecord",
@@ -101,25 +102,32 @@ class ClaimedAccount:
 
 
 @dataclass(frozen=True)
-class NewAccount:
-    """An account to import: encrypted tokens and absolute expiries.
+class AccountLine:
+    """What an import line says of an account besides its tokens.
 
-    `line` names it in errors; `refresh_token_fingerprint` tells a spent token. `issued_at`
-    is when its pair was issued; only a line that states it (`issued_at_stated`) is compared
-    with the stored pair: the time of the import says nothing about which consent is newer.
+    `line` names it in errors. `issued_at` is when its pair was issued; only a line that
+    states it (`issued_at_stated`) is compared with the stored pair: the time of the import
+    says nothing about which consent is newer.
     """
 
     line: int
     open_id: str
     label: str | None
-    access_token_ciphertext: str = field(repr=False)
-    refresh_token_ciphertext: str = field(repr=False)
-    refresh_token_fingerprint: str
     access_expires_at: datetime
     refresh_expires_at: datetime
     issued_at: datetime
     issued_at_stated: bool
     scope: str
+
+
+@dataclass(frozen=True)
+class NewAccount(AccountLine):
+    """An account to import: its line, and its tokens encrypted. The fingerprint of the
+    refresh token tells a spent token or the very same pair again."""
+
+    access_token_ciphertext: str = field(repr=False)
+    refresh_token_ciphertext: str = field(repr=False)
+    refresh_token_fingerprint: str
 
 
 @dataclass(frozen=True)

@@ -175,21 +175,38 @@ def _access_expiry(
     if access_token is None:
         notes.append("no usable access_token: the stored one is kept and refreshed by the next run")
         return sent_at
-    lifetime, note = _lifetime("expires_in", fields, MAX_ACCESS_LIFETIME, "1 day")
-    if lifetime is None:
-        notes.append(f"{note}: the access token is refreshed again by the next run")
-        return sent_at
-    notes += [note] if note else []
-    return sent_at + lifetime
+    expires_at = _expiry(
+        fields, "expires_in", MAX_ACCESS_LIFETIME, "1 day", sent_at, notes,
+        when_unusable="the access token is refreshed again by the next run",
+    )  # fmt: skip
+    return expires_at or sent_at
 
 
 def _refresh_expiry(
     fields: Mapping[str, Any], sent_at: datetime, notes: list[str]
 ) -> datetime | None:
     """When the refresh token expires; None (keep the stored expiry) without a usable lifetime."""
-    lifetime, note = _lifetime("refresh_expires_in", fields, MAX_REFRESH_LIFETIME, "366 days")
+    return _expiry(
+        fields, "refresh_expires_in", MAX_REFRESH_LIFETIME, "366 days", sent_at, notes,
+        when_unusable="the stored refresh expiry is kept",
+    )  # fmt: skip
+
+
+def _expiry(
+    fields: Mapping[str, Any],
+    name: str,
+    ceiling: timedelta,
+    ceiling_text: str,
+    sent_at: datetime,
+    notes: list[str],
+    *,
+    when_unusable: str,
+) -> datetime | None:
+    """sent_at plus the field's lifetime, clamped to `ceiling`; None if it is unusable. What
+    was odd about it goes into `notes`."""
+    lifetime, note = _lifetime(name, fields, ceiling, ceiling_text)
     if lifetime is None:
-        notes.append(f"{note}: the stored refresh expiry is kept")
+        notes.append(f"{note}: {when_unusable}")
         return None
     notes += [note] if note else []
     return sent_at + lifetime

@@ -139,48 +139,45 @@ def _shut_down(part: object) -> None:
                 socket.socket.shutdown(candidate, socket.SHUT_RDWR)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _Watched:
+    """Connection mixin: a new socket is attached to the call as soon as it is connected
+    (before any TLS handshake, which a trickle could stretch too), and the connection's
+    final socket (TLS-wrapped, or tunnelled through a proxy) once connect() returns."""
+
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         attach_to_call(sock)
         return sock
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         attach_to_call(self, connected=True)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        # Before the TLS handshake, which a trickle could stretch too. (urllib3 2 also sets
-        # self.sock this early, which the connection's own attachment sees; this does not
-        # rely on it.)
-        attach_to_call(sock)
-        return sock
-
-    def connect(self) -> None:
-        super().connect()
-        attach_to_call(self, connected=True)  # the TLS socket now in self.sock
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
 
 
-class _WatchedHTTPConnectionPool(HTTPConnectionPool):
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _WatchedPool:
+    """Pool mixin: a connection handed out is attached to the call in progress; a reused
+    keep-alive connection has its socket already, so it counts as connected."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)  # type: ignore[misc]
+        attach_to_call(connection, connected=getattr(connection, "sock", None) is not None)
+        return connection
+
+
+class _WatchedHTTPConnectionPool(_WatchedPool, HTTPConnectionPool):
     ConnectionCls = _WatchedHTTPConnection
 
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        connection = super()._get_conn(timeout)
-        # A reused keep-alive connection has its socket already: it is connected.
-        attach_to_call(connection, connected=getattr(connection, "sock", None) is not None)
-        return connection
 
-
-class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
+class _WatchedHTTPSConnectionPool(_WatchedPool, HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        connection = super()._get_conn(timeout)
-        attach_to_call(connection, connected=getattr(connection, "sock", None) is not None)
-        return connection
 
 
 _WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}
