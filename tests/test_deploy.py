@@ -24,13 +24,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from tokenrefresh import settings as config
 from tokenrefresh.cli import app
-from tokenrefresh.durations import parse_duration
 from tokenrefresh.settings import Settings
 from tokenrefresh.storage.engine import default_database_path
 
@@ -70,46 +70,26 @@ INLINE_SECRETS = (
 PLACEHOLDER = "REPLACE-ME"
 
 
-@dataclass
-class HelpOption:
-    """One row of a command's --help: its names, the whole row, its env var and default."""
-
-    names: set[str]
-    row: str
-    env_var: str | None
-    default: str | None
-
-
-def command_help(*words: str) -> dict[str, HelpOption]:
-    """The options of `tokenrefresh WORDS --help`, by each of their names."""
-    result = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
-    assert result.exit_code == 0, result.output
-    options: dict[str, HelpOption] = {}
-    for line in result.stdout.splitlines():
-        row = line.strip(" │")
-        match = re.match(r"(--[a-z-]+)(?:\s+(-[a-zA-Z]))?\s", row)
-        if match is None:
-            continue
-        env_var = re.search(r"\[env var: ([A-Z_]+)\]", row)
-        default = re.search(r"\[default: \(?([^\])]+?)\)?\]", row)
-        found = HelpOption(
-            names={name for name in match.groups() if name},
-            row=row,
-            env_var=env_var.group(1) if env_var else None,
-            default=default.group(1) if default else None,
-        )
-        options.update(dict.fromkeys(found.names, found))
-    return options
+def command_options(*words: str) -> dict[str, Any]:
+    """The options of `tokenrefresh WORDS`, by each of their names, read from the command
+    itself (names, env var, default), not from the text of its --help."""
+    command: Any = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]
+    return {
+        name: param for param in command.params for name in [*param.opts, *param.secondary_opts]
+    }
 
 
-def refresh_default(name: str) -> str:
-    default = command_help("refresh")[name].default
-    assert default is not None, f"{name} shows no default"
+def refresh_default(name: str) -> Any:
+    default = command_options("refresh")[name].default
+    assert default is not None, f"{name} has no default"
     return default
 
 
 def max_runtime_default() -> timedelta:
-    return parse_duration(refresh_default("--max-runtime"))
+    default: timedelta = refresh_default("--max-runtime")
+    return default
 
 
 def assert_no_inline_secret(text: str, where: str) -> None:
@@ -629,9 +609,9 @@ def test_kubernetes_logs_are_json() -> None:
             environment.get("TOKENREFRESH_LOG_FORMAT") == "json"
             or container["args"][-2:] == OPTIONAL_ARGS
         )
-    log_format = command_help("refresh")["--log-format"]
-    assert log_format.env_var == "TOKENREFRESH_LOG_FORMAT"
-    assert "json" in log_format.row
+    log_format = command_options("refresh")["--log-format"]
+    assert log_format.envvar == "TOKENREFRESH_LOG_FORMAT"
+    assert type(log_format.default)("json") == "json"  # a value the option takes
     # The variable is really read: a bad value is a usage error.
     result = CliRunner().invoke(app, ["refresh", "-q"], env={"TOKENREFRESH_LOG_FORMAT": "xml"})
     assert result.exit_code == 2
@@ -734,7 +714,7 @@ def test_recipe_commands_and_options_exist(argv: list[str]) -> None:
     words = [word for word in argv if not word.startswith("-")]
     options = [word for word in argv if word.startswith("-")]
     command_words = words[: 2 if words[0] in ("db", "accounts", "keys") else 1]
-    known = command_help(*command_words)
+    known = command_options(*command_words)
     for name in options:
         assert name in known, f"tokenrefresh {' '.join(command_words)} has no {name}"
 
