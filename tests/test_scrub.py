@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tokenrefresh.scrub import FRAGMENT, MASK, Redactor, safe_text
+from tokenrefresh.scrub import FRAGMENT, MASK, Redactor, register_secret, safe_text, scrub
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits + "._-~+/=!*"
 secrets_ = st.text(alphabet=TOKEN_ALPHABET, min_size=FRAGMENT, max_size=90)
@@ -158,3 +158,12 @@ def test_safe_text_boundaries() -> None:
     assert safe_text("aaaaa", 5) == "aaaaa"  # exactly the limit: not cut
     assert safe_text("aaaaaa", 1) == "…"
     assert safe_text("\x7f\x80\x9f") == "\\x7f\\x80\\x9f"
+
+
+def test_scrub_masks_the_registered_secrets_and_those_of_the_call() -> None:
+    register_secret("registered-secret-0123456789")
+    call_secret = "rft.call-secret-abcdefghijklmn"
+    text = f"a REGISTERED-SECRET-0123456789 b {call_secret} c"
+    assert scrub(text, call_secret) == f"a {MASK} b {MASK} c"
+    assert scrub(text) == f"a {MASK} b {call_secret} c"  # the call's secret is not kept
+    assert scrub("nothing secret here", None, "") == "nothing secret here"

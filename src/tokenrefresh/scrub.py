@@ -69,9 +69,6 @@ class Redactor:
         copy.add(*secrets)
         return copy
 
-    def __bool__(self) -> bool:
-        return bool(self._windows or self._wholes)
-
     def scrub(self, text: str) -> str:
         windows, wholes = self._windows, self._wholes
         if not text or not (windows or wholes) or len(text) < MIN_WHOLE:

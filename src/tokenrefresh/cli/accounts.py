@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +14,7 @@ from tokenrefresh.cli.options import AsJson, Quiet
 from tokenrefresh.errors import UsageError
 from tokenrefresh.scrub import safe_text
 from tokenrefresh.settings import Settings
+from tokenrefresh.storage.records import AccountStatus
 
 if TYPE_CHECKING:
     from tokenrefresh.storage.records import AccountView
@@ -28,12 +28,6 @@ __all__ = [
     "accounts_show",
     "accounts_token",
 ]
-
-
-class StatusFilter(StrEnum):
-    active = "active"
-    expired = "expired"
-    disabled = "disabled"
 
 
 AccountId = Annotated[int, typer.Argument(metavar="ID")]
@@ -88,7 +82,7 @@ def _read_lines(file: str) -> list[str]:
 @handles_errors
 def accounts_list(
     status: Annotated[
-        StatusFilter | None, typer.Option("--status", help="Only accounts with this status.")
+        AccountStatus | None, typer.Option("--status", help="Only accounts with this status.")
     ] = None,
     as_json: AsJson = False,
 ) -> None:
