@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "AppCredentialsRejected",
+    "ConsentEndpoint",
     "RefreshFailed",
     "TikTokError",
     "TokenEndpoint",
@@ -98,5 +99,21 @@ class TokenEndpoint(Protocol):
     """What the refresher needs of TikTok; a fake of it serves unit tests."""
 
     def refresh(self, refresh_token: str) -> TokenGrant: ...
+
+    def close(self) -> None: ...
+
+
+class ConsentEndpoint(Protocol):
+    """What connecting and disconnecting an account needs of TikTok; a fake of it serves
+    unit tests. `exchange_code` gives a grant with a refresh token and an open_id or raises one
+    of the three outcome exceptions (UserTokenRejected: the code was not accepted);
+    `revoke` returns only if TikTok revoked the token (UserTokenRejected: it was already
+    invalid)."""
+
+    def exchange_code(
+        self, code: str, *, redirect_uri: str, code_verifier: str | None = None
+    ) -> TokenGrant: ...
+
+    def revoke(self, access_token: str) -> None: ...
 
     def close(self) -> None: ...

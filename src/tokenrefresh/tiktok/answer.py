@@ -27,9 +27,14 @@ from tokenrefresh.outcomes import (
 from tokenrefresh.scrub import MASK, safe_text, scrub
 
 __all__ = [
+    "APP_REJECTIONS",
     "MAX_ACCESS_LIFETIME",
     "MAX_REFRESH_LIFETIME",
     "MAX_RETRY_AFTER",
+    "RETRYABLE_CODES",
+    "ROTATED",
+    "UNRECOGNISED_CODE",
+    "error_reason",
     "header_value",
     "interpret_answer",
     "unread_answer",
@@ -52,6 +57,7 @@ RETRYABLE_CODES = frozenset(
     {"server_error", "temporarily_unavailable", "rate_limit_exceeded", "internal_error"}
 )
 UNRECOGNISED_CODE = "an unrecognised error code"
+ROTATED = "the token may have been rotated"  # what a refresh cut short after sending may have done
 
 _TOKEN_LIKE = re.compile(r"\b(?:act|rft|clt)\.[A-Za-z0-9._~!*+/=-]{4,}")
 _ERROR_CODE_SHAPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
@@ -72,11 +78,14 @@ def interpret_answer(
     sent_at: datetime,
     elapsed: float,
     secrets: tuple[str, ...],
+    rejection_context: str | None = None,
 ) -> TokenGrant:
     """One answer of the token endpoint as a TokenGrant, or one of the three outcome exceptions.
 
     Pure, and total: whatever the bytes, nothing else is raised. `secrets` (the refresh token
     presented, the client secret) never appear in a reason, nor does any token in the body.
+    `rejection_context`: what a UserTokenRejected was about, put before its reason with ": "
+    ("the authorization code was not accepted"); None (a refresh) leaves the reason as is.
     """
     fields, notes = _json_object(body)
     secrets = (*secrets, *_tokens_in(fields))
@@ -89,7 +98,7 @@ def interpret_answer(
         # A new refresh token may mean the old one is spent: keeping it is the only safe choice.
         return _grant(fields, status, sent_at, details, secrets, notes)
     if fields is not None:
-        _raise_error_field(fields, status, headers, details, secrets)
+        _raise_error_field(fields, status, headers, details, secrets, rejection_context)
     if status == 429 or status >= 500:
         raise RefreshFailed(
             f"HTTP {status} from TikTok", retry_after=_retry_after(headers), **details
@@ -111,17 +120,17 @@ def _raise_error_field(
     headers: Mapping[str, str],
     details: dict[str, Any],
     secrets: tuple[str, ...],
+    rejection_context: str | None,
 ) -> None:
     """Raise the outcome the body's `error` names, if it names one."""
     code, description = _error_of(fields)
     if code is None:
         return
-    shown_code = _identifier(code, _ERROR_CODE_SHAPE, secrets)
-    reason = f"{shown_code or UNRECOGNISED_CODE} (HTTP {status})"
-    if description:
-        reason += f": {_shown(description, secrets)}"
+    shown_code, reason = error_reason(code, description, status, secrets)
     details = {**details, "error_code": shown_code}
     if shown_code in USER_REJECTIONS:
+        if rejection_context is not None:
+            reason = f"{rejection_context}: {reason}"
         raise UserTokenRejected(reason, **details)
     if shown_code in APP_REJECTIONS:
         raise AppCredentialsRejected(reason, **details)
@@ -131,6 +140,18 @@ def _raise_error_field(
         retry_after=_retry_after(headers),
         **details,
     )
+
+
+def error_reason(
+    code: str, description: str | None, status: int, secrets: tuple[str, ...]
+) -> tuple[str | None, str]:
+    """The error code if it looks like one and shows no secret (else None), and the reason:
+    "code (HTTP status): description", the description scrubbed and bounded."""
+    shown_code = _identifier(code, _ERROR_CODE_SHAPE, secrets)
+    reason = f"{shown_code or UNRECOGNISED_CODE} (HTTP {status})"
+    if description:
+        reason += f": {_shown(description, secrets)}"
+    return shown_code, reason
 
 
 def _grant(
@@ -403,12 +424,19 @@ def header_value(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def unread_answer(
-    reason: str, status: int, headers: Mapping[str, str], elapsed: float, secrets: tuple[str, ...]
+    reason: str,
+    status: int,
+    headers: Mapping[str, str],
+    elapsed: float,
+    secrets: tuple[str, ...],
+    *,
+    if_processed: str = ROTATED,
 ) -> RefreshFailed:
-    """An answer whose body was not read: if it was a 200, TikTok may have rotated the token."""
+    """An answer whose body was not read: if it was a 200, TikTok may have done the call
+    (rotated the token, spent the code, revoked the token: `if_processed` says which)."""
     rotated = status == 200
     if rotated:
-        reason += " (the token may have been rotated)"
+        reason += f" ({if_processed})"
     return RefreshFailed(
         reason,
         maybe_processed=rotated,

@@ -1,6 +1,7 @@
-"""TikTokClient: moves the bytes of one refresh. One form POST per call, a cap on the body,
-and a total deadline (see `deadline.py`), so that no endpoint can hold a worker (and with
-it SIGTERM and --max-runtime) longer than `timeout`. What the bytes mean: `answer.py`."""
+"""TikTokClient: moves the bytes of one refresh, code exchange or revoke. One form POST per
+call (`_post`, shared by all three), a cap on the body (`body.py`) and a total deadline (see
+`deadline.py`), so that no endpoint can hold a worker (and with it SIGTERM and --max-runtime)
+longer than `timeout`. What the bytes mean: `answer.py`, `code_answer.py`, `revoke_answer.py`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import http.client
 import os
 import threading
 import time
-import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode
 
 import requests
@@ -25,17 +25,20 @@ from tokenrefresh.outcomes import (
     TokenGrant,
 )
 from tokenrefresh.settings import ClientCredentials
-from tokenrefresh.tiktok.answer import header_value, interpret_answer, unread_answer
+from tokenrefresh.tiktok.answer import ROTATED, interpret_answer, unread_answer
+from tokenrefresh.tiktok.body import UnreadableBody, close_delimited, decoded, read_capped
+from tokenrefresh.tiktok.code_answer import CODE_USED, interpret_code_answer
 from tokenrefresh.tiktok.deadline import Call, DeadlineAdapter, Watchdog
+from tokenrefresh.tiktok.revoke_answer import REVOKED, interpret_revoke_answer
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "TikTokClient"]
 
 TOKEN_PATH = "/v2/oauth/token/"  # noqa: S105 - a URL path
+REVOKE_PATH = "/v2/oauth/revoke/"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_TIMEOUT = 20.0  # seconds for a whole call, connect to last byte (--http-timeout)
 DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds to connect, never more than the whole call's
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # TikTok's answers are under 2 KiB
-_READ_CHUNK = 16 * 1024
 
 # What moving bytes can raise, from requests down to the socket (UnicodeError is a ValueError).
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -51,10 +54,11 @@ _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class TikTokClient:
-    """Refreshes tokens at TikTok's token endpoint.
+    """Refreshes, exchanges and revokes tokens at TikTok's OAuth endpoints.
 
     One requests.Session per worker thread (keep-alive), one deadline watchdog thread per
-    client. `timeout` bounds a whole call, connect to last byte; `max_body_bytes` the answer.
+    client. Every call is one form POST through `_post`: `timeout` bounds the whole call,
+    connect to last byte; `max_body_bytes` the answer; no redirect is followed, nothing retried.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class TikTokClient:
             raise ValueError("timeouts and max_body_bytes must be positive")
         self._credentials = credentials
         self._url = base_url.rstrip("/") + TOKEN_PATH
+        self._revoke_url = base_url.rstrip("/") + REVOKE_PATH
         self._timeout = timeout
         self._connect_timeout = min(connect_timeout, timeout)
         self._max_body_bytes = max_body_bytes
@@ -80,19 +85,55 @@ class TikTokClient:
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """Present the refresh token once; a grant, or one of the three outcome exceptions."""
-        client_secret = self._credentials.client_secret.reveal()
-        form = _form_body(self._credentials.client_key, client_secret, refresh_token)
-        secrets = (refresh_token, client_secret)
-        sent_at = datetime.now(UTC)
-        started = time.monotonic()
-        status, headers, body = self._exchange(form, started, secrets)
+        secrets = (refresh_token, self._credentials.client_secret.reveal())
+        fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        answer = self._post(self._url, fields, secrets, ROTATED)
         return interpret_answer(
-            status,
-            headers,
-            body,
-            sent_at=sent_at,
-            elapsed=time.monotonic() - started,
+            answer.status,
+            answer.headers,
+            answer.body,
+            sent_at=answer.sent_at,
+            elapsed=answer.elapsed,
             secrets=secrets,
+        )
+
+    def exchange_code(
+        self, code: str, *, redirect_uri: str, code_verifier: str | None = None
+    ) -> TokenGrant:
+        """Exchange an authorization code (single use) for a new account's token pair.
+
+        `redirect_uri` must be exactly the one of the authorize request; `code_verifier` is
+        sent only when given (PKCE, desktop apps). A grant always has a refresh token and an
+        open_id; else one of the three outcome exceptions (see `code_answer.py`)."""
+        if not code or not redirect_uri or code_verifier == "":
+            raise ValueError("the authorization code, redirect_uri and code_verifier are required")
+        client_secret = self._credentials.client_secret.reveal()
+        secrets = (
+            (code, client_secret) if code_verifier is None else (code, client_secret, code_verifier)
+        )
+        fields = {"code": code, "grant_type": "authorization_code", "redirect_uri": redirect_uri}
+        if code_verifier is not None:
+            fields["code_verifier"] = code_verifier
+        answer = self._post(self._url, fields, secrets, CODE_USED)
+        return interpret_code_answer(
+            answer.status,
+            answer.headers,
+            answer.body,
+            sent_at=answer.sent_at,
+            elapsed=answer.elapsed,
+            secrets=secrets,
+        )
+
+    def revoke(self, access_token: str) -> None:
+        """Revoke the user's access token (and with it the app's access to the account).
+
+        Returns only when TikTok said so; see `revoke_answer.py` for the rest."""
+        if not access_token:
+            raise ValueError("an access token is required")
+        secrets = (access_token, self._credentials.client_secret.reveal())
+        answer = self._post(self._revoke_url, {"token": access_token}, secrets, REVOKED)
+        interpret_revoke_answer(
+            answer.status, answer.headers, answer.body, elapsed=answer.elapsed, secrets=secrets
         )
 
     def close(self) -> None:
@@ -102,31 +143,45 @@ class TikTokClient:
         for session in sessions:
             session.close()
 
-    def _exchange(
-        self, form: bytes, started: float, secrets: tuple[str, ...]
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """One POST within the deadline: status, headers and the decoded, capped body."""
+    def _post(
+        self, url: str, fields: Mapping[str, str], secrets: tuple[str, ...], if_processed: str
+    ) -> _Posted:
+        """One form POST of the app's credentials and `fields` within the deadline: status,
+        headers and the decoded, capped body. `if_processed`: what a failure after sending
+        may have done at TikTok ("the token may have been rotated")."""
+        form = _form_body(
+            {
+                "client_key": self._credentials.client_key,
+                "client_secret": self._credentials.client_secret.reveal(),
+                **fields,
+            }
+        )
+        sent_at = datetime.now(UTC)
+        started = time.monotonic()
         call = self._watchdog.start(self._timeout)
         try:
-            response = self._send(form, call, started)
+            response = self._send(url, form, call, started, if_processed)
             try:
-                return self._receive(response, call, started, secrets)
+                status, headers, body = self._receive(
+                    response, call, started, secrets, if_processed
+                )
             finally:
                 response.close()
         finally:
             call.finish()
+        return _Posted(status, headers, body, sent_at, time.monotonic() - started)
 
-    def _send(self, form: bytes, call: Call, started: float) -> requests.Response:
+    def _send(
+        self, url: str, form: bytes, call: Call, started: float, if_processed: str
+    ) -> requests.Response:
         """The request sent and the answer's headers read; the body is left unread."""
         session = self._session()
         request = session.prepare_request(
-            requests.Request(
-                "POST", self._url, data=form, headers={"Content-Type": FORM_CONTENT_TYPE}
-            )
+            requests.Request("POST", url, data=form, headers={"Content-Type": FORM_CONTENT_TYPE})
         )
         # The adapter, not Session.send: even with allow_redirects=False, Session.send reads
         # (and decompresses) a redirect's whole body, with no cap.
-        adapter = session.get_adapter(self._url)
+        adapter = session.get_adapter(url)
         try:
             return adapter.send(
                 request,
@@ -138,7 +193,7 @@ class TikTokClient:
         except _TRANSPORT_ERRORS as error:
             expired = call.finish()
             raise self._transport_failure(
-                error, expired, call.connected, time.monotonic() - started
+                error, expired, call.connected, time.monotonic() - started, if_processed
             ) from None
 
     def _receive(
@@ -147,21 +202,29 @@ class TikTokClient:
         call: Call,
         started: float,
         secrets: tuple[str, ...],
+        if_processed: str,
     ) -> tuple[int, Mapping[str, str], bytes]:
         status, headers = response.status_code, response.headers
         try:
-            raw = _read_capped(response.raw, self._max_body_bytes)
+            raw = read_capped(response.raw, self._max_body_bytes)
             # Past the deadline, a body that only the connection's end delimits may be cut.
-            if call.finish() and _close_delimited(headers):
-                raise self._deadline_failure(time.monotonic() - started, status)
-            return status, headers, _decoded(raw, headers, self._max_body_bytes)
-        except _UnreadableBody as problem:
+            if call.finish() and close_delimited(headers):
+                raise self._deadline_failure(time.monotonic() - started, status, if_processed)
+            return status, headers, decoded(raw, headers, self._max_body_bytes)
+        except UnreadableBody as problem:
             raise unread_answer(
-                problem.reason, status, headers, time.monotonic() - started, secrets
+                problem.reason,
+                status,
+                headers,
+                time.monotonic() - started,
+                secrets,
+                if_processed=if_processed,
             ) from None
         except _TRANSPORT_ERRORS as error:
             if call.finish():
-                raise self._deadline_failure(time.monotonic() - started, status) from None
+                raise self._deadline_failure(
+                    time.monotonic() - started, status, if_processed
+                ) from None
             raise RefreshFailed(
                 f"connection to TikTok failed while reading the answer ({type(error).__name__})",
                 maybe_processed=True,
@@ -170,7 +233,12 @@ class TikTokClient:
             ) from None
 
     def _transport_failure(
-        self, error: BaseException, expired: bool, connected: bool, elapsed: float
+        self,
+        error: BaseException,
+        expired: bool,
+        connected: bool,
+        elapsed: float,
+        if_processed: str,
     ) -> RefreshFailed:
         """A call that got no answer's headers; says whether TikTok may have seen it."""
         if isinstance(error, requests.ConnectTimeout) or _never_connected(error):
@@ -182,17 +250,18 @@ class TikTokClient:
                 f"could not connect to TikTok within {self._timeout:g} s", elapsed=elapsed
             )
         if expired or isinstance(error, requests.ReadTimeout):
-            return self._deadline_failure(elapsed, None)
+            return self._deadline_failure(elapsed, None, if_processed)
         return RefreshFailed(
             f"connection to TikTok failed after sending ({type(error).__name__})",
             maybe_processed=True,
             elapsed=elapsed,
         )
 
-    def _deadline_failure(self, elapsed: float, status: int | None) -> RefreshFailed:
+    def _deadline_failure(
+        self, elapsed: float, status: int | None, if_processed: str
+    ) -> RefreshFailed:
         return RefreshFailed(
-            f"no complete answer from TikTok within {self._timeout:g} s "
-            "(the token may have been rotated)",
+            f"no complete answer from TikTok within {self._timeout:g} s ({if_processed})",
             maybe_processed=True,
             http_status=status,
             elapsed=elapsed,
@@ -208,7 +277,8 @@ class TikTokClient:
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             # The proxy and CA environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE) is read
-            # once here instead of on every call, and ~/.netrc is never consulted.
+            # once here instead of on every call, and ~/.netrc is never consulted. Both
+            # endpoints are on one host: the token URL's proxies serve the revoke URL too.
             session.trust_env = False
             session.proxies = requests.utils.get_environ_proxies(self._url)
             session.verify = (
@@ -223,15 +293,20 @@ class TikTokClient:
         return session
 
 
-def _form_body(client_key: str, client_secret: str, refresh_token: str) -> bytes:
+@dataclass(frozen=True)
+class _Posted:
+    """What one POST brought back, and when it was sent (expiries count from then)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    sent_at: datetime
+    elapsed: float
+
+
+def _form_body(form: Mapping[str, str]) -> bytes:
     """The form as requests would encode it; a lone surrogate in a stored token is sent as
     its bytes (surrogatepass, as the cipher stores it) instead of raising UnicodeEncodeError."""
-    form = {
-        "client_key": client_key,
-        "client_secret": client_secret,
-        "grant_type": "refresh_token",
-        "refresh_token": refresh_token,
-    }
     return urlencode(form, encoding="utf-8", errors="surrogatepass").encode("ascii")
 
 
@@ -247,76 +322,3 @@ def _never_connected(error: BaseException) -> bool:
         reason = getattr(seen, "reason", None)
         seen = inner or (reason if isinstance(reason, BaseException) else None) or seen.__cause__
     return False
-
-
-# ----------------------------------------------------------------------------- the body
-
-
-class _UnreadableBody(Exception):
-    """The answer's body could not be read in full: too large, or an unknown encoding."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _read_capped(raw: Any, limit: int) -> bytes:
-    """The raw (still encoded) body; _UnreadableBody as soon as it passes `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = raw.read(min(_READ_CHUNK, limit + 1 - size), decode_content=False)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise _UnreadableBody(f"TikTok's answer is larger than {_size_text(limit)}")
-
-
-def _decoded(raw: bytes, headers: Mapping[str, str], limit: int) -> bytes:
-    """The body with its Content-Encoding undone, never expanding past `limit` bytes.
-
-    Accept-Encoding: identity asks for none, but an answer compressed anyway may still carry
-    a new token pair, so gzip and deflate are read rather than dropped."""
-    encodings = [
-        part.strip().lower()
-        for part in (header_value(headers, "Content-Encoding") or "").split(",")
-    ]
-    encodings = [encoding for encoding in encodings if encoding not in ("", "identity")]
-    if not encodings:
-        return raw
-    if len(encodings) > 1 or encodings[0] not in ("gzip", "x-gzip", "deflate"):
-        raise _UnreadableBody("TikTok's answer has a Content-Encoding tokenrefresh cannot read")
-    if encodings[0] == "deflate":
-        try:
-            return _inflate(raw, zlib.MAX_WBITS, limit)  # zlib-wrapped, as the RFC says
-        except zlib.error:
-            return _inflate_or_fail(raw, -zlib.MAX_WBITS, limit)  # raw deflate, as some send
-    return _inflate_or_fail(raw, 32 + zlib.MAX_WBITS, limit)  # gzip (or zlib) header
-
-
-def _inflate_or_fail(data: bytes, wbits: int, limit: int) -> bytes:
-    try:
-        return _inflate(data, wbits, limit)
-    except zlib.error:
-        raise _UnreadableBody("TikTok's compressed answer is corrupt") from None
-
-
-def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
-    """Decompressed, but never more than `limit` bytes of output (a gzip bomb stops here)."""
-    inflater = zlib.decompressobj(wbits)
-    out = inflater.decompress(data, limit + 1)
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise _UnreadableBody(f"TikTok's answer is larger than {_size_text(limit)} decompressed")
-    return out
-
-
-def _close_delimited(headers: Mapping[str, str]) -> bool:
-    """True if only the connection's end marks the end of the body (no length, not chunked)."""
-    chunked = "chunked" in (header_value(headers, "Transfer-Encoding") or "").lower()
-    return not chunked and header_value(headers, "Content-Length") is None
-
-
-def _size_text(size: int) -> str:
-    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} bytes"
