@@ -1,13 +1,17 @@
-"""The TikTok token endpoint, behind one method: `TikTokClient.refresh(refresh_token)`.
+"""TikTok's OAuth endpoints, behind three methods: `TikTokClient.refresh(refresh_token)`,
+`TikTokClient.exchange_code(code, redirect_uri=...)` and `TikTokClient.revoke(access_token)`.
 
-Every answer becomes a TokenGrant or one of three exceptions: the user's token was
-rejected (UserTokenRejected), the app's credentials were rejected (AppCredentialsRejected),
-or the refresh failed without a verdict on the token (RefreshFailed: transient, with any
-Retry-After). Nothing above this package sees requests, status codes or JSON.
+Every answer becomes a TokenGrant (None for a revoke) or one of three exceptions: the user's
+token or code was rejected (UserTokenRejected), the app's credentials were rejected
+(AppCredentialsRejected), or the call failed without a verdict (RefreshFailed: transient,
+with any Retry-After). Nothing above this package sees requests, status codes or JSON.
 
-- `client.py`: the HTTP call, its body cap and its deadline;
+- `client.py`: the HTTP call (one bounded `_post` for all three), its deadline;
+- `body.py`: reading the answer's body within its cap;
 - `deadline.py`: the watchdog that ends a call at its deadline, however the bytes arrive;
-- `answer.py`: the pure interpretation of an answer.
+- `answer.py`: the pure interpretation of a token answer (a refresh);
+- `code_answer.py`, `revoke_answer.py`: the same for a code exchange and a revoke;
+- `consent.py`: the consent URL, state and PKCE values (no HTTP).
 """
 
 from __future__ import annotations
@@ -24,14 +28,34 @@ from tokenrefresh.tiktok.client import (
     DEFAULT_TIMEOUT,
     TikTokClient,
 )
+from tokenrefresh.tiktok.code_answer import interpret_code_answer
+from tokenrefresh.tiktok.consent import (
+    AUTHORIZE_URL,
+    ChallengeEncoding,
+    authorize_url,
+    check_redirect_uri,
+    code_challenge,
+    new_code_verifier,
+    new_state,
+)
+from tokenrefresh.tiktok.revoke_answer import interpret_revoke_answer
 
 __all__ = [
+    "AUTHORIZE_URL",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_TIMEOUT",
     "MAX_ACCESS_LIFETIME",
     "MAX_REFRESH_LIFETIME",
     "MAX_RETRY_AFTER",
+    "ChallengeEncoding",
     "TikTokClient",
+    "authorize_url",
+    "check_redirect_uri",
+    "code_challenge",
     "interpret_answer",
+    "interpret_code_answer",
+    "interpret_revoke_answer",
+    "new_code_verifier",
+    "new_state",
 ]
