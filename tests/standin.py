@@ -5,10 +5,14 @@ under test goes through the real ``requests`` stack. Standard library only.
 
 Normal behaviour follows /work/shared/tiktok-oauth.md: form-encoded ``POST /v2/oauth/token/``
 with ``client_key``/``client_secret``/``grant_type=refresh_token``/``refresh_token``; every
-refresh token is single use (rotated atomically under a lock). Scripted :class:`Reply` objects
-replace the normal answer for chosen requests (429 with Retry-After, 5xx, HTML garbage, slow
-answers, dropped connections, lost answers after a rotation), and hostile ones: verbatim bytes
-(``raw``), answers trickled a byte at a time (``trickle``), bodies that never end (``endless``).
+refresh token is single use (rotated atomically under a lock). The same endpoint exchanges
+authorization codes from :meth:`TikTokStandIn.authorize` (``grant_type=authorization_code``:
+single use, bound to the redirect URI and an optional PKCE challenge), and
+``POST /v2/oauth/revoke/`` revokes a user's tokens (state of both: ``standin_consent.py``).
+Scripted :class:`Reply` objects replace the normal answer for chosen requests (429 with
+Retry-After, 5xx, HTML garbage, slow answers, dropped connections, lost answers after a
+rotation), and hostile ones: verbatim bytes (``raw``), answers trickled a byte at a time
+(``trickle``), bodies that never end (``endless``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from standin_consent import CODE_TTL, ChallengeEncoding, CodeRejected, ConsentBook
 
 __all__ = [
     "FORM_CONTENT_TYPE",
@@ -351,13 +357,18 @@ class TikTokStandIn:
         # Behaviour switches, settable at any time.
         self.default: Reply | None = None
         self.invalid_grant_status: int = 400
-        self.omit_refresh_token: bool = False
+        self.omit_refresh_token: bool = False  # refreshes only
+        self.code_ttl: float = CODE_TTL  # seconds an authorization code can be exchanged
+        # The status of invalid_grant for a revoke of an access token already revoked.
+        self.revoke_invalid_status: int = 400
         self.wrong_open_id: str | None = None
-        # open_id -> seconds: the normal answer for that account comes this much later.
+        # open_id -> seconds: the normal answer for that account comes this much later
+        # (refreshes, code exchanges and revokes: the owner of the token or code presented).
         self.slow: dict[str, float] = {}
         # open_id -> twists of its next normal answers (one each, in order): a function
         # of the answer's JSON payload returning (status, new payload). The rotation is
-        # real: the new tokens in the payload are the valid ones.
+        # real: the new tokens in the payload are the valid ones. Code exchanges are twisted
+        # alike; a revoke's twist gets {} and may return a payload of None for no body.
         self._twists: dict[str, collections.deque[Twist]] = {}
 
         self._lock = threading.Lock()
@@ -374,6 +385,7 @@ class TikTokStandIn:
         self._received: list[Received] = []
         self._presented: collections.Counter[str] = collections.Counter()
         self._errors: list[BaseException] = []
+        self._consent = ConsentBook()  # authorization codes, revoked access tokens
 
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -461,8 +473,13 @@ class TikTokStandIn:
         return token
 
     def _revoke_locked(self, open_id: str) -> None:
+        """Every refresh token of ``open_id``, and every access token issued to it so far,
+        stops working."""
         for token in [t for t, (owner, _) in self._valid.items() if owner == open_id]:
             del self._valid[token]
+        self._consent.revoke_access(
+            token for token, owner in self._access_owner.items() if owner == open_id
+        )
 
     def issue(self, open_id: str, *, scope: str | None = None) -> IssuedTokens:
         """Register a fresh valid refresh token (and access token) for ``open_id``."""
@@ -480,9 +497,66 @@ class TikTokStandIn:
         )
 
     def revoke(self, open_id: str) -> None:
-        """Every refresh token of ``open_id`` becomes invalid (the user revoked access)."""
+        """Every token of ``open_id`` becomes invalid (the user revoked access)."""
         with self._lock:
             self._revoke_locked(open_id)
+
+    def authorize(
+        self,
+        open_id: str,
+        *,
+        redirect_uri: str,
+        scope: str | None = None,
+        code_challenge: str | None = None,
+        challenge_encoding: ChallengeEncoding = "hex",
+    ) -> str:
+        """The user consents: a single-use authorization code for ``open_id``, to be
+        exchanged within ``code_ttl`` seconds with exactly this ``redirect_uri`` (and, with a
+        ``code_challenge``, the verifier whose S256 challenge in ``challenge_encoding`` it is).
+        """
+        with self._lock:
+            return self._consent.authorize(
+                open_id,
+                redirect_uri=redirect_uri,
+                scope=self.scope if scope is None else scope,
+                challenge=code_challenge,
+                encoding=challenge_encoding,
+                now=time.monotonic(),
+            )
+
+    def is_code_pending(self, code: str) -> bool:
+        """True while the code was issued and no exchange has presented it yet."""
+        with self._lock:
+            return self._consent.is_pending(code)
+
+    def exchange_count(self, open_id: str | None = None) -> int:
+        """Code exchanges answered with a token pair (lost ones, by ``consume``, not included)."""
+        with self._lock:
+            counter = self._consent.exchanges
+            return sum(counter.values()) if open_id is None else counter[open_id]
+
+    def lost_exchange_count(self, open_id: str | None = None) -> int:
+        """Code exchanges done by scripted ``consume`` replies (nobody learnt the pair)."""
+        with self._lock:
+            counter = self._consent.lost_exchanges
+            return sum(counter.values()) if open_id is None else counter[open_id]
+
+    def revoke_count(self, open_id: str | None = None) -> int:
+        """Revokes at the endpoint that revoked something (answered 200 or consumed)."""
+        with self._lock:
+            counter = self._consent.revocations
+            return sum(counter.values()) if open_id is None else counter[open_id]
+
+    def access_revoked(self, access_token: str) -> bool:
+        """True if the access token was issued and then revoked (endpoint or :meth:`revoke`)."""
+        with self._lock:
+            return self._consent.is_revoked(access_token)
+
+    @property
+    def issued_codes(self) -> list[str]:
+        """Every authorization code ever issued (copy): secrets, like the tokens."""
+        with self._lock:
+            return list(self._consent.codes)
 
     def is_valid(self, refresh_token: str) -> bool:
         with self._lock:
@@ -617,19 +691,26 @@ class TikTokStandIn:
             if method != "POST" or path not in (TOKEN_PATH, REVOKE_PATH):
                 return self._delayed(_json_answer(404, {"error": "not_found"}))
 
-            if path == TOKEN_PATH:
+            exchange = path == TOKEN_PATH and form.get("grant_type") == "authorization_code"
+            token = None
+            if exchange:
+                owner = self._consent.owner_of(form.get("code"))
+            elif path == TOKEN_PATH:
                 token = form.get("refresh_token")
                 if token is not None:
                     self._presented[token] += 1
                 owner = self._refresh_owner.get(token) if token is not None else None
             else:
-                token = None
                 access = form.get("token")
                 owner = self._access_owner.get(access) if access is not None else None
 
             reply = self._pop_script(owner)
             if reply is not None:
-                if reply.consume and token is not None and token in self._valid:
+                if reply.consume and exchange:  # the exchange happens, its answer is lost
+                    self._token_endpoint_locked(is_form, form, lost=True)
+                elif reply.consume and path == REVOKE_PATH:
+                    self._revoke_endpoint_locked(is_form, form, lost=True)
+                elif reply.consume and token is not None and token in self._valid:
                     open_id, scope = self._valid.pop(token)
                     self._new_refresh(open_id, scope)
                     self._new_access(open_id)
@@ -638,7 +719,7 @@ class TikTokStandIn:
 
             extra = self.slow.get(owner, 0.0) if owner is not None else 0.0
             if path == TOKEN_PATH:
-                return self._delayed(self._refresh_locked(is_form, form), extra)
+                return self._delayed(self._token_endpoint_locked(is_form, form), extra)
             return self._delayed(self._revoke_endpoint_locked(is_form, form), extra)
 
     def _delayed(self, answer: _Answer, extra: float = 0.0) -> _Answer:
@@ -676,14 +757,64 @@ class TikTokStandIn:
             return _error_answer(401, "invalid_client", "Client key or secret is invalid.")
         return None
 
-    def _refresh_locked(self, is_form: bool, form: Mapping[str, str]) -> _Answer:
+    def _token_endpoint_locked(
+        self, is_form: bool, form: Mapping[str, str], *, lost: bool = False
+    ) -> _Answer:
+        """The app's credentials first (a wrong one leaves a code or token unspent), then the
+        grant. ``lost``: a scripted ``consume``, whose answer nobody receives."""
         error = self._client_error(is_form, form)
         if error is not None:
             return error
-        if form.get("grant_type") != "refresh_token":
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._exchange_locked(form, lost=lost)
+        if grant_type != "refresh_token":
             return _error_answer(
-                400, "unsupported_grant_type", "Only grant_type=refresh_token is supported."
+                400,
+                "unsupported_grant_type",
+                "Only grant_type=refresh_token and authorization_code are supported.",
             )
+        return self._refresh_locked(form)
+
+    def _exchange_locked(self, form: Mapping[str, str], *, lost: bool) -> _Answer:
+        """Any attempt spends a pending code; a failed one answers invalid_grant."""
+        try:
+            authorization = self._consent.spend(
+                form.get("code", ""),
+                redirect_uri=form.get("redirect_uri"),
+                verifier=form.get("code_verifier"),
+                now=time.monotonic(),
+                ttl=self.code_ttl,
+            )
+        except CodeRejected as rejected:
+            return _error_answer(self.invalid_grant_status, "invalid_grant", rejected.description)
+        open_id = authorization.open_id
+        payload: dict[str, Any] = {
+            "access_token": self._new_access(open_id),
+            "expires_in": self.access_ttl,
+            "open_id": self.wrong_open_id if self.wrong_open_id is not None else open_id,
+            "refresh_expires_in": self.refresh_ttl,
+            "refresh_token": self._new_refresh(open_id, authorization.scope),
+            "scope": authorization.scope,
+            "token_type": "Bearer",
+        }
+        if lost:
+            self._consent.lost_exchanges[open_id] += 1
+            return _json_answer(200, payload)
+        self._consent.exchanges[open_id] += 1
+        return self._twisted(open_id, payload)
+
+    def _twisted(self, open_id: str, payload: dict[str, Any]) -> _Answer:
+        """The normal answer, or what ``open_id``'s next twist makes of it."""
+        twists = self._twists.get(open_id)
+        if twists:
+            status, twisted = twists.popleft()(payload)
+            if twisted is None:
+                return _Answer(status=status)
+            return _json_answer(status, twisted)
+        return _json_answer(200, payload)
+
+    def _refresh_locked(self, form: Mapping[str, str]) -> _Answer:
         token = form.get("refresh_token", "")
         state = self._valid.get(token)
         if state is None:
@@ -705,13 +836,13 @@ class TikTokStandIn:
         payload["scope"] = scope
         payload["token_type"] = "Bearer"
         self._rotations[open_id] += 1
-        twists = self._twists.get(open_id)
-        if twists:
-            status, twisted = twists.popleft()(payload)
-            return _json_answer(status, twisted)
-        return _json_answer(200, payload)
+        return self._twisted(open_id, payload)
 
-    def _revoke_endpoint_locked(self, is_form: bool, form: Mapping[str, str]) -> _Answer:
+    def _revoke_endpoint_locked(
+        self, is_form: bool, form: Mapping[str, str], *, lost: bool = False
+    ) -> _Answer:
+        """Revoking an issued access token revokes all of its user's tokens so far; revoking
+        one already revoked answers invalid_grant; one never issued, 200 with nothing done."""
         error = self._client_error(is_form, form)
         if error is not None:
             return error
@@ -719,6 +850,16 @@ class TikTokStandIn:
         if not access:
             return _error_answer(400, "invalid_request", "Missing token.")
         open_id = self._access_owner.get(access)
-        if open_id is not None:
-            self._revoke_locked(open_id)
-        return _Answer(status=200)
+        if open_id is None:
+            return _Answer(status=200)
+        if self._consent.is_revoked(access):
+            return _error_answer(
+                self.revoke_invalid_status,
+                "invalid_grant",
+                "Access token is invalid or has been revoked.",
+            )
+        self._revoke_locked(open_id)
+        self._consent.revocations[open_id] += 1
+        if lost or not self._twists.get(open_id):
+            return _Answer(status=200)
+        return self._twisted(open_id, {})

@@ -182,8 +182,13 @@ def test_wrong_client_credentials_are_invalid_client(
 
 def test_wrong_grant_type_and_missing_token(standin: TikTokStandIn, http: requests.Session) -> None:
     token = standin.issue("erin").refresh_token
-    response = refresh(http, standin, token, grant_type="authorization_code")
+    response = refresh(http, standin, token, grant_type="client_credentials")
     assert_error(response, 400, "unsupported_grant_type")
+    # An authorization_code grant is an exchange now: a refresh token is no code.
+    body = assert_error(
+        refresh(http, standin, token, grant_type="authorization_code"), 400, "invalid_grant"
+    )
+    assert body["error_description"] == "Authorization code is invalid."
     assert_error(refresh(http, standin, None), 400, "invalid_grant")
     assert_error(refresh(http, standin, "rft.unknown"), 400, "invalid_grant")
     assert standin.is_valid(token)
