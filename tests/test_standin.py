@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -9,12 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import requests
 
 from standin import TOKEN_PATH, IssuedTokens, Reply, TikTokStandIn, tiktok_error
+from standin_consent import challenge_of
 
 TIMEOUT = 5.0
 
@@ -479,3 +482,288 @@ def test_several_client_processes(standin: TikTokStandIn) -> None:
         assert out.decode().strip() == standin.current_refresh_token(tokens.open_id)
         assert standin.refresh_count(tokens.open_id) == 15
     assert len(standin.received) == 45
+
+
+# ----------------------------------------------------------------------------- consent
+
+REDIRECT = "http://127.0.0.1:8765/callback"
+VERIFIER = "v" * 20 + "-._~" + "0123456789" * 4  # 64 unreserved characters
+
+
+def exchange(
+    http: requests.Session, standin: TikTokStandIn, code: str, /, **overrides: str | None
+) -> requests.Response:
+    data: dict[str, str | None] = {
+        "client_key": standin.client_key,
+        "client_secret": standin.client_secret,
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+    }
+    data.update(overrides)
+    sent = {key: value for key, value in data.items() if value is not None}
+    return http.post(standin.token_url, data=sent, timeout=TIMEOUT)
+
+
+def revoke_token(
+    http: requests.Session, standin: TikTokStandIn, access_token: str, secret: str | None = None
+) -> requests.Response:
+    data = {
+        "client_key": standin.client_key,
+        "client_secret": secret or standin.client_secret,
+        "token": access_token,
+    }
+    return http.post(standin.revoke_url, data=data, timeout=TIMEOUT)
+
+
+def test_a_code_is_exchanged_once_for_a_working_pair(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    code = standin.authorize("quinn", redirect_uri=REDIRECT, scope="user.info.basic")
+    assert "*" in code
+    assert "!" in code
+    assert standin.issued_codes == [code]
+    assert standin.is_code_pending(code)
+
+    response = exchange(http, standin, code)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {
+        "access_token",
+        "expires_in",
+        "open_id",
+        "refresh_expires_in",
+        "refresh_token",
+        "scope",
+        "token_type",
+    }
+    assert body["open_id"] == "quinn"
+    assert body["scope"] == "user.info.basic"
+    assert (body["expires_in"], body["refresh_expires_in"]) == (7200, 15_552_000)
+    assert standin.current_refresh_token("quinn") == body["refresh_token"]
+    assert {body["access_token"], body["refresh_token"]} <= set(standin.issued_tokens)
+    assert not standin.is_code_pending(code)
+    assert standin.exchange_count() == standin.exchange_count("quinn") == 1
+    assert standin.refresh_count() == 0
+    # The code arrived form-encoded and decoded back to itself.
+    assert b"%2A%21" in standin.received[0].body
+    assert standin.received[0].form["code"] == code
+
+    again = assert_error(exchange(http, standin, code), 400, "invalid_grant")
+    assert again["error_description"] == "Authorization code has already been used."
+    assert standin.exchange_count() == 1
+    assert refresh(http, standin, body["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "description"),
+    [
+        pytest.param({"code": "never-issued*!0"}, "Authorization code is invalid.", id="unknown"),
+        pytest.param(
+            {"redirect_uri": REDIRECT + "/"},
+            "redirect_uri does not match the one of the authorization request.",
+            id="redirect-with-slash",
+        ),
+        pytest.param(
+            {"redirect_uri": None},
+            "redirect_uri does not match the one of the authorization request.",
+            id="redirect-missing",
+        ),
+    ],
+)
+def test_a_failed_exchange_is_invalid_grant_and_spends_the_code(
+    standin: TikTokStandIn, http: requests.Session, change: dict[str, str | None], description: str
+) -> None:
+    code = standin.authorize("rosa", redirect_uri=REDIRECT)
+    body = assert_error(exchange(http, standin, code, **change), 400, "invalid_grant")
+    assert body["error_description"] == description
+    issued = standin.issued_tokens
+    if "code" not in change:  # the attempt spent the real code: the right one fails now too
+        assert not standin.is_code_pending(code)
+        used = assert_error(exchange(http, standin, code), 400, "invalid_grant")
+        assert used["error_description"] == "Authorization code has already been used."
+    assert standin.issued_tokens == issued
+    assert standin.exchange_count() == 0
+
+
+def test_an_expired_code_and_a_200_invalid_grant(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    standin.code_ttl = 0.0
+    standin.invalid_grant_status = 200
+    code = standin.authorize("sam", redirect_uri=REDIRECT)
+    body = assert_error(exchange(http, standin, code), 200, "invalid_grant")
+    assert body["error_description"] == "Authorization code has expired."
+    assert not standin.is_code_pending(code)
+
+
+def test_wrong_app_credentials_leave_the_code_unspent(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    code = standin.authorize("tess", redirect_uri=REDIRECT)
+    assert_error(exchange(http, standin, code, client_secret="nope"), 401, "invalid_client")
+    response = http.post(standin.token_url, json={"code": code}, timeout=TIMEOUT)
+    assert_error(response, 400, "invalid_request")
+    assert standin.is_code_pending(code)
+    assert exchange(http, standin, code).status_code == 200
+
+
+@pytest.mark.parametrize("encoding", ["hex", "base64url"])
+def test_pkce_right_wrong_and_missing_verifier(
+    standin: TikTokStandIn, http: requests.Session, encoding: Literal["hex", "base64url"]
+) -> None:
+    challenge = challenge_of(VERIFIER, encoding)
+    assert challenge == (
+        hashlib.sha256(VERIFIER.encode()).hexdigest()
+        if encoding == "hex"
+        else base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest())
+        .decode()
+        .rstrip("=")
+    )
+    codes = [
+        standin.authorize(
+            "uma", redirect_uri=REDIRECT, code_challenge=challenge, challenge_encoding=encoding
+        )
+        for _ in range(4)
+    ]
+    # The challenge in the other encoding than the one checked (with hex checked: what
+    # integrations report of a base64url challenge at TikTok's desktop flow).
+    other: Literal["hex", "base64url"] = "hex" if encoding == "base64url" else "base64url"
+    other_code = standin.authorize(
+        "uma",
+        redirect_uri=REDIRECT,
+        code_challenge=challenge_of(VERIFIER, other),
+        challenge_encoding=encoding,
+    )
+
+    missing = assert_error(exchange(http, standin, codes[0]), 400, "invalid_grant")
+    assert missing["error_description"] == "Code verifier is required."
+    wrong = exchange(http, standin, codes[1], code_verifier=VERIFIER[:-1] + "x")
+    assert assert_error(wrong, 400, "invalid_grant")["error_description"] == (
+        "Code verifier or code challenge is invalid."
+    )
+    crossed = exchange(http, standin, other_code, code_verifier=VERIFIER)
+    assert assert_error(crossed, 400, "invalid_grant")["error_description"] == (
+        "Code verifier or code challenge is invalid."
+    )
+    assert standin.exchange_count() == 0
+    assert exchange(http, standin, codes[2], code_verifier=VERIFIER).status_code == 200
+    # Without a challenge, a verifier is not asked for (TikTok's web flow).
+    plain = standin.authorize("uma", redirect_uri=REDIRECT)
+    assert exchange(http, standin, plain).status_code == 200
+    assert standin.exchange_count("uma") == 2
+    assert standin.is_code_pending(codes[3])
+
+
+def exchange_race(standin: TikTokStandIn, code: str, n: int) -> list[int]:
+    """Exchange ``code`` from ``n`` threads at once (one Session each); the sorted statuses."""
+    barrier = threading.Barrier(n)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def use() -> None:
+        with requests.Session() as session:
+            barrier.wait()
+            status = exchange(session, standin, code).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=use) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    return sorted(statuses)
+
+
+def test_concurrent_exchanges_of_one_code_exactly_one_wins(standin: TikTokStandIn) -> None:
+    for round_ in range(8):
+        code = standin.authorize(f"racer{round_}", redirect_uri=REDIRECT)
+        n = 2 + round_ % 3
+        assert exchange_race(standin, code, n) == [200] + [400] * (n - 1)
+    assert standin.exchange_count() == 8
+    assert len(standin.issued_tokens) == 16
+
+
+def test_scripts_slow_and_consume_find_the_owner_of_a_code(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    code = standin.authorize("vera", redirect_uri=REDIRECT)
+    standin.script(tiktok_error("server_error", status=503), open_id="vera")
+    assert_error(exchange(http, standin, code), 503, "server_error")
+    assert standin.is_code_pending(code)  # a scripted answer alone spends nothing
+
+    standin.script(Reply(504, body="<html>gateway timeout</html>", consume=True), open_id="vera")
+    assert exchange(http, standin, code).status_code == 504
+    assert not standin.is_code_pending(code)
+    assert standin.lost_exchange_count("vera") == 1
+    assert standin.exchange_count() == 0
+    lost = standin.current_refresh_token("vera")
+    assert lost is not None  # the pair exists, nobody learnt it
+
+    second = standin.authorize("vera", redirect_uri=REDIRECT)
+    standin.slow["vera"] = 0.2
+    started = time.monotonic()
+    assert exchange(http, standin, second).status_code == 200
+    assert time.monotonic() - started >= 0.2
+
+
+def test_twists_apply_to_exchanges(standin: TikTokStandIn, http: requests.Session) -> None:
+    code = standin.authorize("wade", redirect_uri=REDIRECT)
+    standin.twist("wade", lambda payload: (200, {**payload, "refresh_token": None}))
+    body = exchange(http, standin, code).json()
+    assert body["refresh_token"] is None
+    assert standin.current_refresh_token("wade") is not None  # the real pair was issued
+    assert standin.exchange_count("wade") == 1
+
+
+def test_revoke_ends_every_token_of_the_user_and_only_once(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    first = standin.issue("xena")
+    second = standin.issue("xena")
+    other = standin.issue("yuri")
+    response = revoke_token(http, standin, first.access_token)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert standin.revoke_count() == standin.revoke_count("xena") == 1
+    for tokens in (first, second):
+        assert not standin.is_valid(tokens.refresh_token)
+        assert standin.access_revoked(tokens.access_token)
+    assert standin.is_valid(other.refresh_token)
+    assert not standin.access_revoked(other.access_token)
+
+    for token in (first.access_token, second.access_token):
+        body = assert_error(revoke_token(http, standin, token), 400, "invalid_grant")
+        assert body["error_description"] == "Access token is invalid or has been revoked."
+    standin.revoke_invalid_status = 401
+    assert_error(revoke_token(http, standin, first.access_token), 401, "invalid_grant")
+    assert standin.revoke_count() == 1
+
+    # Tokens issued after the revoke (a new consent) work, and can be revoked in turn.
+    third = standin.issue("xena")
+    assert not standin.access_revoked(third.access_token)
+    assert revoke_token(http, standin, third.access_token).status_code == 200
+    # A token never issued: 200, and nothing happens (as before).
+    assert revoke_token(http, standin, "act.never-issued").content == b""
+    assert standin.revoke_count() == 2
+    assert standin.is_valid(other.refresh_token)
+
+
+def test_revoke_checks_the_app_first_and_obeys_scripts(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    tokens = standin.issue("zed")
+    assert_error(revoke_token(http, standin, tokens.access_token, "wrong"), 401, "invalid_client")
+    assert not standin.access_revoked(tokens.access_token)
+    standin.script(Reply(500), open_id="zed")
+    assert revoke_token(http, standin, tokens.access_token).status_code == 500
+    assert not standin.access_revoked(tokens.access_token)
+    standin.script(Reply(502, consume=True), open_id="zed")
+    assert revoke_token(http, standin, tokens.access_token).status_code == 502
+    assert standin.access_revoked(tokens.access_token)
+    assert not standin.is_valid(tokens.refresh_token)
+    standin.revoke("zed")  # the user's side: access tokens go too
+    again = standin.issue("zed")
+    standin.revoke("zed")
+    assert standin.access_revoked(again.access_token)
