@@ -202,6 +202,22 @@ def test_echoed_fragments_of_the_token_and_secret_are_masked(
     )
 
 
+def test_tokens_of_the_answer_itself_are_masked(
+    standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens
+) -> None:
+    """An answer that carries a token (of any shape) and repeats it in its description."""
+    opaque = "OpaqueAccessValue0123456789"
+    standin.script(
+        Reply(
+            500,
+            {"error": "server_error", "error_description": f"for {opaque}", "access_token": opaque},
+        )
+    )
+    error = revoke_error(client, standin, issued.access_token)
+    assert leaked_fragments(error.reason, opaque) == []
+    assert error.reason == "server_error (HTTP 500): for [redacted]"
+
+
 # ----------------------------------------------------------------------------- answers
 
 
