@@ -368,7 +368,7 @@ def test_empty_arguments_are_refused_before_sending(
         (("some-code",), {"redirect_uri": ""}),
         (("some-code",), {"redirect_uri": REDIRECT, "code_verifier": ""}),
     ]:
-        with pytest.raises(ValueError, match="required") as caught:
+        with pytest.raises(ValueError, match="must not be empty") as caught:
             client.exchange_code(*args, **kwargs)
         assert "some-code" not in str(caught.value)
     assert standin.received == []

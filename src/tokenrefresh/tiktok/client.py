@@ -106,7 +106,9 @@ class TikTokClient:
         sent only when given (PKCE, desktop apps). A grant always has a refresh token and an
         open_id; else one of the three outcome exceptions (see `code_answer.py`)."""
         if not code or not redirect_uri or code_verifier == "":
-            raise ValueError("the authorization code, redirect_uri and code_verifier are required")
+            raise ValueError(
+                "the code and redirect_uri must not be empty, nor a code_verifier given"
+            )
         client_secret = self._credentials.client_secret.reveal()
         secrets = (
             (code, client_secret) if code_verifier is None else (code, client_secret, code_verifier)
