@@ -13,7 +13,15 @@ import pytest
 from sqlalchemy import Engine, text
 
 from conftest import Cli
-from helpers import account, assert_no_secret, attempts, counts, set_account, snapshot
+from helpers import (
+    account,
+    assert_no_secret,
+    attempts,
+    counts,
+    set_account,
+    snapshot,
+    stored_tokens,
+)
 from standin import IssuedTokens, TikTokStandIn, tiktok_error
 from tokenrefresh.clock import utcnow
 from tokenrefresh.storage.models import AccountStatus
@@ -316,17 +324,26 @@ PAST = datetime(2020, 1, 1, tzinfo=UTC)
     [
         (
             {"status": AccountStatus.EXPIRED.value},
-            "is expired: its user must reconnect the TikTok account",
+            "is expired (TikTok rejected its refresh token): its user must reconnect",
         ),
-        ({"status": AccountStatus.DISABLED.value}, "is disabled"),
         (
-            {"access_expires_at": PAST},
-            ": the access token expired at 2020-01-01T00:00:00+00:00; run `tokenrefresh "
-            "refresh` (is cron running it?)",
+            {"status": AccountStatus.DISABLED.value},
+            "is disabled (`tokenrefresh accounts enable` makes it active again)",
         ),
-        ({"access_token_ciphertext": None}, " has no stored access token"),
+        (
+            {"status": AccountStatus.REVOKED.value},
+            "was revoked: its user must connect the TikTok account again",
+        ),
+        (
+            {"refresh_token_ciphertext": None},
+            "has no stored refresh token: its user must reconnect",
+        ),
+        (
+            {"refresh_expires_at": PAST},
+            "has a refresh token past its expiry: its user must reconnect",
+        ),
     ],
-    ids=["expired", "disabled", "access-token-expired", "no-stored-token"],
+    ids=["expired", "disabled", "revoked", "no-refresh-token", "refresh-token-past-expiry"],
 )
 def test_token_refuses_an_account_without_a_usable_token(
     cli: Cli,
@@ -339,13 +356,37 @@ def test_token_refuses_an_account_without_a_usable_token(
     issued = add_accounts(1)
     set_account(engine, "user0", **state)
     the_id = account(engine, "user0")["id"]
-    separator = "" if message.startswith((":", " ")) else " "
     for args in ([str(the_id)], ["--open-id", "user0"]):
         result = cli("accounts", "token", *args)
         assert result.exit_code == 1
         assert result.stdout == ""
-        assert result.stderr == f"error: account {the_id} (user0){separator}{message}\n"
+        assert result.stderr == f"error: account {the_id} (user0) {message}\n"
         assert_no_secret(result.stderr, *secrets_of(engine, issued, standin))
+    assert standin.received == []
+
+
+@pytest.mark.parametrize(
+    "state",
+    [{"access_expires_at": PAST}, {"access_token_ciphertext": None}],
+    ids=["access-token-expired", "no-stored-access-token"],
+)
+def test_token_without_a_usable_access_token_is_refreshed_first(
+    cli: Cli,
+    env: dict[str, str],
+    add_accounts: AddAccounts,
+    engine: Engine,
+    standin: TikTokStandIn,
+    state: dict[str, Any],
+) -> None:
+    issued = add_accounts(1)
+    set_account(engine, "user0", **state)
+    result = cli("accounts", "token", "--open-id", "user0")
+    assert result.exit_code == 0, result.stderr
+    [sent] = standin.received
+    assert sent.form["refresh_token"] == issued[0].refresh_token
+    access, refresh = stored_tokens(engine, "user0", env["TOKENREFRESH_ENCRYPTION_KEYS"])
+    assert result.stdout == f"{access}\n"
+    assert refresh == standin.current_refresh_token("user0")
 
 
 def test_token_of_an_account_about_to_expire_is_still_given(

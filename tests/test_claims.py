@@ -1,14 +1,19 @@
-"""Claims at the repository level: what keeps two runs off the same refresh token.
+"""Claims at the repository level: what keeps two claimers off the same refresh token.
 
-PostgreSQL: `FOR UPDATE SKIP LOCKED`, so a second claim of a held account returns at once
-without it, and a run started meanwhile never waits on that row. Both databases: every
-write that ends a claim is a compare-and-set on the token generation, so a writer that
-read an older pair never overwrites a newer one.
+A claim is a lease on the account's row (`lease_owner`, `lease_expires_at`), taken in one
+short transaction: a second claim of a leased account returns at once without it, on both
+databases; PostgreSQL picks the row `FOR UPDATE SKIP LOCKED`, so a run started meanwhile
+never waits on another's claiming transaction. A lease whose holder died ends when it runs
+out, or at once if the holder was a process of this host. Every write that ends a claim is
+a compare-and-set on the token generation, so a writer that read an older pair never
+overwrites a newer one.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +29,10 @@ from conftest import process_env
 from helpers import AddAccounts, account, import_line, rejected_attempt
 from standin import IssuedTokens, TikTokStandIn
 from tokenrefresh.cli import app
+from tokenrefresh.defaults import MAX_HTTP_TIMEOUT
+from tokenrefresh.refresh.on_demand import DEFAULT_WAIT
+from tokenrefresh.refresh.pacing import RetryPolicy
+from tokenrefresh.storage.claims import DEFAULT_LEASE
 from tokenrefresh.storage.models import Account
 from tokenrefresh.storage.records import NewTokens, WriteResult
 from tokenrefresh.storage.repository import Repository
@@ -92,17 +101,63 @@ def new_pair() -> NewTokens:
 # ----------------------------------------------------------------------------- SKIP LOCKED
 
 
-@pytest.mark.postgres
 def test_a_second_claim_of_a_held_account_returns_at_once_without_it(
-    pg_env: dict[str, str], standin: TikTokStandIn, pg_engine: Engine
+    add_accounts: AddAccounts, engine: Engine
 ) -> None:
-    import_on_postgresql(pg_env, standin, 2)
-    repository = Repository(pg_engine)
+    add_accounts(2)
+    repository = Repository(engine)
     with repository.claim(1, None) as held:
         assert held is not None
+        row = account(engine, "user0")
+        assert row["lease_owner"] == held.owner
+        assert row["lease_expires_at"] > datetime.now(UTC) + DEFAULT_LEASE - timedelta(minutes=1)
         assert in_thread(lambda: second_claim(repository, 1)) is False
         assert in_thread(lambda: second_claim(repository, 2)) is True  # the others are free
-    assert in_thread(lambda: second_claim(repository, 1)) is True  # released with the claim
+    assert account(engine, "user0")["lease_owner"] is None  # released with the claim
+    assert in_thread(lambda: second_claim(repository, 1)) is True
+
+
+def lease_to(engine: Engine, account_id: int, owner: str, until: datetime) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(lease_owner=owner, lease_expires_at=until)
+        )
+
+
+def test_a_lease_of_another_host_holds_until_it_runs_out(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    """A crashed claimer elsewhere: its accounts are free again when the lease runs out."""
+    add_accounts(1)
+    now = datetime.now(UTC)
+    lease_to(engine, 1, "another-host:4242:0badcafe", now + timedelta(minutes=3))
+    assert second_claim(Repository(engine), 1) is False
+    later = Repository(engine, clock=lambda: now + timedelta(minutes=3, seconds=1))
+    with later.claim(1, None) as claim:
+        assert claim is not None
+        assert account(engine, "user0")["lease_owner"] == claim.owner
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(2)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = f"{socket.gethostname()[:40]}:{int(gone.stdout)}:0badcafe"
+    alive = f"{socket.gethostname()[:40]}:{os.getppid()}:0badcafe"
+    until = datetime.now(UTC) + timedelta(minutes=4)
+    lease_to(engine, 1, dead, until)
+    lease_to(engine, 2, alive, until)
+    assert second_claim(Repository(engine), 1) is True
+    assert second_claim(Repository(engine), 2) is False  # its holder still runs
+    assert account(engine, "user1")["lease_owner"] == alive
 
 
 @pytest.mark.postgres
@@ -142,12 +197,10 @@ def test_a_run_started_meanwhile_does_not_wait_on_a_held_row(
 def test_a_rejection_after_a_newer_pair_was_stored_marks_nothing(
     add_accounts: AddAccounts, engine: Engine
 ) -> None:
-    """On PostgreSQL the row lock makes this interleaving impossible for a normal claim, so
-    the test forces it: the claim reads without a row lock (as on SQLite) while a second
-    connection stores a newer pair. The compare-and-set itself must hold on both."""
+    """Nothing holds the row during the call, so another writer can store a newer pair
+    meanwhile (an import); the compare-and-set must catch it."""
     add_accounts(1)
     repository = Repository(engine)
-    repository.holds_row_locks = False  # force the interleaving on PostgreSQL too
     with repository.claim(1, None) as claim:
         assert claim is not None
         bump_generation(engine, 1)
@@ -163,7 +216,6 @@ def test_a_grant_for_an_account_reimported_meanwhile_is_not_written(
     """The newest consent wins: a refresh that read the old pair does not overwrite it."""
     add_accounts(1)
     repository = Repository(engine)
-    repository.holds_row_locks = False
     before = account(engine, "user0")
     with repository.claim(1, None) as claim:
         assert claim is not None
@@ -192,3 +244,12 @@ def test_a_grant_moves_the_imported_fingerprint_to_the_spent_ones(
             text("SELECT fingerprint, account_id FROM spent_refresh_tokens")
         ).all()
     assert [tuple(r) for r in spent] == [(imported, 1)]
+
+
+def test_one_accounts_whole_refresh_ends_within_its_lease() -> None:
+    """Every attempt at the longest --http-timeout, and the longest waits between them,
+    still end before the claim's lease runs out (else another could take the account)."""
+    policy = RetryPolicy()
+    longest = policy.attempts * MAX_HTTP_TIMEOUT + (policy.attempts - 1) * policy.max_wait
+    assert longest + 30 < DEFAULT_LEASE.total_seconds()
+    assert DEFAULT_WAIT.total_seconds() < DEFAULT_LEASE.total_seconds()

@@ -326,3 +326,46 @@ def test_rate_limit_spaces_the_calls(
     # Six calls at 10/s: the last starts at least 0.5 s after the first.
     assert times[-1] - times[0] >= 0.45
     _ = time
+
+
+# ----------------------------------------------------------------------------- connections
+
+
+def database_connections(db: Engine) -> int:
+    """Connections to the test database other than the one asking."""
+    with db.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        )
+
+
+def test_concurrency_64_holds_at_most_8_database_connections(
+    pg_env: dict[str, str], standin: TikTokStandIn, db: Engine
+) -> None:
+    """Claims are leases: no connection is held across a call to TikTok, so 64 calls in
+    flight share a few connections (managed PostgreSQL often allows only 100)."""
+    import_accounts(pg_env, standin, 192)
+    standin.latency = 0.5
+    process = start(pg_env, "refresh", "--json", "--concurrency", "64")
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, database_connections(db))
+        time.sleep(0.02)
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert json.loads(out)["counts"]["refreshed"] == 192
+    assert 2 <= peak <= 8, peak
+    # ... while many more calls than connections were in flight at once.
+    arrivals = sorted(received.at for received in standin.received)
+    in_flight = max(
+        sum(1 for later in arrivals[index:] if later - arrived < standin.latency / 2)
+        for index, arrived in enumerate(arrivals)
+    )
+    assert in_flight > 16, in_flight
+    assert_presented_at_most_once(standin)
+    assert_all_current(pg_env, db, standin)

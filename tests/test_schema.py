@@ -11,8 +11,10 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from conftest import Cli, PostgresServer
+from tokenrefresh.cli import app
 from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import create_database_engine
 from tokenrefresh.storage.models import Base
@@ -153,3 +155,39 @@ def test_sqlite_at_an_older_revision_is_upgraded_on_first_use(cli: Cli, tmp_path
     current = cli("db", "current", env={"TOKENREFRESH_DATABASE_URL": url})
     assert current.exit_code == 0
     assert f"revision {schema.HEAD_REVISION}" in current.stdout
+
+
+@pytest.mark.parametrize("start", ["0001", "0002", "0003"])
+def test_an_sqlite_upgrade_keeps_every_row(tmp_path: Path, start: str) -> None:
+    """A migration that changes a constraint copies the table on SQLite; with foreign keys
+    on, dropping the old copy would cascade to every attempt and spent-token row."""
+    url = f"sqlite:///{tmp_path / 'older.db'}"
+    _upgrade_to(url, start)
+    engine = create_database_engine(make_url(url))
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO accounts (id, open_id, access_expires_at, refresh_expires_at, "
+                "scope, status, token_generation, consecutive_failures, next_attempt_at, "
+                "created_at, updated_at) VALUES (1, 'user0', '2026-11-29 00:00:00', "
+                "'2027-05-01 00:00:00', '', 'active', 1, 0, '2026-11-29 00:00:00', "
+                "'2026-11-29 00:00:00', '2026-11-29 00:00:00')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO refresh_attempts (account_id, attempted_at, outcome, duration_ms) "
+                "VALUES (1, '2026-11-29 00:00:00', 'refreshed', 5)"
+            )
+        )
+    engine.dispose()
+
+    upgraded = CliRunner().invoke(app, ["db", "upgrade"], env={"TOKENREFRESH_DATABASE_URL": url})
+
+    assert upgraded.exit_code == 0, upgraded.output
+    engine = create_database_engine(make_url(url))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM accounts")).scalar_one() == 1
+        assert connection.execute(text("SELECT count(*) FROM refresh_attempts")).scalar_one() == 1
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    engine.dispose()

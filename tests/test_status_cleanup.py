@@ -26,7 +26,13 @@ def test_status_counts_expiry_and_reconnects(
     result = cli("status", "--json")
     assert result.exit_code == 0, result.stderr
     report = result.json()
-    assert report["accounts"] == {"active": 2, "expired": 1, "disabled": 1, "total": 4}
+    assert report["accounts"] == {
+        "active": 2,
+        "expired": 1,
+        "disabled": 1,
+        "revoked": 0,
+        "total": 4,
+    }
     assert report["access_tokens"]["overdue"] == 1
     assert report["access_tokens"]["expiring_within_window"] == 1
     assert report["window_seconds"] == 5400

@@ -1,5 +1,50 @@
-"""tokenrefresh: keeps TikTok OAuth tokens fresh, encrypted at rest, from cron."""
+"""tokenrefresh: keeps TikTok OAuth tokens fresh, encrypted at rest, from cron or an app.
+
+The library face (`TokenStore` and its errors) is imported lazily, so `import tokenrefresh`
+stays cheap and never pulls in Typer or rich (those are the CLI's alone).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "AccessToken",
+    "AccountNotFound",
+    "ConfigurationError",
+    "ReconnectNeeded",
+    "TemporarilyUnavailable",
+    "TokenRefreshError",
+    "TokenStore",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from tokenrefresh.api import AccessToken, TokenStore
+    from tokenrefresh.errors import (
+        AccountNotFound,
+        ConfigurationError,
+        ReconnectNeeded,
+        TemporarilyUnavailable,
+        TokenRefreshError,
+    )
+
+_WHERE = {
+    "AccessToken": "tokenrefresh.api",
+    "TokenStore": "tokenrefresh.api",
+    "AccountNotFound": "tokenrefresh.errors",
+    "ConfigurationError": "tokenrefresh.errors",
+    "ReconnectNeeded": "tokenrefresh.errors",
+    "TemporarilyUnavailable": "tokenrefresh.errors",
+    "TokenRefreshError": "tokenrefresh.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'tokenrefresh' has no attribute {name!r}")

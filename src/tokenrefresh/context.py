@@ -45,8 +45,8 @@ def lock_name(command: str, shard: Shard | None = None) -> str:
 class Context:
     """What one command invocation builds from its Settings (each at most once).
 
-    `pool_size`: the database connections it may hold at once (a refresh run: one per
-    worker, one to read the due accounts, one for the lock).
+    `pool_size`: the database connections it may hold at once (a refresh run: see
+    `jobs.run_pool_size`; workers wait for a free one, held only for short transactions).
     """
 
     def __init__(self, settings: Settings, *, pool_size: int = 5) -> None:

@@ -10,7 +10,9 @@ __all__ = [
     "CONCURRENCY",
     "HTTP_TIMEOUT",
     "MAX_AGE",
+    "MAX_HTTP_TIMEOUT",
     "MAX_RUNTIME",
+    "MIN_VALID",
     "RECONNECT_LISTED",
     "RETENTION",
     "WINDOW",
@@ -21,13 +23,21 @@ __all__ = [
 # finds 30-60 minutes left, enough for a full run of up to MAX_RUNTIME.
 WINDOW = timedelta(minutes=90)
 # 8 calls in flight at ~100 ms each is ~80 refreshes/s: 100,000 accounts with 2-hour
-# tokens need ~37/s on average. It keeps TikTok, the database (8 + 2 connections) and a
-# small host comfortable; raise it for more accounts, or shard across hosts.
+# tokens need ~37/s on average. It keeps TikTok and a small host comfortable (the database
+# sees at most 8 connections from a run, whatever the concurrency); raise it for more
+# accounts, or shard across hosts.
 CONCURRENCY = 8
 # Below the 30-minute cron interval, so a run ends (and frees its lock) before the next.
 MAX_RUNTIME = timedelta(minutes=25)
 # The whole of one call to TikTok, connect to last byte.
 HTTP_TIMEOUT = 20.0  # seconds
+# At most: one account's whole refresh (3 calls, the waits between them) must end well
+# within its claim's lease (storage.claims.DEFAULT_LEASE, 5 minutes), or another claimer
+# could present the same refresh token. A test keeps the two in step.
+MAX_HTTP_TIMEOUT = 60.0  # seconds
+# An access token handed to an app (`accounts token`, `TokenStore.access_token`) stays
+# valid at least this long, or the account is refreshed first.
+MIN_VALID = timedelta(minutes=5)
 # Refresh attempts and finished runs are kept this long (`cleanup`).
 RETENTION = timedelta(days=30)
 # `status --check`: the last successful refresh may be this old (two cron ticks).

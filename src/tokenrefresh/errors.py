@@ -15,12 +15,15 @@ __all__ = [
     "AccountNotFound",
     "ClientRejected",
     "ConfigError",
+    "ConfigurationError",
     "DatabaseError",
     "DecryptionError",
     "ImportFileError",
     "LockHeld",
     "NoUsableToken",
+    "ReconnectNeeded",
     "SchemaNotCurrent",
+    "TemporarilyUnavailable",
     "TokenRefreshError",
     "UsageError",
 ]
@@ -65,6 +68,10 @@ class ConfigError(TokenRefreshError):
     exit_code = EXIT_CONFIG
 
 
+# The library's name for it (`from tokenrefresh import ConfigurationError`).
+ConfigurationError = ConfigError
+
+
 class DecryptionError(ConfigError):
     """A stored token cannot be decrypted with any key in TOKENREFRESH_ENCRYPTION_KEYS."""
 
@@ -87,5 +94,15 @@ class NoUsableToken(TokenRefreshError):
     """The account has no access token that can be used now."""
 
 
-class DatabaseError(TokenRefreshError):
+class ReconnectNeeded(NoUsableToken):
+    """The account's user must connect the TikTok account again: TikTok rejected its refresh
+    token, or it expired, or the account was revoked, disabled or has no tokens."""
+
+
+class TemporarilyUnavailable(TokenRefreshError):
+    """No fresh token now, for a reason that may pass: TikTok or the database failed, or
+    another process is still refreshing the account. Try again later."""
+
+
+class DatabaseError(TemporarilyUnavailable):
     """The database could not be reached or failed during the command."""

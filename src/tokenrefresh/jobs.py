@@ -32,7 +32,7 @@ from tokenrefresh.storage.repository import Repository
 if TYPE_CHECKING:
     from tokenrefresh.monitoring import Monitoring
 
-__all__ = ["JobOptions", "cleanup_job", "refresh_job"]
+__all__ = ["MAX_RUN_CONNECTIONS", "JobOptions", "cleanup_job", "refresh_job", "run_pool_size"]
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,24 @@ class JobOptions:
     show_progress: bool = False  # a progress bar on stderr, if that is a terminal
 
 
+# A worker holds a connection only for its short claim and write transactions, never across
+# a call to TikTok, so a handful serve any --concurrency: the run then needs at most
+# MAX_RUN_CONNECTIONS in all (the workers' share, one to read the due accounts, one for the
+# lock), whatever --concurrency is. Managed PostgreSQL often caps connections at 100.
+MAX_RUN_CONNECTIONS = 8
+
+
+def run_pool_size(concurrency: int) -> int:
+    """The connections a refresh run may hold at once: at most MAX_RUN_CONNECTIONS."""
+    return min(concurrency + 2, MAX_RUN_CONNECTIONS)
+
+
 def refresh_job(options: RefreshOptions, job: JobOptions, *, http_timeout: float) -> RunReport:
     """`tokenrefresh refresh`: the dry run, or the run with its lock, signals and pings."""
     settings = _settings("refresh", options.shard, job.dry_run)
     monitoring = _monitoring("refresh", settings, job, options.window)
-    pool_size = options.concurrency + 2  # a connection per worker, the batches, the lock
     with (
-        Context(settings, pool_size=pool_size) as context,
+        Context(settings, pool_size=run_pool_size(options.concurrency)) as context,
         _refusal_recorded(context, "refresh", options.shard, job.dry_run),
     ):
         repository = context.repository()
@@ -61,8 +72,8 @@ def refresh_job(options: RefreshOptions, job: JobOptions, *, http_timeout: float
         if job.dry_run:
             return plan.dry_run()
         client = context.client(read_timeout=http_timeout)
-        # On PostgreSQL a run for named accounts needs no run lock: its row locks keep it
-        # apart from a cron run over the same accounts, which it must not wait for.
+        # On PostgreSQL a run for named accounts needs no run lock: its leases keep it apart
+        # from a cron run over the same accounts, which it must not wait for.
         needs_lock = not (plan.explicit and context.holds_row_locks)
         lock = context.run_lock("refresh", options.shard) if needs_lock else None
         observer = _observer(monitoring, show_progress=job.show_progress)

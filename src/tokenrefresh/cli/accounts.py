@@ -1,8 +1,13 @@
-"""`accounts import | list | show | token | remove | disable | enable`."""
+"""`accounts import | list | show | token | authorize-url | connect | revoke | remove |
+disable | enable`."""
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,27 +15,43 @@ import typer
 
 from tokenrefresh import defaults
 from tokenrefresh.cli.app import accounts_app, handles_errors, setup
-from tokenrefresh.cli.options import AsJson, Quiet
+from tokenrefresh.cli.options import AsJson, HttpTimeout, Quiet, as_duration
+from tokenrefresh.durations import format_duration
 from tokenrefresh.errors import UsageError
 from tokenrefresh.scrub import safe_text
 from tokenrefresh.settings import Settings
 from tokenrefresh.storage.records import AccountStatus
 
 if TYPE_CHECKING:
+    from tokenrefresh.accounts import Accounts
+    from tokenrefresh.connections import Connections
+    from tokenrefresh.context import Context
     from tokenrefresh.storage.records import AccountView
 
 __all__ = [
+    "accounts_authorize_url",
+    "accounts_connect",
     "accounts_disable",
     "accounts_enable",
     "accounts_import",
     "accounts_list",
     "accounts_remove",
+    "accounts_revoke",
     "accounts_show",
     "accounts_token",
 ]
 
 
 AccountId = Annotated[int, typer.Argument(metavar="ID")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+RedirectUri = Annotated[
+    str,
+    typer.Option(
+        "--redirect-uri",
+        metavar="URI",
+        help="The redirect URI registered for the app, exactly as on TikTok's consent page.",
+    ),
+]
 
 
 @accounts_app.command("import")
@@ -126,42 +147,220 @@ def accounts_token(
     open_id: Annotated[
         str | None, typer.Option("--open-id", help="Find the account by open_id.")
     ] = None,
+    min_valid: Annotated[
+        timedelta,
+        typer.Option(
+            parser=as_duration,
+            metavar="DURATION",
+            show_default=format_duration(defaults.MIN_VALID),
+            help="The token must stay valid this long; if it would not, the account is "
+            "refreshed now (needs the TikTok credentials).",
+        ),
+    ] = defaults.MIN_VALID,
+    http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
 ) -> None:
-    """Print the account's current access token, and only it, for apps and scripts."""
+    """Print the account's access token, and only it, for apps and scripts.
+
+    The same path as the Python API's `TokenStore.access_token`: the stored token if it
+    stays valid for --min-valid, else the account refreshed now (or the result of a
+    refresh another process has in flight).
+    """
     setup()
     if (account_id is None) == (open_id is None):
         raise UsageError("give an account ID or --open-id, not both and not neither")
-    from tokenrefresh.accounts import Accounts
+    if min_valid < timedelta(0):
+        raise UsageError("--min-valid must not be negative")
     from tokenrefresh.context import Context
+    from tokenrefresh.refresh.on_demand import LazyEndpoint, OnDemand
 
-    with Context(Settings.from_env()) as context:
+    with Context(Settings.from_env(), pool_size=2) as context:
         repository = context.repository()
         cipher = context.cipher(verify_with=repository)
-        accounts = Accounts(repository)
-        token = accounts.access_token(accounts.get(account_id, open_id), cipher)
-    sys.stdout.write(token + "\n")
+        client = LazyEndpoint(lambda: context.client(read_timeout=http_timeout))
+        token = OnDemand(repository, cipher, client).access_token(
+            account_id=account_id, open_id=open_id, min_valid=min_valid
+        )
+    sys.stdout.write(token.token + "\n")
+
+
+@accounts_app.command("authorize-url")
+@handles_errors
+def accounts_authorize_url(
+    redirect_uri: RedirectUri,
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope",
+            help="A scope to ask for (repeat the option; default user.info.basic).",
+        ),
+    ] = [],  # noqa: B006 - Typer's way of saying "none given"
+    pkce: Annotated[
+        bool,
+        typer.Option(
+            "--pkce",
+            help="Desktop and mobile apps: add a PKCE code challenge; the code verifier is "
+            "printed for `accounts connect` (second line of its input).",
+        ),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Print the URL of TikTok's consent page for a new account (and its state to check)."""
+    setup()
+    from tokenrefresh.tiktok.consent import (
+        authorize_url,
+        check_redirect_uri,
+        code_challenge,
+        new_code_verifier,
+        new_state,
+    )
+
+    settings = Settings.from_env()
+    credentials = settings.require_client_credentials()
+    try:
+        check_redirect_uri(redirect_uri)
+    except ValueError as error:
+        raise UsageError(f"--redirect-uri: {error}") from None
+    state = new_state()
+    verifier = new_code_verifier() if pkce else None
+    try:
+        url = authorize_url(
+            client_key=credentials.client_key,
+            redirect_uri=redirect_uri,
+            scopes=scope or ["user.info.basic"],
+            state=state,
+            code_challenge=code_challenge(verifier) if verifier else None,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if as_json:
+        document = {"url": url, "state": state, "code_verifier": verifier}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    sys.stdout.write(url + "\n")
+    sys.stderr.write(f"state: {state} (TikTok sends it back with the code: compare them)\n")
+    if verifier:
+        sys.stderr.write(f"code verifier: {verifier} (keep it for `accounts connect`)\n")
+
+
+@accounts_app.command("connect")
+@handles_errors
+def accounts_connect(
+    redirect_uri: RedirectUri,
+    label: Annotated[str | None, typer.Option("--label", help="A name for the account.")] = None,
+    as_json: AsJson = False,
+    http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
+) -> None:
+    """Exchange an authorization code for the account's tokens, and store them.
+
+    Reads the code from standard input (never the command line), and for desktop or mobile
+    apps the PKCE code verifier as a second line. Prints the account's id and open_id,
+    never a token. A used, expired or wrong code: exit 2, nothing changed.
+    """
+    setup()
+    lines = [line.strip() for line in sys.stdin.read().removeprefix("\ufeff").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines or len(lines) > 2:
+        raise UsageError(
+            "give the authorization code on standard input (and, for PKCE, the code "
+            "verifier on a second line)"
+        )
+    code, verifier = lines[0], (lines[1] if len(lines) == 2 else None)
+    from tokenrefresh.context import Context
+
+    with Context(Settings.from_env(), pool_size=2) as context:
+        connected = _connections(context, http_timeout).connect(
+            code, redirect_uri=redirect_uri, code_verifier=verifier, label=label
+        )
+    if as_json:
+        document = {
+            "account_id": connected.account_id,
+            "open_id": connected.open_id,
+            "created": connected.created,
+        }
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    verb = "Connected new account" if connected.created else "Reconnected account"
+    typer.echo(f"{verb} {connected.account_id} ({safe_text(connected.open_id, 255)}).")
+
+
+@accounts_app.command("revoke")
+@handles_errors
+def accounts_revoke(
+    account_id: AccountId,
+    yes: YesOption = False,
+    http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
+) -> None:
+    """Revoke the account's access at TikTok and erase its tokens (status revoked).
+
+    Only a new connect (or import) brings it back. If TikTok cannot be reached, nothing
+    changes (exit 1).
+    """
+    setup()
+    with _consent_context() as (context, accounts):
+        account = accounts.get(account_id)
+        question = f"Revoke account {_named(account)} at TikTok and erase its tokens?"
+        _confirm(yes, "revoking", question)
+        revoked = _connections(context, http_timeout).revoke(account)
+    typer.echo(_revoked_line(revoked.account_id, account.open_id, revoked.at_tiktok))
 
 
 @accounts_app.command("remove")
 @handles_errors
 def accounts_remove(
     account_id: AccountId,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
+    revoke: Annotated[
+        bool,
+        typer.Option(
+            "--revoke",
+            help="Revoke the account's access at TikTok first (nothing is removed if that fails).",
+        ),
+    ] = False,
+    http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
 ) -> None:
     """Remove an account and its tokens (its user must reconnect to come back)."""
     setup()
+    with _consent_context() as (context, accounts):
+        account = accounts.get(account_id)
+        what = "Revoke at TikTok and remove" if revoke else "Remove"
+        _confirm(yes, "removing", f"{what} account {_named(account)} and its tokens?")
+        if revoke:
+            revoked = _connections(context, http_timeout).revoke(account)
+            typer.echo(_revoked_line(revoked.account_id, account.open_id, revoked.at_tiktok))
+        accounts.remove(account_id)
+    typer.echo(f"Removed account {_named(account)}.")
+
+
+@contextmanager
+def _consent_context() -> Iterator[tuple[Context, Accounts]]:
     from tokenrefresh.accounts import Accounts
     from tokenrefresh.context import Context
 
-    with Context(Settings.from_env()) as context:
-        accounts = Accounts(context.repository())
-        account = accounts.get(account_id)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError("removing an account needs --yes when not run interactively")
-            typer.confirm(f"Remove account {_named(account)} and its tokens?", abort=True)
-        accounts.remove(account_id)
-    typer.echo(f"Removed account {_named(account)}.")
+    with Context(Settings.from_env(), pool_size=2) as context:
+        yield context, Accounts(context.repository())
+
+
+def _connections(context: Context, http_timeout: float) -> Connections:
+    from tokenrefresh.connections import Connections
+    from tokenrefresh.refresh.on_demand import OnDemand
+
+    repository = context.repository()
+    cipher = context.cipher(verify_with=repository)
+    client = context.client(read_timeout=http_timeout)
+    return Connections(repository, cipher, client, OnDemand(repository, cipher, client))
+
+
+def _confirm(yes: bool, doing: str, question: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{doing} an account needs --yes when not run interactively")
+    typer.confirm(question, abort=True)
+
+
+def _revoked_line(account_id: int, open_id: str, at_tiktok: bool) -> str:
+    where = "at TikTok" if at_tiktok else "here (TikTok had no live token of it left)"
+    return f"Revoked account {account_id} ({safe_text(open_id, 255)}) {where}; tokens erased."
 
 
 @accounts_app.command("disable")

@@ -11,6 +11,7 @@ from tokenrefresh import defaults
 from tokenrefresh.cli.app import app, handles_errors, print_error, setup
 from tokenrefresh.cli.options import (
     AsJson,
+    HttpTimeout,
     LogFormat,
     LogFormatOption,
     MetricsFile,
@@ -79,14 +80,7 @@ def refresh(
             help="Only accounts with id mod N = K, with a lock of their own.",
         ),
     ] = None,
-    http_timeout: Annotated[
-        float,
-        typer.Option(
-            min=0.1,
-            envvar="TOKENREFRESH_HTTP_TIMEOUT",
-            help="Seconds one call to TikTok may take, connect to last byte.",
-        ),
-    ] = defaults.HTTP_TIMEOUT,
+    http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
     metrics_file: MetricsFile = None,
     as_json: AsJson = False,
     verbose: Verbose = 0,

@@ -18,6 +18,7 @@ from tokenrefresh.storage.records import Shard
 
 __all__ = [
     "AsJson",
+    "HttpTimeout",
     "LogFormat",
     "LogFormatOption",
     "MetricsFile",
@@ -66,6 +67,15 @@ Quiet = Annotated[
 ]
 AsJson = Annotated[
     bool, typer.Option("--json", help="Print stable JSON (shapes in the README); never a token.")
+]
+HttpTimeout = Annotated[
+    float,
+    typer.Option(
+        min=0.1,
+        max=defaults.MAX_HTTP_TIMEOUT,
+        envvar="TOKENREFRESH_HTTP_TIMEOUT",
+        help="Seconds one call to TikTok may take, connect to last byte (at most 60).",
+    ),
 ]
 LogFormatOption = Annotated[
     LogFormat,

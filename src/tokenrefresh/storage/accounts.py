@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +13,23 @@ from sqlalchemy.exc import IntegrityError
 from tokenrefresh.errors import DatabaseError, ImportFileError
 from tokenrefresh.storage.database import Database, chunks
 from tokenrefresh.storage.models import Account, SpentRefreshToken
-from tokenrefresh.storage.records import AccountStatus, AccountView, ImportCounts, NewAccount
-from tokenrefresh.storage.sql import ACCOUNT_VIEW_COLUMNS, account_view
+from tokenrefresh.storage.records import (
+    AccountStatus,
+    AccountView,
+    ImportCounts,
+    NewAccount,
+    TokenState,
+)
+from tokenrefresh.storage.sql import ACCOUNT_VIEW_COLUMNS, account_view, stored_text
+
+_TOKEN_STATE_COLUMNS = (
+    *(
+        getattr(Account, name.name)
+        for name in fields(TokenState)
+        if name.name != "has_refresh_token"
+    ),
+    Account.refresh_token_ciphertext.is_not(None).label("has_refresh_token"),
+)
 
 __all__ = ["AccountQueries"]
 
@@ -167,6 +182,41 @@ class AccountQueries(Database):
         query = select(*ACCOUNT_VIEW_COLUMNS).where(Account.open_id == open_id)
         row = self.row(query)
         return account_view(row) if row is not None else None
+
+    def token_state(
+        self, account_id: int | None = None, open_id: str | None = None
+    ) -> TokenState | None:
+        """One account's token state by id or open_id (the primary key or a unique index)."""
+        query = select(*_TOKEN_STATE_COLUMNS)
+        query = query.where(
+            Account.id == account_id if open_id is None else Account.open_id == open_id
+        )
+        row = self.row(query)
+        return TokenState(**row._mapping) if row is not None else None
+
+    def mark_revoked(self, account_id: int, reason: str) -> bool:
+        """The account's access was revoked: its tokens erased, never refreshed again (a new
+        connect or import makes it active). False if there is no such account."""
+        now = self.clock()
+
+        def write(connection: Connection) -> bool:
+            result = connection.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(
+                    status=AccountStatus.REVOKED.value,
+                    access_token_ciphertext=None,
+                    refresh_token_ciphertext=None,
+                    token_generation=Account.token_generation + 1,
+                    last_error=stored_text(reason),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            return bool(result.rowcount)
+
+        return self.transaction(write)
 
     def access_token_ciphertext(self, account_id: int) -> str | None:
         query = select(Account.access_token_ciphertext).where(Account.id == account_id)

@@ -1,27 +1,32 @@
 """Claiming one account for a refresh, and the writes that end the claim.
 
-On PostgreSQL an account is claimed with `SELECT ... FOR UPDATE SKIP LOCKED` in a
-transaction that stays open while its refresh is in flight, so no other run can read its
-refresh token until the answer is stored; if the run dies, PostgreSQL rolls the
-transaction back and the account is free again. SQLite has no row locks (it ignores FOR
-UPDATE): there the run lock keeps runs apart, the claim is a plain read, and each write is
-its own short `BEGIN IMMEDIATE` transaction. On both, every write that ends a claim is a
-compare-and-set on the token generation the claim read.
+A claim is a lease, not a held transaction: one short transaction sets `lease_owner` and
+`lease_expires_at` on the row (PostgreSQL picks the row with `FOR UPDATE SKIP LOCKED`, so
+no claimer ever waits on another), and commits. The call to TikTok then holds no database
+connection, so a run needs a handful of connections however many calls are in flight.
+Whoever holds the lease is the only one to present the account's refresh token; the write
+that ends the claim clears it. A lease that runs out (its holder died) frees the account;
+on the same host, a lease whose holder's process is gone is taken over at once.
+
+Every write that ends a claim is a compare-and-set on the token generation the claim read,
+so a writer that read an older pair never overwrites a newer one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Executable,
-    Select,
     Text,
     and_,
     bindparam,
@@ -29,13 +34,14 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     tuple_,
     update,
 )
 
 from tokenrefresh.errors import DatabaseError
-from tokenrefresh.storage.database import Database, close_quietly, translated
+from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Account, Attempt, BigId, SpentRefreshToken, UTCDateTime
 from tokenrefresh.storage.records import (
     AccountStatus,
@@ -56,10 +62,13 @@ from tokenrefresh.storage.sql import (
     stored_text,
 )
 
-__all__ = ["Claim", "ClaimQueries", "GrantNotStored"]
+__all__ = ["DEFAULT_LEASE", "Claim", "ClaimQueries", "GrantNotStored", "lease_owner"]
 
 log = logging.getLogger(__name__)
 
+# How long a claim may take at most before another may take the account: room for every
+# attempt of a refresh (3 calls of --http-timeout, the waits between them) and then some.
+DEFAULT_LEASE = timedelta(minutes=5)
 GRANT_WRITE_ATTEMPTS = 4
 GRANT_WRITE_BACKOFF = 0.5  # seconds, doubled after each failed attempt
 
@@ -107,54 +116,81 @@ class ClaimQueries(Database):
 
     @contextmanager
     def claim(
-        self, account_id: int, due: Due | None, run_id: int | None = None
+        self,
+        account_id: int,
+        due: Due | None,
+        run_id: int | None = None,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+        owner: str | None = None,
     ) -> Iterator[Claim | None]:
-        """Claim one account for refreshing; None if another run has it or it is no longer due.
+        """Lease one account for refreshing; None if someone else holds it or it is no
+        longer due.
 
-        With `due`, the account must still match it (checked after locking, so an account
-        another run refreshed a moment ago is not refreshed again); without, any status.
+        With `due`, the account must still match it (checked in the claiming statement, so
+        an account another run refreshed a moment ago is not refreshed again); without, any
+        status. The lease lasts `lease` at most; the claim's own write, or leaving this
+        block, ends it sooner.
         """
-        query = _claim_statement(
-            due is not None, due is not None and due.shard is not None, self.holds_row_locks
-        )
-        parameters = {"b_id": account_id, **(_due_parameters(due) if due is not None else {})}
-        if not self.holds_row_locks:
-            found = self.read(lambda c: c.execute(query, parameters).one_or_none())
-            yield Claim(self, claimed_account(found), run_id) if found is not None else None
-            return
-        with translated():
-            connection = self.engine.connect()
-            try:
-                transaction = connection.begin()
-                row = connection.execute(query, parameters).one_or_none()
-            except BaseException:
-                connection.close()
-                raise
+        holder = owner or lease_owner()
+        row = self._take_lease(account_id, due, holder, lease)
         if row is None:
-            close_quietly(connection)
             yield None
             return
-        claim = Claim(self, claimed_account(row), run_id, held=(connection, transaction))
+        claim = Claim(self, claimed_account(row), run_id, holder)
         try:
             yield claim
         finally:
             claim.release()
 
+    def lease_holder(self, account_id: int) -> tuple[str | None, datetime | None]:
+        """Who holds the account's lease, and until when (None, None: nobody)."""
+        row = self.row(
+            select(Account.lease_owner, Account.lease_expires_at).where(Account.id == account_id)
+        )
+        if row is None or row.lease_owner is None:
+            return None, None
+        return row.lease_owner, row.lease_expires_at
+
+    def _take_lease(self, account_id: int, due: Due | None, holder: str, lease: timedelta) -> Any:
+        """The claiming statement: the row's claim columns if the lease was taken, else None.
+
+        A lease held by a process of this host that no longer exists is taken over."""
+        now = self.clock()
+        parameters: dict[str, Any] = {
+            "b_id": account_id,
+            "b_now": now,
+            "b_owner": holder,
+            "b_until": now + lease,
+            **(_due_parameters(due) if due is not None else {}),
+        }
+        statement = _claim_statement(
+            due is not None, due is not None and due.shard is not None, self.holds_row_locks
+        )
+        row = self.transaction(lambda c: c.execute(statement, parameters).one_or_none())
+        if row is not None:
+            return row
+        stale, _ = self.lease_holder(account_id)
+        if stale is None or not _holder_is_gone(stale):
+            return None
+        log.info("account %s: taking over the lease of %s, which is gone", account_id, stale)
+        parameters["b_stale"] = stale
+        takeover = _takeover_statement(
+            due is not None, due is not None and due.shard is not None, self.holds_row_locks
+        )
+        return self.transaction(lambda c: c.execute(takeover, parameters).one_or_none())
+
 
 class Claim:
-    """One claimed account and the writes that end the claim (each commits at once)."""
+    """One leased account and the writes that end the lease (each commits at once)."""
 
     def __init__(
-        self,
-        database: Database,
-        account: ClaimedAccount,
-        run_id: int | None,
-        held: tuple[Connection, Any] | None = None,
+        self, database: Database, account: ClaimedAccount, run_id: int | None, owner: str
     ) -> None:
         self.account = account
+        self.owner = owner
         self._database = database
         self._run_id = run_id
-        self._held = held  # PostgreSQL: the open transaction that holds the row lock
         self.closed = False
 
     def save_grant(
@@ -173,6 +209,7 @@ class Claim:
         """
         account, now = self.account, self._database.clock()
         parameters = _grant_parameters(account, tokens, status, error, now)
+        self.closed = True
         rotated = tokens.refresh_token_ciphertext is not None
 
         def work(connection: Connection) -> WriteResult:
@@ -185,7 +222,7 @@ class Claim:
             return self._written(connection, _SAVE_GRANT, parameters, attempts)
 
         try:
-            return self._commit(work)
+            return self._database.transaction(work)
         except DatabaseError as error_:
             last_error = error_.message
             log.warning(
@@ -225,12 +262,17 @@ class Claim:
         return self._conditional(_RECORD_FAILURE, parameters, attempts)
 
     def release(self) -> None:
-        """End the claim without writing anything (a no-op once it has ended)."""
+        """End the lease without writing anything (a no-op once the claim has ended)."""
         if self.closed:
             return
-        held = self._end()
-        if held is not None:
-            close_quietly(held[0])
+        self.closed = True
+        try:
+            self._database.transaction(
+                lambda c: c.execute(_RELEASE, {"b_id": self.account.id, "b_owner": self.owner})
+            )
+        except DatabaseError as error:
+            # The lease runs out by itself; nothing else depends on this write.
+            log.warning("account %s: could not end the lease: %s", self.account.id, error)
 
     def _conditional(
         self,
@@ -238,14 +280,19 @@ class Claim:
         parameters: dict[str, Any],
         attempts: Sequence[AttemptRecord],
     ) -> WriteResult:
+        """A write that ends the claim if nobody stored a newer pair and the lease is ours."""
+        if self.closed:
+            raise RuntimeError("this claim has ended already")
+        self.closed = True
         account = self.account
         full = {
             **parameters,
             "b_id": account.id,
             "b_generation": account.token_generation,
+            "b_owner": self.owner,
             "b_now": self._database.clock(),
         }
-        return self._commit(lambda c: self._written(c, statement, full, attempts))
+        return self._database.transaction(lambda c: self._written(c, statement, full, attempts))
 
     def _written(
         self,
@@ -259,30 +306,36 @@ class Claim:
             result = WriteResult.WRITTEN
         else:
             result = _race_or_gone(connection, self.account.id)
+            # The write did not end the lease; end it here (if it is still ours).
+            connection.execute(_RELEASE, {"b_id": self.account.id, "b_owner": self.owner})
         if result != WriteResult.GONE:
             _insert_attempts(connection, self.account.id, self._run_id, attempts)
         return result
 
-    def _end(self) -> tuple[Connection, Any] | None:
-        if self.closed:
-            raise RuntimeError("this claim has ended already")
-        self.closed = True
-        held, self._held = self._held, None
-        return held
 
-    def _commit(self, work: Callable[[Connection], WriteResult]) -> WriteResult:
-        """Run the write in the held transaction (PostgreSQL) or a new one (SQLite)."""
-        held = self._end()
-        if held is None:
-            return self._database.transaction(work)
-        connection, transaction = held
-        try:
-            with translated():
-                result: WriteResult = work(connection)
-                transaction.commit()
-                return result
-        finally:
-            close_quietly(connection)
+def lease_owner() -> str:
+    """`host:pid:nonce`: names this process on this host, unique per claim."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _holder_is_gone(owner: str) -> bool:
+    """True if the lease holder ran on this host and its process no longer exists.
+
+    (A holder on another host, or a pid that lives again, is left to its lease's end.)
+    """
+    parts = owner.split(":")
+    if len(parts) < 3 or parts[0] != socket.gethostname()[:40] or not parts[-2].isdigit():
+        return False
+    pid = int(parts[-2])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, but is not ours to signal
+        return False
+    return False
 
 
 def _race_or_gone(connection: Connection, account_id: int) -> WriteResult:
@@ -347,6 +400,8 @@ _NOW = bindparam("b_now", type_=UTCDateTime())
 _SAME_GENERATION = and_(
     Account.id == bindparam("b_id"), Account.token_generation == bindparam("b_generation")
 )
+_LEASE_IS_OURS = Account.lease_owner == bindparam("b_owner")
+_NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
 _REFRESH_PARAM = bindparam("b_refresh", type_=Text())
 _SAVE_GRANT = (
     update(Account)
@@ -373,26 +428,36 @@ _SAVE_GRANT = (
         consecutive_failures=0,
         next_attempt_at=_NOW,
         updated_at=_NOW,
+        **_NO_LEASE,
     )
 )
 _MARK_EXPIRED = (
     update(Account)
-    .where(_SAME_GENERATION)
-    .values(status=AccountStatus.EXPIRED.value, last_error=bindparam("b_error"), updated_at=_NOW)
+    .where(_SAME_GENERATION, _LEASE_IS_OURS)
+    .values(
+        status=AccountStatus.EXPIRED.value,
+        last_error=bindparam("b_error"),
+        updated_at=_NOW,
+        **_NO_LEASE,
+    )
 )
 _RECORD_FAILURE = (
     update(Account)
-    .where(_SAME_GENERATION)
+    .where(_SAME_GENERATION, _LEASE_IS_OURS)
     .values(
         last_error=bindparam("b_error"),
         consecutive_failures=Account.consecutive_failures + 1,
         next_attempt_at=bindparam("b_next_attempt", type_=UTCDateTime()),
         updated_at=_NOW,
+        **_NO_LEASE,
     )
+)
+_RELEASE = (
+    update(Account).where(Account.id == bindparam("b_id"), _LEASE_IS_OURS).values(**_NO_LEASE)
 )
 _INSERT_ATTEMPT = insert(Attempt)
 _SPENT_INSERTS: dict[str, Executable] = {}
-_CLAIMS: dict[tuple[bool, bool, bool], Select[Any]] = {}
+_CLAIMS: dict[tuple[str, bool, bool, bool], Executable] = {}
 
 
 def _spent_insert(dialect: str) -> Executable:
@@ -420,23 +485,47 @@ def _spent_insert(dialect: str) -> Executable:
     return _SPENT_INSERTS[dialect]
 
 
-def _claim_statement(due: bool, sharded: bool, lock_row: bool) -> Select[Any]:
-    """SELECT of one account by id; with `due`, only if it still matches the due rule;
-    with `lock_row`, FOR UPDATE SKIP LOCKED."""
-    key = (due, sharded, lock_row)
+def _claim_statement(due: bool, sharded: bool, skip_locked: bool) -> Executable:
+    """Take the lease of one account if it is free (and, with `due`, still due): an UPDATE
+    returning the claim columns, or nothing. PostgreSQL picks the row `FOR UPDATE SKIP
+    LOCKED` in a CTE first, so a claimer never waits for another's short transaction."""
+    key = ("claim", due, sharded, skip_locked)
     if key not in _CLAIMS:
-        query = select(*CLAIM_COLUMNS).where(Account.id == bindparam("b_id"))
-        if due:
-            now = bindparam("b_due_now", type_=UTCDateTime())
-            query = query.where(*due_conditions(now, bindparam("b_horizon", type_=UTCDateTime())))
-        if sharded:
-            query = query.where(
-                shard_condition(bindparam("b_shard_count"), bindparam("b_shard_index"))
-            )
-        if lock_row:
-            query = query.with_for_update(skip_locked=True)
-        _CLAIMS[key] = query
+        free = or_(Account.lease_expires_at.is_(None), Account.lease_expires_at <= _NOW)
+        _CLAIMS[key] = _leasing(_claim_conditions(due, sharded, free), skip_locked)
     return _CLAIMS[key]
+
+
+def _takeover_statement(due: bool, sharded: bool, skip_locked: bool) -> Executable:
+    """Take over a lease whose holder is known to be gone (compare-and-set on the holder)."""
+    key = ("takeover", due, sharded, skip_locked)
+    if key not in _CLAIMS:
+        stale = Account.lease_owner == bindparam("b_stale")
+        _CLAIMS[key] = _leasing(_claim_conditions(due, sharded, stale), skip_locked)
+    return _CLAIMS[key]
+
+
+def _claim_conditions(due: bool, sharded: bool, lease: Any) -> list[Any]:
+    conditions: list[Any] = [Account.id == bindparam("b_id"), lease]
+    if due:
+        now = bindparam("b_due_now", type_=UTCDateTime())
+        conditions += due_conditions(now, bindparam("b_horizon", type_=UTCDateTime()))
+    if sharded:
+        conditions.append(shard_condition(bindparam("b_shard_count"), bindparam("b_shard_index")))
+    return conditions
+
+
+def _leasing(conditions: list[Any], skip_locked: bool) -> Executable:
+    values = {
+        "lease_owner": bindparam("b_owner"),
+        "lease_expires_at": bindparam("b_until", type_=UTCDateTime()),
+    }
+    if skip_locked:
+        target = select(Account.id).where(*conditions).with_for_update(skip_locked=True).cte()
+        statement = update(Account).where(Account.id == target.c.id)
+    else:
+        statement = update(Account).where(*conditions)
+    return statement.values(values).returning(*CLAIM_COLUMNS)
 
 
 def _due_parameters(due: Due) -> dict[str, Any]:

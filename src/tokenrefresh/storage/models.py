@@ -109,6 +109,10 @@ class Account(Base):
     # When the stored pair was issued (import's issued_at, or the refresh that stored it):
     # an import of an older pair is refused.
     tokens_issued_at: Mapped[datetime | None]
+    # A claim is a lease: whoever holds it (run or on-demand caller) is refreshing the
+    # account; nobody else presents its refresh token until it ends or runs out.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
     last_refreshed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
@@ -117,7 +121,7 @@ class Account(Base):
     updated_at: Mapped[datetime]
 
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'expired', 'disabled')", name="status"),
+        CheckConstraint("status IN ('active', 'expired', 'disabled', 'revoked')", name="status"),
         # The refresh run walks this index in expiry order: only active accounts are in it.
         _partial_index("ix_accounts_due", ["access_expires_at", "id"], "status = 'active'"),
         Index("ix_accounts_status", "status"),

@@ -31,6 +31,7 @@ class AccountStatus(StrEnum):
     ACTIVE = "active"  # refreshed by every run
     EXPIRED = "expired"  # TikTok rejected the refresh token or it is past its expiry: reconnect
     DISABLED = "disabled"  # excluded by hand
+    REVOKED = "revoked"  # access revoked at TikTok, tokens erased: only a new connect helps
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,24 @@ class ClaimedAccount:
 
 
 @dataclass(frozen=True)
+class TokenState:
+    """What an app's read of a token needs, in one indexed query: is the stored access token
+    good for long enough, and if not, may the account be refreshed at all."""
+
+    id: int
+    open_id: str
+    status: str
+    scope: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    consecutive_failures: int
+    next_attempt_at: datetime
+    last_error: str | None
+    access_token_ciphertext: str | None = field(repr=False)
+    has_refresh_token: bool
+
+
+@dataclass(frozen=True)
 class AccountLine:
     """What an import line says of an account besides its tokens.
 
@@ -125,7 +144,7 @@ class NewAccount(AccountLine):
     """An account to import: its line, and its tokens encrypted. The fingerprint of the
     refresh token tells a spent token or the very same pair again."""
 
-    access_token_ciphertext: str = field(repr=False)
+    access_token_ciphertext: str | None = field(repr=False)  # None: due at once (connect)
     refresh_token_ciphertext: str = field(repr=False)
     refresh_token_fingerprint: str
 

@@ -6,10 +6,12 @@ ordinary commands do not import Alembic; a test keeps HEAD_REVISION equal to Ale
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from tokenrefresh.errors import SchemaNotCurrent
 from tokenrefresh.storage.models import Base
@@ -23,7 +25,7 @@ __all__ = [
     "upgrade",
 ]
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -48,10 +50,36 @@ def upgrade(engine: Engine) -> SchemaState:
     before = current_revision(engine)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     return SchemaState(before=before, after=current_revision(engine) or "")
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign keys off while migrating, checked after.
+
+    A migration that changes a constraint has Alembic copy the table, drop the old one and
+    rename the copy; with foreign keys on, that DROP would cascade and delete every row
+    that refers to the table (attempts, spent tokens). The switch only works outside a
+    transaction, so it is set on the driver's connection before the migration begins.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = driver.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise SchemaNotCurrent(
+                f"the migration left {len(broken)} row(s) pointing at rows that do not exist"
+            )
+    finally:
+        driver.execute("PRAGMA foreign_keys=ON")
 
 
 def ensure_current(engine: Engine, *, auto_upgrade: bool) -> None:

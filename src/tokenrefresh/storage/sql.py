@@ -81,9 +81,15 @@ def shard_conditions(shard: Shard | None) -> list[ColumnElement[bool]]:
     return [] if shard is None else [shard_condition(shard.count, shard.index)]
 
 
+# Statuses whose users are not waited for: expired ones are counted on their own, revoked
+# ones were let go on purpose (their tokens erased, their refresh token's expiry moot).
+_NOT_WAITED_FOR = (AccountStatus.EXPIRED.value, AccountStatus.REVOKED.value)
+
+
 def past_expiry_conditions(now: datetime) -> list[ColumnElement[bool]]:
-    """Not marked expired yet, but the refresh token has run out (cleanup will mark it)."""
-    return [Account.status != AccountStatus.EXPIRED.value, Account.refresh_expires_at <= now]
+    """Not marked expired yet, but the refresh token has run out (cleanup will mark it).
+    Revoked accounts are not counted: nobody waits for them."""
+    return [Account.status.not_in(_NOT_WAITED_FOR), Account.refresh_expires_at <= now]
 
 
 def without_tokens_conditions(now: datetime) -> list[ColumnElement[bool]]:
@@ -93,7 +99,7 @@ def without_tokens_conditions(now: datetime) -> list[ColumnElement[bool]]:
     """
     return [
         Account.refresh_token_ciphertext.is_(None),
-        Account.status != AccountStatus.EXPIRED.value,
+        Account.status.not_in(_NOT_WAITED_FOR),
         Account.refresh_expires_at > now,
     ]
 

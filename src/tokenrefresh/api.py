@@ -1,0 +1,206 @@
+"""The library face: `TokenStore`, for apps that need their accounts' tokens in Python.
+
+    from datetime import timedelta
+    from tokenrefresh import TokenStore, ReconnectNeeded
+
+    with TokenStore.from_env() as store:
+        token = store.access_token(open_id="abc123", min_valid=timedelta(minutes=10))
+
+The same code as the CLI, without Typer or rich: one store per process is enough (it is
+thread-safe and shares a small connection pool); see the README, "Using tokens from your
+app".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from tokenrefresh import defaults
+from tokenrefresh.context import Context
+from tokenrefresh.errors import AccountNotFound
+from tokenrefresh.refresh.on_demand import DEFAULT_WAIT, AccessToken, LazyEndpoint, OnDemand
+from tokenrefresh.settings import (
+    API_BASE_URL,
+    CLIENT_KEY,
+    CLIENT_SECRET,
+    DATABASE_URL,
+    ENCRYPTION_KEYS,
+    Settings,
+)
+from tokenrefresh.storage.engine import describe_url
+from tokenrefresh.storage.records import AccountView
+
+if TYPE_CHECKING:
+    from tokenrefresh.connections import Connected, Connections, Revoked
+    from tokenrefresh.tiktok import TikTokClient
+
+__all__ = ["DEFAULT_MIN_VALID", "AccessToken", "TokenStore"]
+
+DEFAULT_MIN_VALID = defaults.MIN_VALID
+DEFAULT_HTTP_TIMEOUT = 30.0  # seconds: a whole call to TikTok, connect to last byte
+DEFAULT_POOL_SIZE = 4
+
+
+class TokenStore:
+    """Fresh access tokens, connect and revoke, for one database of accounts.
+
+    Configuration is explicit (keyword arguments) or `TokenStore.from_env()` (the CLI's
+    environment variables and their `_FILE` variants). Opening checks the database schema
+    (SQLite is migrated, as by the CLI) and that the keys read what is stored; TikTok is
+    only contacted when a token must be refreshed.
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        encryption_keys: str | Sequence[str] | None = None,
+        client_key: str | None = None,
+        client_secret: str | None = None,
+        api_base_url: str | None = None,
+        http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+        wait: timedelta = DEFAULT_WAIT,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> None:
+        keys = (
+            encryption_keys
+            if encryption_keys is None or isinstance(encryption_keys, str)
+            else ",".join(encryption_keys)
+        )
+        given = {
+            DATABASE_URL: database_url,
+            ENCRYPTION_KEYS: keys,
+            CLIENT_KEY: client_key,
+            CLIENT_SECRET: client_secret,
+            API_BASE_URL: api_base_url,
+        }
+        environ = {name: value for name, value in given.items() if value is not None}
+        self._open(Settings.from_env(environ), http_timeout, wait, pool_size)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+        wait: timedelta = DEFAULT_WAIT,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> TokenStore:
+        """A store configured as the CLI is, from `environ` (default: os.environ)."""
+        store = cls.__new__(cls)
+        store._open(Settings.from_env(environ), http_timeout, wait, pool_size)
+        return store
+
+    def _open(
+        self, settings: Settings, http_timeout: float, wait: timedelta, pool_size: int
+    ) -> None:
+        if not 0 < http_timeout <= defaults.MAX_HTTP_TIMEOUT:
+            raise ValueError(
+                f"http_timeout must be more than 0 and at most {defaults.MAX_HTTP_TIMEOUT:.0f}s"
+            )
+        self._settings = settings
+        self._http_timeout = http_timeout
+        self._lock = threading.Lock()
+        self._context = Context(settings, pool_size=pool_size)
+        try:
+            # A store is for an existing database: only the embedded default is created.
+            self._repository = self._context.repository()
+            cipher = self._context.cipher(verify_with=self._repository)
+        except BaseException:
+            self._context.close()
+            raise
+        self._cipher = cipher
+        self._tokens = OnDemand(self._repository, cipher, LazyEndpoint(self._client), wait=wait)
+        self._connections: Connections | None = None
+        self._closed = False
+
+    def access_token(
+        self,
+        *,
+        account_id: int | None = None,
+        open_id: str | None = None,
+        min_valid: timedelta = DEFAULT_MIN_VALID,
+    ) -> AccessToken:
+        """The account's access token, valid for at least `min_valid` from now: the stored
+        one, or the account refreshed now. Exactly one of `account_id` and `open_id`.
+
+        Raises AccountNotFound, ReconnectNeeded, TemporarilyUnavailable or
+        ConfigurationError (all under TokenRefreshError).
+        """
+        if min_valid < timedelta(0):
+            raise ValueError("min_valid must not be negative")
+        return self._tokens.access_token(
+            account_id=account_id, open_id=open_id, min_valid=min_valid
+        )
+
+    def account(self, *, account_id: int | None = None, open_id: str | None = None) -> AccountView:
+        """The account's record (status, expiries, last error; never a token)."""
+        if (account_id is None) == (open_id is None):
+            raise TypeError("give exactly one of account_id and open_id")
+        found = (
+            self._repository.get_account(account_id)
+            if account_id is not None
+            else self._repository.find_account(str(open_id))
+        )
+        if found is None:
+            which = f"id {account_id}" if open_id is None else f"open_id {open_id!r}"
+            raise AccountNotFound(f"no account with {which}")
+        return found
+
+    def connect(
+        self,
+        code: str,
+        *,
+        redirect_uri: str,
+        code_verifier: str | None = None,
+        label: str | None = None,
+    ) -> Connected:
+        """Exchange an authorization code from TikTok's consent page and store the account
+        (an upsert by open_id). Returns its id and open_id, never a token."""
+        return self._consent().connect(
+            code, redirect_uri=redirect_uri, code_verifier=code_verifier, label=label
+        )
+
+    def revoke(self, *, account_id: int | None = None, open_id: str | None = None) -> Revoked:
+        """Revoke the account's access at TikTok and erase its tokens (status `revoked`)."""
+        return self._consent().revoke(self.account(account_id=account_id, open_id=open_id))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._context.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TokenStore({describe_url(self._context.database_url)})"
+
+    def _client(self) -> TikTokClient:
+        with self._lock:
+            return self._context.client(read_timeout=self._http_timeout)
+
+    def _consent(self) -> Connections:
+        from tokenrefresh.connections import Connections
+
+        with self._lock:
+            if self._connections is None:
+                client = self._context.client(read_timeout=self._http_timeout)
+                self._connections = Connections(
+                    self._repository, self._cipher, client, self._tokens
+                )
+            return self._connections

@@ -1,0 +1,185 @@
+"""Connecting an account (TikTok's authorization-code exchange) and revoking one.
+
+Connect stores the new account exactly as an import of a new consent would (an upsert by
+open_id: a known account gets the new pair and is active again). Revoke asks TikTok to
+revoke the account's access, then erases its tokens and marks it `revoked`: no run
+refreshes it again, and only a new connect (or import) makes it active.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tokenrefresh.clock import Clock, utcnow
+from tokenrefresh.crypto import TokenCipher, fingerprint
+from tokenrefresh.errors import (
+    ClientRejected,
+    ReconnectNeeded,
+    TemporarilyUnavailable,
+    UsageError,
+)
+from tokenrefresh.outcomes import (
+    AppCredentialsRejected,
+    ConsentEndpoint,
+    RefreshFailed,
+    TokenGrant,
+    UserTokenRejected,
+)
+from tokenrefresh.refresh.on_demand import OnDemand
+from tokenrefresh.scrub import safe_text
+from tokenrefresh.storage.records import AccountView, NewAccount
+from tokenrefresh.storage.repository import Repository
+
+__all__ = ["Connected", "Connections", "Revoked"]
+
+log = logging.getLogger("tokenrefresh.connections")
+
+# TikTok documents a refresh token lifetime of 365 days. When an exchange's answer states
+# none, that is assumed: too short a guess would have `cleanup` mark a good account expired.
+ASSUMED_REFRESH_LIFETIME = timedelta(days=365)
+# Revoking needs an access token that stays valid through the call.
+REVOKE_MIN_VALID = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A connected account: its id and open_id, and whether it was new. Never a token."""
+
+    account_id: int
+    open_id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A revoked account. `at_tiktok`: TikTok confirmed the revocation (False: there was no
+    live token left to revoke, or TikTok said it was invalid already)."""
+
+    account_id: int
+    open_id: str
+    at_tiktok: bool
+
+
+class Connections:
+    """Connect and revoke, over the repository and TikTok's endpoints."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        cipher: TokenCipher,
+        client: ConsentEndpoint,
+        tokens: OnDemand,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._repository = repository
+        self._cipher = cipher
+        self._client = client
+        self._tokens = tokens
+        self._clock = clock
+
+    def connect(
+        self,
+        code: str,
+        *,
+        redirect_uri: str,
+        code_verifier: str | None = None,
+        label: str | None = None,
+    ) -> Connected:
+        """Exchange an authorization code for a token pair and store the account.
+
+        A code TikTok does not accept (used, expired, for another redirect URI, a wrong
+        verifier) is a UsageError (exit 2) and changes nothing.
+        """
+        from tokenrefresh.tiktok.consent import check_redirect_uri
+
+        if not code.strip():
+            raise UsageError("the authorization code is empty")
+        try:
+            check_redirect_uri(redirect_uri)
+        except ValueError as error:
+            raise UsageError(f"--redirect-uri: {error}") from None
+        try:
+            grant = self._client.exchange_code(
+                code.strip(), redirect_uri=redirect_uri, code_verifier=code_verifier
+            )
+        except UserTokenRejected as rejected:
+            raise UsageError(
+                f"{rejected.reason}; nothing was stored. Ask the user to authorize again: "
+                "an authorization code works once, for a few minutes, with the redirect URI "
+                "(and code verifier) it was issued for"
+            ) from None
+        except AppCredentialsRejected as rejected:
+            raise ClientRejected(
+                "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
+                f"TIKTOK_CLIENT_SECRET): {rejected.reason}"
+            ) from None
+        except RefreshFailed as failed:
+            raise TemporarilyUnavailable(
+                f"the code exchange failed: {failed.reason}; nothing was stored"
+            ) from None
+        return self._store(grant, label)
+
+    def _store(self, grant: TokenGrant, label: str | None) -> Connected:
+        if grant.refresh_token is None or grant.open_id is None:  # the client refuses these
+            raise TemporarilyUnavailable("TikTok's answer carried no refresh token or open_id")
+        now = self._clock()
+        account = NewAccount(
+            line=1,
+            open_id=grant.open_id,
+            label=label,
+            access_expires_at=grant.access_expires_at,
+            refresh_expires_at=grant.refresh_expires_at or now + ASSUMED_REFRESH_LIFETIME,
+            issued_at=now,
+            issued_at_stated=True,
+            scope=grant.scope or "",
+            access_token_ciphertext=(
+                self._cipher.encrypt(grant.access_token) if grant.access_token else None
+            ),
+            refresh_token_ciphertext=self._cipher.encrypt(grant.refresh_token),
+            refresh_token_fingerprint=fingerprint(grant.refresh_token),
+        )
+        try:
+            counts = self._repository.import_accounts([account], force=True)
+        except Exception:
+            log.error(
+                "TikTok issued tokens for open_id %s but they could not be stored: the user "
+                "must authorize again",
+                safe_text(grant.open_id, 80),
+            )
+            raise
+        stored = self._repository.find_account(grant.open_id)
+        assert stored is not None
+        return Connected(stored.id, stored.open_id, created=counts.created == 1)
+
+    def revoke(self, account: AccountView) -> Revoked:
+        """Revoke the account's access at TikTok, then erase its tokens (status revoked).
+
+        If TikTok cannot be reached, nothing changes (TemporarilyUnavailable): an account
+        marked revoked whose tokens still work at TikTok would be the worse mistake.
+        """
+        at_tiktok = False
+        try:
+            token = self._tokens.access_token(account_id=account.id, min_valid=REVOKE_MIN_VALID)
+        except ReconnectNeeded:
+            token = None  # nothing live to revoke: TikTok already refuses its tokens
+        if token is not None:
+            try:
+                self._client.revoke(token.token)
+                at_tiktok = True
+            except UserTokenRejected:
+                log.info("account %s: TikTok says its token was invalid already", account.id)
+            except AppCredentialsRejected as rejected:
+                raise ClientRejected(
+                    "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
+                    f"TIKTOK_CLIENT_SECRET): {rejected.reason}"
+                ) from None
+            except RefreshFailed as failed:
+                raise TemporarilyUnavailable(
+                    f"revoking account {account.id} failed: {failed.reason}; nothing was "
+                    "changed, try again"
+                ) from None
+        reason = "revoked" + (" at TikTok" if at_tiktok else "") + ": its user must connect again"
+        self._repository.mark_revoked(account.id, reason)
+        return Revoked(account.id, account.open_id, at_tiktok)

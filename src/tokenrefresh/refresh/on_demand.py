@@ -1,0 +1,236 @@
+"""An access token for an app, now: the stored one if it stays valid long enough, else the
+account refreshed on the spot, under the same lease as a cron run's claim.
+
+Exclusion, whoever asks at once (cron runs, shards, `--account-id` runs, threads and
+processes calling this): only the holder of an account's lease presents its refresh token.
+A caller that finds the lease taken waits for that refresh (bounded by `wait`) and returns
+its result instead of refreshing again; threads of one process queue on a lock per account
+first, so they do not poll the database for each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from tokenrefresh.clock import Clock, utcnow
+from tokenrefresh.crypto import TokenCipher
+from tokenrefresh.errors import (
+    AccountNotFound,
+    ReconnectNeeded,
+    TemporarilyUnavailable,
+)
+from tokenrefresh.outcomes import TokenEndpoint, TokenGrant
+from tokenrefresh.refresh.account import AccountRefresher, Pacing
+from tokenrefresh.refresh.control import RunControl
+from tokenrefresh.refresh.pacing import Throttle
+from tokenrefresh.refresh.report import AccountResult, Result
+from tokenrefresh.storage.records import AccountStatus, TokenState
+from tokenrefresh.storage.repository import Repository
+
+__all__ = ["AccessToken", "LazyEndpoint", "OnDemand"]
+
+log = logging.getLogger("tokenrefresh.on_demand")
+
+DEFAULT_WAIT = timedelta(seconds=30)  # for another's refresh of the account, at most
+# After a failed on-demand refresh, callers of this process get TemporarilyUnavailable for
+# this long without a new call to TikTok: an app asking in a loop must not flood it.
+RETRY_AFTER_FAILURE = 10.0  # seconds
+_POLL_FIRST, _POLL_MAX = 0.02, 0.25  # seconds between looks at a lease held elsewhere
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An access token and what it is for. Neither repr() nor str() shows the token."""
+
+    token: str = field(repr=False)
+    expires_at: datetime
+    account_id: int
+    open_id: str
+    scope: str
+
+    def __str__(self) -> str:
+        return (
+            f"access token of account {self.account_id} ({self.open_id}), valid until "
+            f"{self.expires_at.isoformat(timespec='seconds')}"
+        )
+
+
+class LazyEndpoint:
+    """TikTok's client, built at the first refresh: reading a fresh token needs no app
+    credentials, and a caller that only reads never builds one."""
+
+    def __init__(self, build: Callable[[], TokenEndpoint]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+
+    def ready(self) -> TokenEndpoint:
+        """The client, built now if need be (ConfigError if the credentials are missing)."""
+        with self._lock:
+            return self._build()
+
+    def refresh(self, refresh_token: str) -> TokenGrant:
+        return self.ready().refresh(refresh_token)
+
+    def close(self) -> None:
+        """The builder owns the client, and closes it."""
+
+
+class OnDemand:
+    """Hands out fresh access tokens; thread-safe, one per process is enough."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        cipher: TokenCipher,
+        client: TokenEndpoint,
+        *,
+        clock: Clock = utcnow,
+        wait: timedelta = DEFAULT_WAIT,
+    ) -> None:
+        self._repository = repository
+        self._cipher = cipher
+        self._client = client
+        self._clock = clock
+        self._wait = wait.total_seconds()
+        self._throttle = Throttle(4)  # a 429 slows every on-demand call of this process
+        self._guard = threading.Lock()
+        self._locks: dict[int, threading.Lock] = {}
+        self._failed_at: dict[int, tuple[float, str]] = {}
+
+    def access_token(
+        self,
+        *,
+        account_id: int | None = None,
+        open_id: str | None = None,
+        min_valid: timedelta,
+    ) -> AccessToken:
+        """The account's access token, valid for at least `min_valid` from now.
+
+        Raises AccountNotFound, ReconnectNeeded (its user must connect again), or
+        TemporarilyUnavailable (TikTok or the database failed, or another refresh of the
+        account did not end within the wait); never a token that is not valid long enough.
+        """
+        state = self._state(account_id, open_id)
+        token = self._fresh(state, min_valid)
+        if token is not None:
+            return token
+        with self._lock_for(state.id):
+            return self._refreshed(state.id, min_valid)
+
+    def _state(self, account_id: int | None, open_id: str | None) -> TokenState:
+        if (account_id is None) == (open_id is None):
+            raise TypeError("give exactly one of account_id and open_id")
+        state = self._repository.token_state(account_id, open_id)
+        if state is None:
+            which = f"id {account_id}" if open_id is None else f"open_id {open_id!r}"
+            raise AccountNotFound(f"no account with {which}")
+        return state
+
+    def _fresh(self, state: TokenState, min_valid: timedelta) -> AccessToken | None:
+        """The stored token if it is good for `min_valid`; ReconnectNeeded if the account
+        can never be refreshed; None if a refresh is needed."""
+        now = self._clock()
+        usable = _usable_problem(state, now)
+        if usable is not None:
+            raise ReconnectNeeded(f"account {state.id} ({state.open_id}) {usable}")
+        if state.access_token_ciphertext is None or state.access_expires_at < now + min_valid:
+            return None
+        return AccessToken(
+            token=self._cipher.decrypt(state.access_token_ciphertext),
+            expires_at=state.access_expires_at,
+            account_id=state.id,
+            open_id=state.open_id,
+            scope=state.scope,
+        )
+
+    def _refreshed(self, account_id: int, min_valid: timedelta) -> AccessToken:
+        """Take the lease and refresh, or wait for whoever holds it; then read again."""
+        give_up = time.monotonic() + self._wait
+        pause = _POLL_FIRST
+        if isinstance(self._client, LazyEndpoint):
+            self._client.ready()  # missing credentials: a ConfigError, not an account failure
+        while True:
+            state = self._state(account_id, None)
+            token = self._fresh(state, min_valid)  # another caller may have refreshed it
+            if token is not None:
+                return token
+            self._check_recent_failure(state)
+            with self._repository.claim(account_id, None) as claim:
+                if claim is not None:
+                    # Read under the lease: the generation the refresh compares against.
+                    state = self._state(account_id, None)
+                    token = self._fresh(state, min_valid)
+                    if token is not None:
+                        return token
+                    result = self._refresher(give_up).refresh(claim)
+                    if result is None or result.result != Result.SKIPPED:
+                        return self._after(account_id, result, min_valid)
+                    # A newer pair was stored meanwhile (an import): read that one.
+                    continue
+            if time.monotonic() + pause >= give_up:
+                raise TemporarilyUnavailable(
+                    f"account {account_id} is being refreshed by another process, which did "
+                    f"not finish within {self._wait:.0f}s; try again"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
+
+    def _refresher(self, give_up: float) -> AccountRefresher:
+        control = RunControl()
+        control.deadline = give_up  # retries stop when the caller's wait is up
+        pacing = Pacing(throttle=self._throttle, control=control)
+        return AccountRefresher(self._client, self._cipher, clock=self._clock, pacing=pacing)
+
+    def _after(
+        self, account_id: int, result: AccountResult | None, min_valid: timedelta
+    ) -> AccessToken:
+        """The refreshed token, or why there is none."""
+        if result is not None and result.result == Result.REFRESHED:
+            self._failed_at.pop(account_id, None)
+            state = self._state(account_id, None)
+            token = self._fresh(state, min_valid)
+            if token is not None:
+                return token
+            raise TemporarilyUnavailable(
+                f"account {account_id} was refreshed, but TikTok's new access token is valid "
+                f"only until {state.access_expires_at.isoformat(timespec='seconds')}, less "
+                "than asked for"
+            )
+        if result is not None and result.result == Result.EXPIRED:
+            why = result.detail or "TikTok rejected its refresh token"
+            raise ReconnectNeeded(
+                f"account {account_id} ({result.open_id}): {why}; its user must reconnect"
+            )
+        detail = result.detail if result is not None else "the refresh was stopped"
+        message = f"account {account_id} could not be refreshed now: {detail}"
+        self._failed_at[account_id] = (time.monotonic(), message)
+        raise TemporarilyUnavailable(message)
+
+    def _check_recent_failure(self, state: TokenState) -> None:
+        failed = self._failed_at.get(state.id)
+        if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_FAILURE:
+            raise TemporarilyUnavailable(f"{failed[1]} (not tried again yet)")
+
+    def _lock_for(self, account_id: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(account_id, threading.Lock())
+
+
+def _usable_problem(state: TokenState, now: datetime) -> str | None:
+    """Why the account can never give a token without its user, or None."""
+    if state.status == AccountStatus.EXPIRED:
+        return "is expired (TikTok rejected its refresh token): its user must reconnect"
+    if state.status == AccountStatus.REVOKED:
+        return "was revoked: its user must connect the TikTok account again"
+    if state.status == AccountStatus.DISABLED:
+        return "is disabled (`tokenrefresh accounts enable` makes it active again)"
+    if not state.has_refresh_token:
+        return "has no stored refresh token: its user must reconnect"
+    if state.refresh_expires_at <= now:
+        return "has a refresh token past its expiry: its user must reconnect"
+    return None
