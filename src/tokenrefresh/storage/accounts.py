@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tokenrefresh.errors import DatabaseError, ImportFileError
@@ -29,6 +29,12 @@ _TOKEN_STATE_COLUMNS = (
         if name.name != "has_refresh_token"
     ),
     Account.refresh_token_ciphertext.is_not(None).label("has_refresh_token"),
+)
+# Built once: an app reads tokens in a loop, and rebuilding the statement each time cost
+# as much as the round trip.
+_TOKEN_STATE_BY_ID = select(*_TOKEN_STATE_COLUMNS).where(Account.id == bindparam("b_id"))
+_TOKEN_STATE_BY_OPEN_ID = select(*_TOKEN_STATE_COLUMNS).where(
+    Account.open_id == bindparam("b_open_id")
 )
 
 __all__ = ["AccountQueries"]
@@ -187,11 +193,12 @@ class AccountQueries(Database):
         self, account_id: int | None = None, open_id: str | None = None
     ) -> TokenState | None:
         """One account's token state by id or open_id (the primary key or a unique index)."""
-        query = select(*_TOKEN_STATE_COLUMNS)
-        query = query.where(
-            Account.id == account_id if open_id is None else Account.open_id == open_id
-        )
-        row = self.row(query)
+        parameters: dict[str, int | str | None]
+        if open_id is None:
+            query, parameters = _TOKEN_STATE_BY_ID, {"b_id": account_id}
+        else:
+            query, parameters = _TOKEN_STATE_BY_OPEN_ID, {"b_open_id": open_id}
+        row = self.read(lambda c: c.execute(query, parameters).one_or_none())
         return TokenState(**row._mapping) if row is not None else None
 
     def mark_revoked(self, account_id: int, reason: str) -> bool:

@@ -167,7 +167,7 @@ class ClaimQueries(Database):
         statement = _claim_statement(
             due is not None, due is not None and due.shard is not None, self.holds_row_locks
         )
-        row = self.transaction(lambda c: c.execute(statement, parameters).one_or_none())
+        row = self.single_write(lambda c: c.execute(statement, parameters).one_or_none())
         if row is not None:
             return row
         stale, _ = self.lease_holder(account_id)
@@ -178,7 +178,7 @@ class ClaimQueries(Database):
         takeover = _takeover_statement(
             due is not None, due is not None and due.shard is not None, self.holds_row_locks
         )
-        return self.transaction(lambda c: c.execute(takeover, parameters).one_or_none())
+        return self.single_write(lambda c: c.execute(takeover, parameters).one_or_none())
 
 
 class Claim:
@@ -267,7 +267,7 @@ class Claim:
             return
         self.closed = True
         try:
-            self._database.transaction(
+            self._database.single_write(
                 lambda c: c.execute(_RELEASE, {"b_id": self.account.id, "b_owner": self.owner})
             )
         except DatabaseError as error:

@@ -36,10 +36,19 @@ class Database:
         self.engine = engine
         self.clock = clock
         self.holds_row_locks = engine.dialect.name == "postgresql"
+        # PostgreSQL reads run in autocommit: no BEGIN and ROLLBACK around each, which
+        # halves the time of an app's token read. Under READ COMMITTED each statement saw
+        # its own snapshot anyway, so nothing that reads more than once sees less.
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.holds_row_locks
+            else engine
+        )
 
     def read(self, work: Callable[[Connection], T]) -> T:
-        """`work` on a connection of its own, outside any explicit transaction."""
-        with translated(), self.engine.connect() as connection:
+        """`work` on a connection of its own, outside any explicit transaction (it must
+        not write)."""
+        with translated(), self._reader.connect() as connection:
             return work(connection)
 
     def rows(self, query: Executable) -> Sequence[Row[Any]]:
@@ -50,6 +59,14 @@ class Database:
 
     def scalar(self, query: Executable) -> Any:
         return self.read(lambda connection: connection.execute(query).scalar_one_or_none())
+
+    def single_write(self, work: Callable[[Connection], T]) -> T:
+        """`work` that is one statement, atomic by itself (a claim, a release): PostgreSQL
+        runs it in autocommit, one round trip instead of three; SQLite as a transaction."""
+        if not self.holds_row_locks:
+            return self.transaction(work)
+        with translated(), self._reader.connect() as connection:
+            return work(connection)
 
     def transaction(self, work: Callable[[Connection], T]) -> T:
         """`work` in one transaction, committed if it returns (BEGIN IMMEDIATE on SQLite)."""
