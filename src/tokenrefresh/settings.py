@@ -20,6 +20,13 @@ from pathlib import Path
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 from tokenrefresh.errors import ConfigError
+from tokenrefresh.events.checks import (
+    SECRET_PREFIX,
+    notify_url_list,
+    notify_urls_problem,
+    webhook_secret_problem,
+    webhook_url_problem,
+)
 from tokenrefresh.scrub import register_secret
 
 __all__ = [
@@ -43,13 +50,14 @@ CLIENT_SECRET = "TIKTOK_CLIENT_SECRET"  # noqa: S105 - the variable's name, not 
 API_BASE_URL = "TIKTOK_API_BASE_URL"
 PING_URL = "TOKENREFRESH_PING_URL"
 CLEANUP_PING_URL = "TOKENREFRESH_CLEANUP_PING_URL"
-WEBHOOK_SECRET = "TOKENREFRESH_WEBHOOK_SECRET"  # noqa: S105 - a name, for the events to come
+WEBHOOK_SECRET = "TOKENREFRESH_WEBHOOK_SECRET"  # noqa: S105 - the variable's name
 WEBHOOK_URL = "TOKENREFRESH_WEBHOOK_URL"
+NOTIFY_URLS = "TOKENREFRESH_NOTIFY_URLS"
 
 # The variables whose value is a secret: their NAME_FILE should be private (0600).
 SECRET_VARIABLES = frozenset(
     {DATABASE_URL, ENCRYPTION_KEYS, CLIENT_SECRET, PING_URL, CLEANUP_PING_URL}
-    | {WEBHOOK_SECRET, WEBHOOK_URL}
+    | {WEBHOOK_SECRET, WEBHOOK_URL, NOTIFY_URLS}
 )
 
 _KEY_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}=")  # 32 bytes, url-safe base64, padded
@@ -106,6 +114,9 @@ class Settings:
     api_base_url: str = DEFAULT_API_BASE_URL
     ping_url: Secret | None = None
     cleanup_ping_url: Secret | None = None
+    webhook_url: Secret | None = None
+    webhook_secret: Secret | None = None
+    notify_urls: Secret | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +127,10 @@ class Settings:
         client_secret = _read_secret(env, CLIENT_SECRET)
         ping_url = _read_secret(env, PING_URL)
         cleanup_ping_url = _read_secret(env, CLEANUP_PING_URL)
+        webhook_url, webhook_secret = _read_webhook(env)
+        notify_urls = _read_secret(env, NOTIFY_URLS)
+        if notify_urls and (problem := notify_urls_problem(notify_urls)):
+            raise ConfigError(f"{NOTIFY_URLS} {problem}")
         return cls(
             database_url=Secret(database_url) if database_url else None,
             encryption_keys=_parse_keys(keys_text) if keys_text else (),
@@ -128,6 +143,9 @@ class Settings:
                 if cleanup_ping_url
                 else None
             ),
+            webhook_url=Secret(webhook_url) if webhook_url else None,
+            webhook_secret=Secret(webhook_secret) if webhook_secret else None,
+            notify_urls=Secret(notify_urls) if notify_urls else None,
         )
 
     @classmethod
@@ -199,7 +217,28 @@ def _secret_parts(name: str, value: str) -> tuple[str, ...]:
         return database_url_secrets(value)
     if name == ENCRYPTION_KEYS:
         return tuple(re.split(r"[\s,;]+", value))
+    if name == WEBHOOK_SECRET and value.startswith(SECRET_PREFIX):
+        return (value, value[len(SECRET_PREFIX) :])  # the key, also without its prefix
+    if name == NOTIFY_URLS:
+        return (value, *notify_url_list(value))
     return (value,)
+
+
+def _read_webhook(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The webhook URL and secret: both or neither, each checked (named, never repeated)."""
+    url = _read_secret(env, WEBHOOK_URL)
+    secret = _read_secret(env, WEBHOOK_SECRET)
+    if bool(url) != bool(secret):
+        given, missing = (WEBHOOK_URL, WEBHOOK_SECRET) if url else (WEBHOOK_SECRET, WEBHOOK_URL)
+        raise ConfigError(
+            f"{given} is set but {missing} is not: webhooks need both {WEBHOOK_URL} and "
+            f"{WEBHOOK_SECRET} (or neither)"
+        )
+    if url and (problem := webhook_url_problem(url)):
+        raise ConfigError(f"{WEBHOOK_URL} {problem}")
+    if secret and (problem := webhook_secret_problem(secret)):
+        raise ConfigError(f"{WEBHOOK_SECRET} {problem}")
+    return url, secret
 
 
 def _warn_if_not_private(name: str, file_name: str) -> None:
