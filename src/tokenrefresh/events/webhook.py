@@ -125,6 +125,10 @@ class WebhookSender:
                 expired = call.finish()
                 raise _transport_failure(error, expired, call.connected, seconds) from None
             try:
+                if call.expired:
+                    # Cut by the watchdog while the headers came in: what was parsed may be
+                    # a truncated head (a trickled header line ends where the cut fell).
+                    raise DeliveryFailed(f"timed out after {seconds:g}s", receiver_unavailable=True)
                 status = response.status_code
                 answer = self._read_capped(response)
             finally:
