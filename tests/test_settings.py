@@ -19,6 +19,7 @@ from conftest import Cli
 from helpers import snapshot
 from standin import TikTokStandIn
 from tokenrefresh.errors import ConfigError
+from tokenrefresh.events.checks import webhook_url_problem
 from tokenrefresh.scrub import MASK, scrub
 from tokenrefresh.settings import DEFAULT_API_BASE_URL, Secret, Settings, database_url_secrets
 from tokenrefresh.storage import schema
@@ -859,3 +860,77 @@ def test_default_database_is_created_private_and_migrated(
         # The test's own sqlite_url was never used.
         assert unused.execute("SELECT count(*) FROM accounts").fetchone() == (0,)
     unused.close()
+
+
+# ----------------------------------------------------------------------------- webhooks, digests
+
+WEBHOOK_URL = "https://receiver.tokenrefresh-test.invalid/wh-7f3a9c"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"webhook-secret-for-settings-tests").decode()
+NOTIFY_URLS = "mailtos://user:mailpass-9d2e7b@smtp.tokenrefresh-test.invalid, json://h.invalid/x"
+
+
+def test_webhook_and_notify_settings_are_read_as_secrets(tmp_path: Path) -> None:
+    secret_file = tmp_path / "webhook-secret"
+    secret_file.write_text(WEBHOOK_SECRET + "\n")
+    secret_file.chmod(0o600)
+    settings = Settings.from_env(
+        {
+            "TOKENREFRESH_WEBHOOK_URL": WEBHOOK_URL,
+            "TOKENREFRESH_WEBHOOK_SECRET_FILE": str(secret_file),
+            "TOKENREFRESH_NOTIFY_URLS": NOTIFY_URLS,
+        }
+    )
+    assert settings.webhook_url == Secret(WEBHOOK_URL)
+    assert settings.webhook_secret == Secret(WEBHOOK_SECRET)
+    assert settings.notify_urls == Secret(NOTIFY_URLS)
+    shown = scrub(f"{WEBHOOK_URL} {WEBHOOK_SECRET} {WEBHOOK_SECRET[6:]} {NOTIFY_URLS} {settings}")
+    for value in (WEBHOOK_URL, WEBHOOK_SECRET[6:18], "mailpass-9d2e7b", "wh-7f3a9c"):
+        assert value not in shown
+    assert MASK in shown
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"TOKENREFRESH_WEBHOOK_URL": WEBHOOK_URL}, "TOKENREFRESH_WEBHOOK_SECRET is not"),
+        ({"TOKENREFRESH_WEBHOOK_SECRET": WEBHOOK_SECRET}, "TOKENREFRESH_WEBHOOK_URL is not"),
+    ],
+)
+def test_a_webhook_needs_both_url_and_secret(environ: dict[str, str], named: str) -> None:
+    message = config_error(environ)
+    assert named in message
+    assert "TOKENREFRESH_WEBHOOK_URL and TOKENREFRESH_WEBHOOK_SECRET" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "problem"),
+    [
+        ("http://receiver.tokenrefresh-test.invalid/wh", WEBHOOK_SECRET, "must use https://"),
+        ("ftp://receiver.tokenrefresh-test.invalid/wh", WEBHOOK_SECRET, "https:// URL"),
+        (WEBHOOK_URL, WEBHOOK_SECRET[6:], "TOKENREFRESH_WEBHOOK_SECRET must start with 'whsec_'"),
+        (WEBHOOK_URL, "whsec_" + base64.b64encode(b"short").decode(), "between 24 and 64"),
+    ],
+)
+def test_webhook_settings_are_checked_without_repeating_them(
+    url: str, secret: str, problem: str
+) -> None:
+    message = config_error({"TOKENREFRESH_WEBHOOK_URL": url, "TOKENREFRESH_WEBHOOK_SECRET": secret})
+    assert problem in message
+    assert url not in message
+    assert secret.removeprefix("whsec_")[:12] not in message
+
+
+def test_plain_http_webhooks_are_allowed_to_loopback_only() -> None:
+    # Checked without Settings: a loaded URL is registered as a secret for the whole
+    # process, and a loopback one would mask every other test's stand-in URL.
+    for url in ("http://127.0.0.1:8080/wh", "http://127.9.9.9/wh", "http://[::1]/wh"):
+        assert webhook_url_problem(url) is None
+    for url in ("http://localhost/wh", "http://LOCALHOST:1/wh"):
+        assert webhook_url_problem(url) is None
+    for url in ("http://10.0.0.1/wh", "http://127.0.0.1.nip.io/wh", "http://[::2]/wh"):
+        assert "must use https://" in (webhook_url_problem(url) or "")
+
+
+def test_notify_urls_must_look_like_urls() -> None:
+    message = config_error({"TOKENREFRESH_NOTIFY_URLS": "json://h.invalid/x, not-a-url-secret"})
+    assert message == "TOKENREFRESH_NOTIFY_URLS URL #2 is not a URL (scheme://...)"
