@@ -21,7 +21,6 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.events.checks import (
-    SECRET_PREFIX,
     notify_url_list,
     notify_urls_problem,
     webhook_secret_problem,
@@ -217,8 +216,6 @@ def _secret_parts(name: str, value: str) -> tuple[str, ...]:
         return database_url_secrets(value)
     if name == ENCRYPTION_KEYS:
         return tuple(re.split(r"[\s,;]+", value))
-    if name == WEBHOOK_SECRET and value.startswith(SECRET_PREFIX):
-        return (value, value[len(SECRET_PREFIX) :])  # the key, also without its prefix
     if name == NOTIFY_URLS:
         return (value, *notify_url_list(value))
     return (value,)
