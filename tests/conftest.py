@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, make_url
 from typer.testing import CliRunner
 
 from standin import IssuedTokens, TikTokStandIn
+from tokenrefresh import scrub
 from tokenrefresh.cli import app
 from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import create_database_engine
@@ -88,6 +89,17 @@ class PostgresServer:
     def close(self) -> None:
         self.drop(self.template)
         self._admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _secrets_of_this_test_only() -> Iterator[None]:
+    """The secrets a test registers (its in-process CLI runs read settings) are forgotten
+    after it: a webhook URL on 127.0.0.1 would otherwise mask the next test's stand-in URL,
+    and a fixture's database name the word `tokenrefresh` in later messages."""
+    redactor = scrub.REDACTOR
+    saved = (redactor._windows, redactor._wholes)
+    yield
+    redactor._windows, redactor._wholes = saved
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/tokenrefresh"
+        return f"http://127.0.0.1:{self.port}/hooks/events"
 
     def next_reply(self) -> Reply:
         with self.lock:

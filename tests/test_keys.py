@@ -142,13 +142,16 @@ def test_refresh_with_a_wrong_key_leaves_the_accounts_of_a_sqlite_file_untouched
     result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": new_key()})
     assert result.exit_code == 3
     assert standin.received == []
-    # Not a byte of the accounts changed; the refused run is recorded, for `status`.
+    # Not a byte of the accounts changed; the refused run is recorded, for `status`, and
+    # announced (run.failed).
     after = dump()
-    added = [line for line in after if line not in before]
+    added = sorted(line for line in after if line not in before)
     assert [line for line in before if line not in after] == []
-    assert len(added) == 1
-    assert added[0].startswith("INSERT INTO \"runs\" VALUES(1,'refresh'")
-    assert "'config_error',3," in added[0]
+    assert len(added) == 2
+    assert added[0].startswith('INSERT INTO "outbox" VALUES(1,\'evt_')
+    assert "'run.failed'" in added[0]
+    assert added[1].startswith("INSERT INTO \"runs\" VALUES(1,'refresh'")
+    assert "'config_error',3," in added[1]
 
 
 def test_token_with_a_wrong_key_exits_3(

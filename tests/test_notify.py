@@ -83,11 +83,11 @@ def test_one_digest_per_call_names_the_accounts(receiver: Receiver) -> None:
     )
     assert (report.delivered, report.notified, report.failed) == (5, 5, 0)
     [message] = messages(receiver, 1)
-    assert message["title"] == "tokenrefresh: 2 accounts need their users"
+    assert message["title"] == "tokenrefresh: 2 accounts need their users to reconnect"
     lines = message["message"].splitlines()
     assert lines == [
-        "2 accounts need their users: 7 (abc123, Shop Berlin): refresh token rejected, "
-        "8 (def456): refresh token rejected",
+        "2 accounts need their users to reconnect: 7 (abc123, Shop Berlin): "
+        "refresh token rejected, 8 (def456): refresh token rejected",
         "1 refresh token expires soon: 9 (ghi, Café) on 2026-12-01T00:00:00Z",
         "1 account keeps failing: 10 (jkl, x)",
         "run failed: refresh (exit 3): TIKTOK_CLIENT_SECRET is not set",
@@ -169,7 +169,7 @@ def test_the_digest_is_bounded() -> None:
             now,
         )
     title, body = digest(list(outbox.pending_events(now, 1000)))
-    assert title == "tokenrefresh: 250 accounts need their users"
+    assert title == "tokenrefresh: 250 accounts need their users to reconnect"
     assert body.endswith(", and 230 more")
     assert body.count("(o") == 20
     assert len(body) < 20 * 120

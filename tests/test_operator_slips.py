@@ -246,7 +246,7 @@ def test_a_column_dropped_by_hand_stops_every_command_before_tiktok(
         result = cli(*args)
         assert result.exit_code == 3, args
         assert result.stderr == (
-            "error: the database schema is stamped revision 0004 but lacks column "
+            "error: the database schema is stamped revision 0005 but lacks column "
             "accounts.label: it was changed outside tokenrefresh; restore it from a backup "
             "(nothing was changed)\n"
         )

@@ -157,7 +157,7 @@ def test_sqlite_at_an_older_revision_is_upgraded_on_first_use(cli: Cli, tmp_path
     assert f"revision {schema.HEAD_REVISION}" in current.stdout
 
 
-@pytest.mark.parametrize("start", ["0001", "0002", "0003"])
+@pytest.mark.parametrize("start", ["0001", "0002", "0003", "0004"])
 def test_an_sqlite_upgrade_keeps_every_row(tmp_path: Path, start: str) -> None:
     """A migration that changes a constraint copies the table on SQLite; with foreign keys
     on, dropping the old copy would cascade to every attempt and spent-token row."""

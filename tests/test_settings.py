@@ -864,7 +864,7 @@ def test_default_database_is_created_private_and_migrated(
 
 # ----------------------------------------------------------------------------- webhooks, digests
 
-WEBHOOK_URL = "https://receiver.tokenrefresh-test.invalid/wh-7f3a9c"
+WEBHOOK_URL = "https://receiver.hooks-test.invalid/wh-7f3a9c"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"webhook-secret-for-settings-tests").decode()
 NOTIFY_URLS = "mailtos://user:mailpass-9d2e7b@smtp.tokenrefresh-test.invalid, json://h.invalid/x"
 

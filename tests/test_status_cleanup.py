@@ -112,7 +112,13 @@ def test_cleanup_expires_erases_and_prunes(
             ],
         )
 
-    expected = {"expired": 1, "tokens_erased": 2, "attempts_pruned": 1, "runs_pruned": 1}
+    expected = {
+        "expired": 1,
+        "tokens_erased": 2,
+        "attempts_pruned": 1,
+        "runs_pruned": 1,
+        "events_pruned": 0,
+    }
     dry = cli("cleanup", "--dry-run", "--json")
     assert dry.exit_code == 0, dry.stderr
     assert dry.json()["counts"] == expected

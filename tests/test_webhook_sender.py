@@ -57,7 +57,7 @@ def test_a_signed_post_verifies_and_carries_exactly_the_specified_headers(
     [got] = receiver.wait_for(1)
     assert got.verified
     assert got.body == PAYLOAD.encode("utf-8")  # verbatim, UTF-8, not re-serialised
-    assert got.path == "/hooks/tokenrefresh"
+    assert got.path == "/hooks/events"
     timestamp = str(int(now.timestamp()))
     assert got.headers["webhook-id"] == pending.event_id
     assert got.headers["webhook-timestamp"] == timestamp

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from tokenrefresh import defaults
 from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.errors import EXIT_OK, TokenRefreshError
 from tokenrefresh.locks import RunLock
@@ -24,11 +25,13 @@ class CleanupReport:
     dry_run: bool
     started_at: datetime
     retention: timedelta
+    event_retention: timedelta = defaults.EVENT_RETENTION
     expired: list[AccountView] = field(default_factory=list)
     expired_count: int = 0
     tokens_erased: int = 0
     attempts_pruned: int = 0
     runs_pruned: int = 0
+    events_pruned: int = 0  # delivered, or given up, longer ago than the event retention
     run_id: int | None = None
     finished_at: datetime | None = None
 
@@ -39,6 +42,7 @@ class CleanupReport:
             "tokens_erased": self.tokens_erased,
             "attempts_pruned": self.attempts_pruned,
             "runs_pruned": self.runs_pruned,
+            "events_pruned": self.events_pruned,
         }
 
     @property
@@ -57,17 +61,22 @@ class Cleanup:
         self._repository = repository
         self._clock = clock
 
-    def preview(self, retention: timedelta) -> CleanupReport:
+    def preview(
+        self, retention: timedelta, event_retention: timedelta = defaults.EVENT_RETENTION
+    ) -> CleanupReport:
         """The dry run: what would change, with no lock and no write."""
         now = self._clock()
         repository = self._repository
-        report = CleanupReport(dry_run=True, started_at=now, retention=retention)
+        report = CleanupReport(
+            dry_run=True, started_at=now, retention=retention, event_retention=event_retention
+        )
         report.expired = repository.past_refresh_expiry(now, MAX_LISTED)
         report.expired_count = len(report.expired)
         report.tokens_erased = repository.count_tokens_to_erase(now)
         report.attempts_pruned, report.runs_pruned = repository.count_history_before(
             now - retention
         )
+        report.events_pruned = repository.count_events_before(now - event_retention)
         report.finished_at = self._clock()
         return report
 
@@ -76,11 +85,14 @@ class Cleanup:
         lock: RunLock,
         retention: timedelta,
         on_started: Callable[[], None] | None = None,
+        event_retention: timedelta = defaults.EVENT_RETENTION,
     ) -> CleanupReport:
         """Expire, erase and prune under the cleanup lock; the run is recorded."""
         now = self._clock()
         repository = self._repository
-        report = CleanupReport(dry_run=False, started_at=now, retention=retention)
+        report = CleanupReport(
+            dry_run=False, started_at=now, retention=retention, event_retention=event_retention
+        )
         report.expired = repository.past_refresh_expiry(now, MAX_LISTED)
         with lock:
             report.run_id = repository.start_run(
@@ -94,6 +106,7 @@ class Cleanup:
                 report.attempts_pruned, report.runs_pruned = repository.prune_history(
                     now - retention
                 )
+                report.events_pruned = repository.prune_events(now - event_retention, now)
             except TokenRefreshError as error:
                 repository.finish_run(
                     report.run_id,

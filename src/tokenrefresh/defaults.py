@@ -8,6 +8,10 @@ from datetime import timedelta
 __all__ = [
     "ATTEMPTS_SHOWN",
     "CONCURRENCY",
+    "DELIVERY_BUDGET",
+    "DELIVERY_MAX_EVENTS",
+    "EVENT_RETENTION",
+    "FAILING_AFTER",
     "HTTP_TIMEOUT",
     "MAX_AGE",
     "MAX_HTTP_TIMEOUT",
@@ -15,6 +19,7 @@ __all__ = [
     "MIN_VALID",
     "RECONNECT_LISTED",
     "RETENTION",
+    "WARN_BEFORE",
     "WINDOW",
 ]
 
@@ -45,3 +50,12 @@ MAX_AGE = timedelta(hours=1)
 # `status`: accounts needing their user listed at most; `accounts show`: attempts shown.
 RECONNECT_LISTED = 50
 ATTEMPTS_SHOWN = 10
+# Events (see the README, "Events"): `account.failing` after this many transient failures
+# in a row; `account.refresh_token_expiring` this long before a refresh token's own
+# expiry; undelivered events are given up after EVENT_RETENTION, and delivered ones pruned.
+FAILING_AFTER = 5
+WARN_BEFORE = timedelta(days=14)
+EVENT_RETENTION = timedelta(days=7)
+# Delivery at the end of a run: at most this many events, within this many seconds.
+DELIVERY_BUDGET = 10.0
+DELIVERY_MAX_EVENTS = 100

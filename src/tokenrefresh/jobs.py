@@ -17,10 +17,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tokenrefresh import defaults
 from tokenrefresh.cleanup import Cleanup, CleanupReport
 from tokenrefresh.clock import utcnow
 from tokenrefresh.context import Context
 from tokenrefresh.errors import ConfigError, LockHeld, TokenRefreshError
+from tokenrefresh.events.announce import deliver_pending, notice_expiring
 from tokenrefresh.refresh.observers import ProgressBar, RunObserver, StartHook
 from tokenrefresh.refresh.plan import Plan, RefreshOptions
 from tokenrefresh.refresh.report import RunReport
@@ -81,24 +83,34 @@ def refresh_job(options: RefreshOptions, job: JobOptions, *, http_timeout: float
         with _graceful_stop(refresher), _reported(monitoring, repository) as reported:
             report = refresher.run(plan)
             reported(report.exit_code, report.summary)
+        if report.run_id is not None:  # the run took place: announce what changed
+            notice_expiring(repository, options.warn_before, options.shard)
+            deliver_pending(settings, repository, retention=options.event_retention)
         return report
 
 
-def cleanup_job(retention: timedelta, job: JobOptions) -> CleanupReport:
+def cleanup_job(
+    retention: timedelta,
+    job: JobOptions,
+    *,
+    event_retention: timedelta = defaults.EVENT_RETENTION,
+) -> CleanupReport:
     """`tokenrefresh cleanup`: the preview, or the run under the cleanup lock."""
     settings = _settings("cleanup", None, job.dry_run)
     monitoring = _monitoring("cleanup", settings, job, retention)
     with Context(settings) as context, _refusal_recorded(context, "cleanup", None, job.dry_run):
         cleanup = Cleanup(context.repository())
         if job.dry_run:
-            return cleanup.preview(retention)
+            return cleanup.preview(retention, event_retention)
         with _reported(monitoring, context.repository()) as reported:
             report = cleanup.run(
                 context.run_lock("cleanup"),
                 retention,
                 on_started=monitoring.started if monitoring is not None else None,
+                event_retention=event_retention,
             )
             reported(0, report.summary)
+        deliver_pending(settings, context.repository(), retention=event_retention)
         return report
 
 

@@ -105,7 +105,14 @@ def write_metrics(
             "When the last successful run finished.",
             ("command",),
         ).labels(command).set((success.finished_at or success.started_at).timestamp())
-    if command == "refresh":
+    if command == "refresh":  # the cleanup's file repeats no series of the refresh's
+        events = status.events
+        gauge("events_pending", "Events recorded and not delivered yet.").set(events.pending)
+        if events.oldest_pending_at is not None:
+            gauge(
+                "events_oldest_pending_age_seconds",
+                "How long the oldest pending event has waited.",
+            ).set(max(0.0, (now - events.oldest_pending_at).total_seconds()))
         stats = status.stats
         accounts = gauge("accounts", "Accounts by status.", ("status",))
         for account_status, count in stats.by_status.items():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tokenrefresh.durations import format_duration
+from tokenrefresh.storage.outbox import OutboxStats
 from tokenrefresh.storage.records import AccountStatus, AccountView, RunView, Stats
 from tokenrefresh.storage.repository import Repository
 
@@ -29,10 +30,21 @@ class StatusReport:
     reconnect_count: int
     last_runs: dict[str, RunView]
     last_successful_runs: dict[str, RunView]
+    events: OutboxStats = field(default_factory=lambda: OutboxStats(0, None))
+    delivery_configured: bool = False
+
+
+# Events pending longer than this, with somewhere to deliver them, are worth a warning.
+EVENTS_STUCK_AFTER = timedelta(hours=1)
 
 
 def collect_status(
-    repository: Repository, now: datetime, window: timedelta, reconnect_limit: int
+    repository: Repository,
+    now: datetime,
+    window: timedelta,
+    reconnect_limit: int,
+    *,
+    delivery_configured: bool = False,
 ) -> StatusReport:
     stats = repository.stats(now, window)
     return StatusReport(
@@ -49,6 +61,8 @@ def collect_status(
         ),
         last_runs=repository.last_runs(),
         last_successful_runs=repository.last_successful_runs(),
+        events=repository.outbox_stats(),
+        delivery_configured=delivery_configured,
     )
 
 
@@ -117,6 +131,19 @@ def check_health(report: StatusReport, max_age: timedelta) -> HealthCheck:
             HealthProblem(
                 Severity.WARNING,
                 f"{report.reconnect_count} account(s) need their user to reconnect",
+            )
+        )
+    oldest = report.events.oldest_pending_at
+    if (
+        report.delivery_configured
+        and oldest is not None
+        and report.generated_at - oldest > EVENTS_STUCK_AFTER
+    ):
+        problems.append(
+            HealthProblem(
+                Severity.WARNING,
+                f"{report.events.pending} event(s) not delivered; the oldest since "
+                f"{oldest.isoformat(timespec='seconds')} (is the webhook receiver down?)",
             )
         )
     return HealthCheck(problems)

@@ -7,7 +7,7 @@ imported inside the commands, so `tokenrefresh --help` starts fast.
 
 from __future__ import annotations
 
-from tokenrefresh.cli import accounts, admin, jobs  # noqa: F401 - registers the commands
+from tokenrefresh.cli import accounts, admin, events, jobs  # noqa: F401 - registers the commands
 from tokenrefresh.cli.app import app
 
 __all__ = ["app", "main"]

@@ -16,7 +16,16 @@ from tokenrefresh import __version__
 from tokenrefresh.errors import TokenRefreshError, UsageError
 from tokenrefresh.scrub import safe_text, scrub
 
-__all__ = ["accounts_app", "app", "db_app", "handles_errors", "keys_app", "print_error", "setup"]
+__all__ = [
+    "accounts_app",
+    "app",
+    "db_app",
+    "events_app",
+    "handles_errors",
+    "keys_app",
+    "print_error",
+    "setup",
+]
 
 log = logging.getLogger("tokenrefresh")
 
@@ -35,9 +44,11 @@ app = typer.Typer(
 accounts_app = typer.Typer(help="Import, list and manage connected TikTok accounts.")
 keys_app = typer.Typer(help="Encryption keys: generate one, re-encrypt with the first, check.")
 db_app = typer.Typer(help="The database schema (Alembic migrations shipped in the package).")
+events_app = typer.Typer(help="Events (an account needs its user, ...) and their delivery.")
 app.add_typer(accounts_app, name="accounts", no_args_is_help=True)
 app.add_typer(keys_app, name="keys", no_args_is_help=True)
 app.add_typer(db_app, name="db", no_args_is_help=True)
+app.add_typer(events_app, name="events", no_args_is_help=True)
 
 
 def setup(verbose: int = 0, quiet: bool = False, json_lines: bool = False) -> None:

@@ -11,6 +11,7 @@ from tokenrefresh import defaults
 from tokenrefresh.cli.app import app, handles_errors, print_error, setup
 from tokenrefresh.cli.options import (
     AsJson,
+    EventRetention,
     HttpTimeout,
     LogFormat,
     LogFormatOption,
@@ -81,6 +82,18 @@ def refresh(
         ),
     ] = None,
     http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
+    warn_before: Annotated[
+        timedelta,
+        typer.Option(
+            parser=as_positive_duration,
+            envvar="TOKENREFRESH_WARN_BEFORE",
+            metavar="DURATION",
+            show_default=format_duration(defaults.WARN_BEFORE),
+            help="Announce a refresh token this long before its own expiry "
+            "(event account.refresh_token_expiring).",
+        ),
+    ] = defaults.WARN_BEFORE,
+    event_retention: EventRetention = defaults.EVENT_RETENTION,
     metrics_file: MetricsFile = None,
     as_json: AsJson = False,
     verbose: Verbose = 0,
@@ -100,6 +113,8 @@ def refresh(
         rate_limit=rate_limit,
         max_runtime=max_runtime or None,
         shard=shard,
+        warn_before=warn_before,
+        event_retention=event_retention,
     )
     job = JobOptions(dry_run, metrics_file, show_progress=not (quiet or as_json or dry_run))
     report = refresh_job(options, job, http_timeout=http_timeout)
@@ -128,18 +143,22 @@ def cleanup(
             help="Keep refresh attempts and runs this long.",
         ),
     ] = defaults.RETENTION,
+    event_retention: EventRetention = defaults.EVENT_RETENTION,
     metrics_file: MetricsFile = None,
     as_json: AsJson = False,
     verbose: Verbose = 0,
     quiet: Quiet = False,
     log_format: LogFormatOption = LogFormat.human,
 ) -> None:
-    """Expire accounts past their refresh token's expiry, erase dead tokens, prune history."""
+    """Expire accounts past their refresh token's expiry, erase dead tokens, prune history
+    and old events."""
     setup(verbose, quiet, log_format is LogFormat.json)
     from tokenrefresh.jobs import JobOptions, cleanup_job
     from tokenrefresh.render import renderer
 
-    report = cleanup_job(retention, JobOptions(dry_run, metrics_file))
+    report = cleanup_job(
+        retention, JobOptions(dry_run, metrics_file), event_retention=event_retention
+    )
     renderer(as_json=as_json).cleanup(report, quiet=quiet)
 
 
@@ -175,12 +194,20 @@ def status(
     setup()
     from tokenrefresh.clock import utcnow
     from tokenrefresh.context import Context
+    from tokenrefresh.events.announce import delivery_configured
     from tokenrefresh.render import renderer
     from tokenrefresh.settings import Settings
     from tokenrefresh.status import check_health, collect_status
 
-    with Context(Settings.from_env()) as context:
-        report = collect_status(context.repository(), utcnow(), window, limit)
+    settings = Settings.from_env()
+    with Context(settings) as context:
+        report = collect_status(
+            context.repository(),
+            utcnow(),
+            window,
+            limit,
+            delivery_configured=delivery_configured(settings),
+        )
     if not check:
         renderer(as_json=as_json).status(report)
         return

@@ -18,6 +18,7 @@ from tokenrefresh.storage.records import Shard
 
 __all__ = [
     "AsJson",
+    "EventRetention",
     "HttpTimeout",
     "LogFormat",
     "LogFormatOption",
@@ -98,6 +99,16 @@ def window_option(help_text: str) -> Any:
     )
 
 
+EventRetention = Annotated[
+    timedelta,
+    typer.Option(
+        parser=as_positive_duration,
+        envvar="TOKENREFRESH_EVENT_RETENTION",
+        metavar="DURATION",
+        show_default=format_duration(defaults.EVENT_RETENTION),
+        help="Give up events not delivered within this long; prune delivered ones after it.",
+    ),
+]
 MetricsFile = Annotated[
     Path | None,
     typer.Option(

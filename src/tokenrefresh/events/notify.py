@@ -27,7 +27,11 @@ _MESSAGE_LIMIT = 300  # characters of a failed run's message
 
 # (event type, singular, plural): in the digest's order, most urgent first.
 _KINDS: tuple[tuple[str, str, str], ...] = (
-    (EventType.ACCOUNT_EXPIRED, "account needs its user", "accounts need their users"),
+    (
+        EventType.ACCOUNT_EXPIRED,
+        "account needs its user to reconnect",
+        "accounts need their users to reconnect",
+    ),
     (
         EventType.REFRESH_TOKEN_EXPIRING,
         "refresh token expires soon",

@@ -34,6 +34,8 @@ class RefreshOptions:
     max_runtime: timedelta | None = defaults.MAX_RUNTIME
     shard: Shard | None = None
     batch_size: int = BATCH_SIZE
+    warn_before: timedelta = defaults.WARN_BEFORE  # account.refresh_token_expiring
+    event_retention: timedelta = defaults.EVENT_RETENTION  # undelivered events given up
 
 
 def _never() -> bool:

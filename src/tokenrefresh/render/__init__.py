@@ -16,9 +16,11 @@ from tokenrefresh.render.text import TextRenderer
 if TYPE_CHECKING:
     from tokenrefresh.accounts import AccountDetails, ImportReport
     from tokenrefresh.cleanup import CleanupReport
+    from tokenrefresh.events.records import DeliveryReport
     from tokenrefresh.keys import KeyCheckReport, RotateReport
     from tokenrefresh.refresh.report import RunReport
     from tokenrefresh.status import HealthCheck, StatusReport
+    from tokenrefresh.storage.outbox import EventView
     from tokenrefresh.storage.records import AccountView
 
 __all__ = ["Renderer", "renderer"]
@@ -44,6 +46,10 @@ class Renderer(Protocol):
     def key_check(self, report: KeyCheckReport) -> None: ...
 
     def rotated(self, report: RotateReport) -> None: ...
+
+    def events(self, events: list[EventView], now: datetime) -> None: ...
+
+    def delivered(self, report: DeliveryReport | None, pending: int) -> None: ...
 
     def line(self, text: str = "") -> None: ...
 

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 
     from tokenrefresh.accounts import AccountDetails, ImportReport
     from tokenrefresh.cleanup import CleanupReport
+    from tokenrefresh.events.records import DeliveryReport
     from tokenrefresh.keys import KeyCheckReport, RotateReport
     from tokenrefresh.refresh.report import AccountResult, RunReport
     from tokenrefresh.status import HealthCheck, StatusReport
+    from tokenrefresh.storage.outbox import EventView
     from tokenrefresh.storage.records import AccountView, AttemptView, RunView
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "account_json",
     "attempt_json",
     "cleanup_json",
+    "event_json",
     "refresh_json",
     "result_json",
     "run_json",
@@ -52,6 +55,20 @@ class JsonRenderer(Terminal):
 
     def accounts(self, accounts: list[AccountView], now: datetime) -> None:
         self.json({"accounts": [account_json(account) for account in accounts]})
+
+    def events(self, events: list[EventView], now: datetime) -> None:
+        self.json({"events": [event_json(event) for event in events]})
+
+    def delivered(self, report: DeliveryReport | None, pending: int) -> None:
+        self.json(
+            {
+                "configured": report is not None,
+                "delivered": report.delivered if report else 0,
+                "failed": report.failed if report else 0,
+                "dropped": report.dropped if report else 0,
+                "pending": pending,
+            }
+        )
 
     def account_details(self, details: AccountDetails, now: datetime) -> None:
         self.json(
@@ -206,6 +223,11 @@ def status_json(report: StatusReport) -> dict[str, Any]:
             "missing": stats.without_tokens,
         },
         "failing": stats.failing,
+        "events": {
+            "pending": report.events.pending,
+            "oldest_pending_at": timestamp(report.events.oldest_pending_at),
+            "delivery_configured": report.delivery_configured,
+        },
         "reconnect_needed": {
             "count": report.reconnect_count,
             "accounts": [
@@ -241,4 +263,23 @@ def cleanup_json(report: CleanupReport) -> dict[str, Any]:
             {"account_id": account.id, "open_id": outside(account.open_id)}
             for account in report.expired
         ],
+    }
+
+
+def event_json(event: EventView) -> dict[str, Any]:
+    """An outbox event: its delivery state and its payload (which never holds a token)."""
+    import json
+
+    return {
+        "id": event.id,
+        "event_id": event.event_id,
+        "type": event.type,
+        "account_id": event.account_id,
+        "state": event.state,
+        "created_at": timestamp(event.created_at),
+        "attempts": event.attempts,
+        "next_attempt_at": timestamp(event.next_attempt_at) if event.state == "pending" else None,
+        "delivered_at": timestamp(event.delivered_at),
+        "last_error": outside(event.last_error),
+        "payload": json.loads(event.payload),
     }

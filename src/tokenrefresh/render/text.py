@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 
     from tokenrefresh.accounts import AccountDetails, ImportReport
     from tokenrefresh.cleanup import CleanupReport
+    from tokenrefresh.events.records import DeliveryReport
     from tokenrefresh.keys import KeyCheckReport, RotateReport
     from tokenrefresh.refresh.report import RunReport
     from tokenrefresh.status import HealthCheck, StatusReport
+    from tokenrefresh.storage.outbox import EventView
     from tokenrefresh.storage.records import AccountView, RunView
 
 __all__ = ["TextRenderer"]
@@ -105,6 +107,39 @@ class TextRenderer(Terminal):
                 ]
                 for account in accounts
             ],
+        )
+
+    def events(self, events: list[EventView], now: datetime) -> None:
+        if not events:
+            self.line("No events.")
+            return
+        self.table(
+            f"{len(events)} event(s), newest first",
+            ["id", "type", "account", "state", "recorded", "attempts", "last error"],
+            [
+                [
+                    str(event.id),
+                    event.type,
+                    "" if event.account_id is None else str(event.account_id),
+                    event.state,
+                    relative(event.created_at, now),
+                    str(event.attempts),
+                    shown(event.last_error, 60),
+                ]
+                for event in events
+            ],
+        )
+
+    def delivered(self, report: DeliveryReport | None, pending: int) -> None:
+        if report is None:
+            self.line(
+                "No delivery is configured (TOKENREFRESH_WEBHOOK_URL or "
+                f"TOKENREFRESH_NOTIFY_URLS); {pending} event(s) pending."
+            )
+            return
+        self.line(
+            f"Events: {report.delivered} delivered, {report.failed} failed (kept for later), "
+            f"{report.dropped} dropped; {pending} pending."
         )
 
     def account_details(self, details: AccountDetails, now: datetime) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tokenrefresh.defaults import FAILING_AFTER
 from tokenrefresh.errors import DatabaseError, ImportFileError
 from tokenrefresh.storage.database import Database, chunks
 from tokenrefresh.storage.models import Account, SpentRefreshToken
+from tokenrefresh.storage.outbox import record_recovered
 from tokenrefresh.storage.records import (
     AccountStatus,
     AccountView,
@@ -92,6 +94,8 @@ class AccountQueries(Database):
                     .where(Account.open_id == account.open_id)
                     .values(_reimport_values(account, now))
                 )
+                if stored[account.open_id].needed_its_user:
+                    record_recovered(connection, stored[account.open_id].id, now, "a new consent")
             return ImportCounts(created=len(new_rows), updated=updated, unchanged=unchanged)
 
         try:
@@ -112,7 +116,10 @@ class AccountQueries(Database):
         for chunk in chunks(sorted(open_ids), 500):
             query = (
                 select(
+                    Account.id,
                     Account.open_id,
+                    Account.status,
+                    Account.consecutive_failures,
                     Account.refresh_token_fingerprint,
                     Account.tokens_issued_at,
                     Account.last_refreshed_at,
@@ -129,6 +136,8 @@ class AccountQueries(Database):
                         (t for t in (row.tokens_issued_at, row.last_refreshed_at) if t),
                         default=None,
                     ),
+                    id=row.id,
+                    needed_its_user=_recovers(row.status, row.consecutive_failures),
                 )
         return stored
 
@@ -339,6 +348,16 @@ class _StoredPair:
 
     fingerprint: str | None
     issued_at: datetime | None
+    id: int = 0
+    needed_its_user: bool = False  # expired, revoked or failing: a new consent recovers it
+
+
+def _recovers(status: str, consecutive_failures: int) -> bool:
+    """Whether a new consent for an account in this state is a recovery (an account a
+    person disabled stays disabled, and is not one)."""
+    return status in (AccountStatus.EXPIRED, AccountStatus.REVOKED) or (
+        status == AccountStatus.ACTIVE and consecutive_failures >= FAILING_AFTER
+    )
 
 
 MAX_LISTED_REFUSALS = 20

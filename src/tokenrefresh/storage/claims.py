@@ -19,7 +19,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,9 +40,11 @@ from sqlalchemy import (
     update,
 )
 
+from tokenrefresh.defaults import FAILING_AFTER
 from tokenrefresh.errors import DatabaseError
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Account, Attempt, BigId, SpentRefreshToken, UTCDateTime
+from tokenrefresh.storage.outbox import record_expired, record_failing, record_recovered
 from tokenrefresh.storage.records import (
     AccountStatus,
     AttemptRecord,
@@ -212,6 +214,10 @@ class Claim:
         self.closed = True
         rotated = tokens.refresh_token_ciphertext is not None
 
+        recovered = status == AccountStatus.ACTIVE and (
+            account.status != AccountStatus.ACTIVE or account.consecutive_failures >= FAILING_AFTER
+        )
+
         def work(connection: Connection) -> WriteResult:
             if rotated:
                 # The imported refresh token (if it still is the stored one) is spent now.
@@ -219,7 +225,10 @@ class Claim:
                     _spent_insert(connection.dialect.name),
                     {"b_id": account.id, "b_generation": account.token_generation, "b_now": now},
                 )
-            return self._written(connection, _SAVE_GRANT, parameters, attempts)
+            result = self._written(connection, _SAVE_GRANT, parameters, attempts)
+            if result == WriteResult.WRITTEN and recovered:
+                record_recovered(connection, account.id, now, "a refresh that worked")
+            return result
 
         try:
             return self._database.transaction(work)
@@ -251,15 +260,30 @@ class Claim:
         )
 
     def mark_expired(self, reason: str, attempts: Sequence[AttemptRecord]) -> WriteResult:
-        """Mark the account expired, unless a newer token pair was stored meanwhile."""
-        return self._conditional(_MARK_EXPIRED, {"b_error": stored_text(reason)}, attempts)
+        """Mark the account expired, unless a newer token pair was stored meanwhile; an
+        `account.expired` event goes with it."""
+        account_id = self.account.id
+
+        def event(connection: Connection, now: datetime) -> None:
+            record_expired(connection, account_id, now, reason)
+
+        return self._conditional(
+            _MARK_EXPIRED, {"b_error": stored_text(reason)}, attempts, after=event
+        )
 
     def record_failure(
         self, reason: str, next_attempt_at: datetime, attempts: Sequence[AttemptRecord]
     ) -> WriteResult:
-        """Count a failed refresh and push the next attempt back; the account stays active."""
+        """Count a failed refresh and push the next attempt back; the account stays active.
+        The failure that makes FAILING_AFTER in a row records `account.failing`."""
         parameters = {"b_error": stored_text(reason), "b_next_attempt": next_attempt_at}
-        return self._conditional(_RECORD_FAILURE, parameters, attempts)
+        account_id, failures = self.account.id, self.account.consecutive_failures + 1
+
+        def event(connection: Connection, now: datetime) -> None:
+            if failures == FAILING_AFTER:
+                record_failing(connection, account_id, now, reason, failures)
+
+        return self._conditional(_RECORD_FAILURE, parameters, attempts, after=event)
 
     def release(self) -> None:
         """End the lease without writing anything (a no-op once the claim has ended)."""
@@ -279,20 +303,30 @@ class Claim:
         statement: Executable,
         parameters: dict[str, Any],
         attempts: Sequence[AttemptRecord],
+        *,
+        after: Callable[[Connection, datetime], None] | None = None,
     ) -> WriteResult:
         """A write that ends the claim if nobody stored a newer pair and the lease is ours."""
         if self.closed:
             raise RuntimeError("this claim has ended already")
         self.closed = True
         account = self.account
+        now = self._database.clock()
         full = {
             **parameters,
             "b_id": account.id,
             "b_generation": account.token_generation,
             "b_owner": self.owner,
-            "b_now": self._database.clock(),
+            "b_now": now,
         }
-        return self._database.transaction(lambda c: self._written(c, statement, full, attempts))
+
+        def work(connection: Connection) -> WriteResult:
+            result = self._written(connection, statement, full, attempts)
+            if result == WriteResult.WRITTEN and after is not None:
+                after(connection, now)  # the event, in the same transaction as the change
+            return result
+
+        return self._database.transaction(work)
 
     def _written(
         self,

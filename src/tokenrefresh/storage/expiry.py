@@ -8,6 +8,7 @@ from sqlalchemy import Connection, func, or_, select, update
 
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Account
+from tokenrefresh.storage.outbox import record_expired
 from tokenrefresh.storage.records import AccountStatus, AccountView
 from tokenrefresh.storage.sql import (
     ACCOUNT_VIEW_COLUMNS,
@@ -34,17 +35,18 @@ class ExpiryQueries(Database):
         return [account_view(row) for row in self.rows(query)]
 
     def expire_past_refresh_expiry(self, now: datetime) -> int:
+        reason = "the refresh token passed its expiry; the user must reconnect"
+
         def write(connection: Connection) -> int:
-            result = connection.execute(
+            expired = connection.execute(
                 update(Account)
                 .where(*past_expiry_conditions(now))
-                .values(
-                    status=AccountStatus.EXPIRED.value,
-                    last_error="the refresh token passed its expiry; the user must reconnect",
-                    updated_at=now,
-                )
-            )
-            return int(result.rowcount)
+                .values(status=AccountStatus.EXPIRED.value, last_error=reason, updated_at=now)
+                .returning(Account.id)
+            ).all()
+            for row in expired:  # each announced, in the same transaction
+                record_expired(connection, row.id, now, reason)
+            return len(expired)
 
         return self.transaction(write)
 

@@ -7,8 +7,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from tokenrefresh.errors import EXIT_CONFIG, EXIT_FAILURES
+from tokenrefresh.events.records import EventType
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Attempt, Run, SpentRefreshToken
+from tokenrefresh.storage.outbox import record_event
 from tokenrefresh.storage.records import AttemptView, RunView
 from tokenrefresh.storage.sql import (
     ATTEMPT_COLUMNS,
@@ -19,7 +22,10 @@ from tokenrefresh.storage.sql import (
     stored_text,
 )
 
-__all__ = ["SPENT_TOKEN_RETENTION", "HistoryQueries"]
+__all__ = ["RUN_LEVEL_FAILURES", "SPENT_TOKEN_RETENTION", "HistoryQueries"]
+
+# Outcomes of a run that failed as a whole (not because some accounts failed).
+RUN_LEVEL_FAILURES = ("stopped", "error", "config_error")
 
 # Longer than the longest refresh token lifetime TikTok has documented (365 days).
 SPENT_TOKEN_RETENTION = timedelta(days=400)
@@ -95,18 +101,35 @@ class HistoryQueries(Database):
         counts: dict[str, int],
         message: str | None,
     ) -> None:
+        """Record how a run ended; a run that failed for a run-level reason (stopped,
+        an error, its configuration: exit 1 or 3) records `run.failed` with it."""
+        now = self.clock()
+
         def write(connection: Connection) -> None:
             connection.execute(
                 update(Run)
                 .where(Run.id == run_id)
                 .values(
-                    finished_at=self.clock(),
+                    finished_at=now,
                     outcome=outcome,
                     exit_code=exit_code,
                     counts=json.dumps(counts, sort_keys=True),
                     message=stored_text(message),
                 )
             )
+            if outcome in RUN_LEVEL_FAILURES and exit_code in (EXIT_FAILURES, EXIT_CONFIG):
+                run = connection.execute(
+                    select(Run.command, Run.shard).where(Run.id == run_id)
+                ).one()
+                data = {
+                    "run_id": run_id,
+                    "command": run.command,
+                    "shard": run.shard,
+                    "exit_code": exit_code,
+                    "outcome": outcome,
+                    "message": stored_text(message, 500),
+                }
+                record_event(connection, EventType.RUN_FAILED, data, now)
 
         self.transaction(write)
 

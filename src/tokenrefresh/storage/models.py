@@ -113,6 +113,9 @@ class Account(Base):
     # account; nobody else presents its refresh token until it ends or runs out.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    # The refresh token expiry that `account.refresh_token_expiring` was recorded for:
+    # warned once per expiry, however often the run looks (and however long events live).
+    refresh_expiry_warned: Mapped[datetime | None]
     last_refreshed_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
@@ -208,3 +211,39 @@ class KeyCheck(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one row
     ciphertext: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class OutboxEvent(Base):
+    """An event waiting to be delivered (or delivered, until `cleanup` prunes it).
+
+    Written in the same transaction as the change it describes, so no event is lost and
+    none is invented. `event_id` is the webhook-id, the receiver's idempotency key;
+    `dedupe_key`, where set, makes "once per account and expiry" (or streak) hold even when
+    two runs notice the same thing. `account_id` is not a foreign key: an event outlives
+    its account.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(BigId)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None]
+    dropped_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # Delivery walks the pending events, oldest due first: only those are indexed.
+        _partial_index(
+            "ix_outbox_pending",
+            ["next_attempt_at", "id"],
+            "delivered_at IS NULL AND dropped_at IS NULL",
+        ),
+        Index("ix_outbox_created_at", "created_at"),
+    )

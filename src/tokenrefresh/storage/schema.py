@@ -25,7 +25,7 @@ __all__ = [
     "upgrade",
 ]
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

@@ -1,0 +1,72 @@
+"""`events list | deliver`: the outbox of what changed, and its delivery on demand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tokenrefresh import defaults
+from tokenrefresh.cli.app import events_app, handles_errors, setup
+from tokenrefresh.cli.options import AsJson, EventRetention
+from tokenrefresh.events.records import EventType
+from tokenrefresh.settings import Settings
+
+__all__ = ["events_deliver", "events_list"]
+
+
+@events_app.command("list")
+@handles_errors
+def events_list(
+    pending: Annotated[bool, typer.Option("--pending", help="Only events not delivered yet.")] = (
+        False
+    ),
+    event_type: Annotated[
+        EventType | None, typer.Option("--type", help="Only events of this type.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: AsJson = False,
+) -> None:
+    """Show recorded events, newest first, with their delivery state."""
+    setup()
+    from tokenrefresh.clock import utcnow
+    from tokenrefresh.context import Context
+    from tokenrefresh.render import renderer
+
+    with Context(Settings.from_env()) as context:
+        events = context.repository().list_events(
+            pending_only=pending,
+            event_type=event_type.value if event_type else None,
+            limit=limit,
+        )
+    renderer(as_json=as_json).events(events, utcnow())
+
+
+@events_app.command("deliver")
+@handles_errors
+def events_deliver(
+    event_retention: EventRetention = defaults.EVENT_RETENTION,
+    budget: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds to spend delivering, at most."),
+    ] = 60.0,
+    as_json: AsJson = False,
+) -> None:
+    """Deliver pending events now (refresh and cleanup runs do so at their end)."""
+    setup()
+    from tokenrefresh.context import Context
+    from tokenrefresh.events.announce import deliver_pending
+    from tokenrefresh.render import renderer
+
+    settings = Settings.from_env()
+    with Context(settings) as context:
+        repository = context.repository()
+        report = deliver_pending(
+            settings,
+            repository,
+            retention=event_retention,
+            budget=budget,
+            max_events=1000,
+        )
+        pending = repository.outbox_stats().pending
+    renderer(as_json=as_json).delivered(report, pending)
