@@ -295,12 +295,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024  # many clients connecting at once (several processes)
 
-    def __init__(self, standin: TikTokStandIn) -> None:
+    def __init__(self, standin: TikTokStandIn, port: int = 0) -> None:
         self.standin = standin
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         self.accepted = 0
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can be slow.
@@ -347,8 +347,10 @@ class TikTokStandIn:
         refresh_ttl: int = 15_552_000,
         latency: float = 0.0,
         scope: str = "user.info.basic,video.publish",
+        port: int = 0,  # 0: a free port; examples/standin.py asks for a given one
     ) -> None:
         self.client_key = client_key
+        self._port = port
         self.client_secret = client_secret
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
@@ -396,7 +398,7 @@ class TikTokStandIn:
         """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
         if self._server is not None:
             return self
-        server = _Server(self)
+        server = _Server(self, self._port)
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -491,6 +493,35 @@ class TikTokStandIn:
             open_id=open_id,
             access_token=access,
             refresh_token=refresh,
+            expires_in=self.access_ttl,
+            refresh_expires_in=self.refresh_ttl,
+            scope=scope,
+        )
+
+    def register(
+        self,
+        open_id: str,
+        *,
+        access_token: str,
+        refresh_token: str,
+        scope: str | None = None,
+    ) -> IssuedTokens:
+        """Accept a given token pair for ``open_id``, as if TikTok had issued it (sample files
+        with fixed tokens, examples/standin.py). The refresh token is then the account's
+        newest, single use like any other; a token already known is refused."""
+        scope = self.scope if scope is None else scope
+        with self._lock:
+            if refresh_token in self._refresh_owner or access_token in self._access_owner:
+                raise ValueError(f"{open_id}: a token the stand-in already knows")
+            self._access_owner[access_token] = open_id
+            self._valid[refresh_token] = (open_id, scope)
+            self._refresh_owner[refresh_token] = open_id
+            self._newest[open_id] = refresh_token
+            self._issued.extend([access_token, refresh_token])
+        return IssuedTokens(
+            open_id=open_id,
+            access_token=access_token,
+            refresh_token=refresh_token,
             expires_in=self.access_ttl,
             refresh_expires_in=self.refresh_ttl,
             scope=scope,

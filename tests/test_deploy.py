@@ -10,6 +10,7 @@ temporary SQLite file; no server is needed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -29,6 +30,7 @@ import yaml
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
+from standin import TikTokStandIn
 from tokenrefresh import settings as config
 from tokenrefresh.cli import app
 from tokenrefresh.settings import Settings
@@ -442,7 +444,17 @@ KNOWN_FIELDS = {
         "suspend",
         "jobTemplate",
     },
-    "job": {"backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished", "template"},
+    "job": {
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+        "template",
+        # cronjob-sharded.yaml: an Indexed Job, one pod per shard.
+        "completionMode",
+        "completions",
+        "parallelism",
+        "backoffLimitPerIndex",
+    },
     "pod": {
         "restartPolicy",
         "terminationGracePeriodSeconds",
@@ -717,6 +729,129 @@ def test_recipe_commands_and_options_exist(argv: list[str]) -> None:
     known = command_options(*command_words)
     for name in options:
         assert name in known, f"tokenrefresh {' '.join(command_words)} has no {name}"
+
+
+# ----------------------------------------------------------------------------- sharded
+
+
+def sharded_cronjob() -> dict[str, Any]:
+    """cronjob-sharded.yaml's CronJob: an Indexed Job, one pod per shard."""
+    (document,) = load_documents("cronjob-sharded.yaml")
+    assert document["kind"] == "CronJob"
+    return document
+
+
+def expand_kubernetes(value: str, environment: Mapping[str, str]) -> str:
+    """`$(VAR)` in a container's command or args, as Kubernetes expands it: from the
+    container's environment, no shell involved; a name it does not know stays as written;
+    `$$` is one `$` (so `$$(VAR)` is the text `$(VAR)`)."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return environment.get(match.group(1), match.group(0))
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", replace, value)
+
+
+def test_kubernetes_expansion_follows_the_documented_rules() -> None:
+    environment = {"JOB_COMPLETION_INDEX": "2", "A": "x"}
+    assert expand_kubernetes("$(JOB_COMPLETION_INDEX)/4", environment) == "2/4"
+    assert expand_kubernetes("$(UNKNOWN)/4", environment) == "$(UNKNOWN)/4"
+    assert expand_kubernetes("$$(A) $(A) $A $", environment) == "$(A) x $A $"
+
+
+def shard_count(document: Mapping[str, Any]) -> int:
+    job = job_spec(document)
+    assert job["completionMode"] == "Indexed"
+    count = job["completions"]
+    assert isinstance(count, int)
+    assert count >= 2
+    assert job["parallelism"] == count, "every shard runs at once, within one tick"
+    return count
+
+
+def test_sharded_cronjob_runs_one_pod_per_shard_with_its_index() -> None:
+    document = sharded_cronjob()
+    count = shard_count(document)
+    spec = document["spec"]
+    assert spec["schedule"] == crontab_schedules()["refresh"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert 10 <= spec["startingDeadlineSeconds"] <= 6 * 3600
+    assert document["metadata"]["name"] not in {d["metadata"]["name"] for d in workloads()}
+    job = job_spec(document)
+    # One shard's failure must not stop the others: retries are counted per index, none.
+    assert job["backoffLimitPerIndex"] == 0
+    assert "backoffLimit" not in job, "with backoffLimitPerIndex it defaults to unlimited"
+    pod = pod_spec(document)
+    assert pod["restartPolicy"] == "Never", "backoffLimitPerIndex needs it"
+    deadline = timedelta(seconds=job["activeDeadlineSeconds"])
+    grace = timedelta(seconds=pod["terminationGracePeriodSeconds"])
+    assert max_runtime_default() < deadline
+    assert deadline + grace <= timedelta(minutes=30), "gone before the next tick"
+    (container,) = pod["containers"]
+    assert container["command"] == ["tokenrefresh"]
+    assert container["args"] in (
+        ["refresh", "-q", "--shard", f"$(JOB_COMPLETION_INDEX)/{count}"],
+        ["refresh", "-q", "--shard", f"$(JOB_COMPLETION_INDEX)/{count}", *OPTIONAL_ARGS],
+    )
+    # The control plane sets it, per pod; a value here would give every pod the same shard.
+    assert "JOB_COMPLETION_INDEX" not in {v["name"] for v in container["env"]}
+    # And as the other recipes: locked down, secrets as files, only known fields, JSON logs.
+    test_manifests_use_only_known_fields(document)
+    test_pods_are_locked_down(document)
+    test_secrets_reach_the_pod_only_as_files(document)
+    assert {v["name"]: v["value"] for v in container["env"]}["TOKENREFRESH_LOG_FORMAT"] == "json"
+
+
+def test_sharded_pods_together_refresh_every_account_once(
+    values: dict[str, str], tmp_path: Path
+) -> None:
+    """Each pod's exact command line and environment, with the index Kubernetes gives it,
+    against the real CLI: shards 0..N-1 refresh every due account, each exactly once, and
+    each only the accounts of its shard."""
+    document = sharded_cronjob()
+    count = shard_count(document)
+    (container,) = pod_spec(document)["containers"]
+    pod_environment = kubernetes_environment(document, values, tmp_path)
+    with TikTokStandIn(
+        client_key=values[config.CLIENT_KEY], client_secret=values[config.CLIENT_SECRET]
+    ) as standin:
+        # The one setting a real pod has no need of: where TikTok is.
+        pod_environment["TIKTOK_API_BASE_URL"] = standin.base_url
+        runner = CliRunner()
+
+        def invoke(
+            argv: list[str], environment: Mapping[str, str], stdin: str | None = None
+        ) -> Any:
+            result = runner.invoke(
+                app, argv, input=stdin, env=dict(environment), catch_exceptions=False
+            )
+            assert result.exit_code == 0, (argv, result.output)
+            return result
+
+        invoke(["db", "upgrade", "-q"], pod_environment)
+        issued = [standin.issue(f"shard-user-{number}") for number in range(3 * count + 1)]
+        lines = [json.dumps(tokens.as_import_line(expires_in=600)) for tokens in issued]
+        invoke(["accounts", "import", "-", "-q"], pod_environment, "\n".join(lines) + "\n")
+        listed = invoke(["accounts", "list", "--json"], pod_environment).stdout
+        ids = {account["open_id"]: account["id"] for account in json.loads(listed)["accounts"]}
+
+        for index in range(count):
+            environment = {**pod_environment, "JOB_COMPLETION_INDEX": str(index)}
+            argv = [expand_kubernetes(word, environment) for word in container["args"]]
+            assert argv[argv.index("--shard") + 1] == f"{index}/{count}"
+            before = {tokens.open_id: standin.refresh_count(tokens.open_id) for tokens in issued}
+            result = invoke(argv, environment)
+            assert result.stdout == "", "-q prints nothing when all is well"
+            refreshed = {
+                open_id for open_id, n in before.items() if standin.refresh_count(open_id) > n
+            }
+            assert refreshed == {o for o, i in ids.items() if i % count == index}, index
+
+    assert {tokens.open_id: standin.refresh_count(tokens.open_id) for tokens in issued} == {
+        tokens.open_id: 1 for tokens in issued
+    }
 
 
 # ----------------------------------------------------------------------------- systemd-analyze

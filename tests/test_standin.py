@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -767,3 +768,39 @@ def test_revoke_checks_the_app_first_and_obeys_scripts(
     again = standin.issue("zed")
     standin.revoke("zed")
     assert standin.access_revoked(again.access_token)
+
+
+def test_register_accepts_given_tokens_once_then_rotates_them(
+    standin: TikTokStandIn, http: requests.Session
+) -> None:
+    given = standin.register(
+        "sample-user",
+        access_token="act.sample-access-0001",
+        refresh_token="rft.sample-refresh-0001",
+    )
+    assert given.refresh_token == "rft.sample-refresh-0001"
+    assert standin.is_valid("rft.sample-refresh-0001")
+    assert standin.current_refresh_token("sample-user") == "rft.sample-refresh-0001"
+    answer = refresh(http, standin, "rft.sample-refresh-0001")
+    assert answer.status_code == 200
+    assert answer.json()["open_id"] == "sample-user"
+    assert answer.json()["refresh_token"] != "rft.sample-refresh-0001"
+    assert_error(refresh(http, standin, "rft.sample-refresh-0001"), 400, "invalid_grant")
+    with pytest.raises(ValueError, match="already knows"):
+        standin.register(
+            "other", access_token="act.other-0001", refresh_token="rft.sample-refresh-0001"
+        )
+    # Revoking the user makes a registered pair fail like an issued one.
+    standin.register("gone-user", access_token="act.gone-0001", refresh_token="rft.gone-0001")
+    standin.revoke("gone-user")
+    assert_error(refresh(http, standin, "rft.gone-0001"), 400, "invalid_grant")
+
+
+def test_a_given_port_is_used(http: requests.Session) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with TikTokStandIn(port=port) as server:
+        assert server.port == port
+        issued = server.issue("on-a-port")
+        assert refresh(http, server, issued.refresh_token).status_code == 200
