@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from conftest import Cli
 from tokenrefresh.durations import format_duration, parse_duration
 from tokenrefresh.refresh.pacing import CircuitBreaker, FailureBackoff, RetryPolicy, Throttle
 
@@ -151,7 +152,7 @@ def test_breaker_stays_closed_with_enough_successes() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90m", 5400), ("1h30m", 5400), ("45s", 45), ("2d", 172800), ("3600", 3600), (" 2H ", 7200)],
+    [("90m", 5400), ("1h30m", 5400), ("45s", 45), ("2d", 172800), ("0", 0), (" 2H ", 7200)],
 )
 def test_durations_parse(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
@@ -161,6 +162,24 @@ def test_durations_parse(text: str, seconds: int) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["90", "3600", " 5 "])
+def test_a_bare_number_is_refused_with_both_readings(text: str) -> None:
+    number = text.strip()
+    with pytest.raises(ValueError, match="has no unit") as raised:
+        parse_duration(text)
+    assert str(raised.value) == (
+        f"{number!r} has no unit: write {number}s for seconds or {number}m for minutes "
+        "(units: d, h, m, s)"
+    )
+
+
+def test_a_bare_number_is_refused_on_the_command_line(cli: Cli) -> None:
+    result = cli("refresh", "--window", "90")
+    assert result.exit_code == 2
+    flowed = " ".join(result.stderr.replace("│", " ").split())  # the usage box, unwrapped
+    assert "'90' has no unit: write 90s for seconds or 90m for minutes" in flowed
 
 
 def test_durations_format_back() -> None:

@@ -48,6 +48,10 @@ def test_postgresql_without_schema_stops_with_exit_3(
         assert result.exit_code == 3
         assert "run `tokenrefresh db upgrade`" in result.stderr
         assert cli("db", "current", env={"TOKENREFRESH_DATABASE_URL": url}).exit_code == 3
+        stale = cli("db", "current", "--json", env={"TOKENREFRESH_DATABASE_URL": url})
+        assert stale.exit_code == 3
+        assert stale.json()["revision"] is None
+        assert (stale.json()["head"], stale.json()["current"]) == (schema.HEAD_REVISION, False)
 
         upgraded = cli("db", "upgrade", env={"TOKENREFRESH_DATABASE_URL": url})
         assert upgraded.exit_code == 0, upgraded.stderr
@@ -56,6 +60,13 @@ def test_postgresql_without_schema_stops_with_exit_3(
         current = cli("db", "current", env={"TOKENREFRESH_DATABASE_URL": url})
         assert current.exit_code == 0
         assert f"revision {schema.HEAD_REVISION}" in current.stdout
+        as_json = cli("db", "current", "--json", env={"TOKENREFRESH_DATABASE_URL": url})
+        assert as_json.exit_code == 0
+        assert set(as_json.json()) == {"database", "revision", "head", "current"}
+        assert (as_json.json()["revision"], as_json.json()["current"]) == (
+            schema.HEAD_REVISION,
+            True,
+        )
     finally:
         postgres_server.drop(name)
 

@@ -171,3 +171,16 @@ def test_an_account_past_its_refresh_expiry_needs_its_user_not_the_refresh(
     check = cli("status", "--check")
     assert check.exit_code == 1
     assert check.stdout == "WARNING: 1 account(s) need their user to reconnect\n"
+
+
+def test_status_with_limit_0_gives_the_count_without_an_empty_table(
+    cli: Cli, engine: Engine, add_accounts: Callable[..., list]
+) -> None:
+    add_accounts(2)
+    set_account(engine, "user0", status="expired", last_error="TikTok rejected it")
+    result = cli("status", "--limit", "0")
+    assert result.exit_code == 0, result.stderr
+    assert "1 account(s) need their user to reconnect.\n" in result.stdout
+    assert "open_id" not in result.stdout  # no table header
+    listed = cli("status", "--limit", "5")
+    assert "user0" in listed.stdout

@@ -111,10 +111,7 @@ class Connections:
                 "(and code verifier) it was issued for"
             ) from None
         except AppCredentialsRejected as rejected:
-            raise ClientRejected(
-                "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
-                f"TIKTOK_CLIENT_SECRET): {rejected.reason}"
-            ) from None
+            raise _app_rejected(rejected) from None
         except RefreshFailed as failed:
             raise TemporarilyUnavailable(
                 f"the code exchange failed: {failed.reason}; nothing was stored"
@@ -171,10 +168,7 @@ class Connections:
             except UserTokenRejected:
                 log.info("account %s: TikTok says its token was invalid already", account.id)
             except AppCredentialsRejected as rejected:
-                raise ClientRejected(
-                    "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
-                    f"TIKTOK_CLIENT_SECRET): {rejected.reason}"
-                ) from None
+                raise _app_rejected(rejected) from None
             except RefreshFailed as failed:
                 raise TemporarilyUnavailable(
                     f"revoking account {account.id} failed: {failed.reason}; nothing was "
@@ -183,3 +177,10 @@ class Connections:
         reason = "revoked" + (" at TikTok" if at_tiktok else "") + ": its user must connect again"
         self._repository.mark_revoked(account.id, reason)
         return Revoked(account.id, account.open_id, at_tiktok)
+
+
+def _app_rejected(rejected: AppCredentialsRejected) -> ClientRejected:
+    return ClientRejected(
+        "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
+        f"TIKTOK_CLIENT_SECRET): {rejected.reason}"
+    )

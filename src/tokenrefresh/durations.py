@@ -1,4 +1,4 @@
-"""Human durations for options: `90m`, `1h30m`, `45s`, `2d`, or plain seconds."""
+"""Human durations for options: `90m`, `1h30m`, `45s`, `2d`; `0` alone needs no unit."""
 
 from __future__ import annotations
 
@@ -12,13 +12,22 @@ _PART = re.compile(r"(\d+)([dhms])")
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse `1h30m`-style text (units d, h, m, s) or a whole number of seconds."""
+    """Parse `1h30m`-style text (units d, h, m, s); `0` alone needs no unit.
+
+    A bare number is refused: `--window 90` meaning 90 seconds, where 90 minutes was
+    meant, is too easy a slip. The error suggests both readings.
+    """
     cleaned = text.strip().lower()
     if cleaned.isdigit():
-        return timedelta(seconds=int(cleaned))
+        if int(cleaned) == 0:
+            return timedelta(0)
+        raise ValueError(
+            f"{text.strip()!r} has no unit: write {cleaned}s for seconds or {cleaned}m for "
+            "minutes (units: d, h, m, s)"
+        )
     parts = _PART.findall(cleaned)
     if not cleaned or "".join(number + unit for number, unit in parts) != cleaned:
-        raise ValueError(f"{text!r} is not a duration: use e.g. 90m, 1h30m, 45s, 2d or seconds")
+        raise ValueError(f"{text!r} is not a duration: use e.g. 90m, 1h30m, 45s or 2d")
     units = [unit for _, unit in parts]
     if len(set(units)) != len(units):
         raise ValueError(f"{text!r} is not a duration: a unit appears twice")

@@ -73,16 +73,27 @@ def db_upgrade(quiet: Quiet = False) -> None:
 
 @db_app.command("current")
 @handles_errors
-def db_current() -> None:
-    """Show the schema revision of the database and the one this version needs."""
+def db_current(as_json: AsJson = False) -> None:
+    """Show the schema revision of the database and the one this version needs
+    (exit 3 if they differ)."""
     setup()
     from tokenrefresh.context import Context
     from tokenrefresh.migrate import schema_status
+    from tokenrefresh.render.terminal import Terminal
 
     with Context(Settings.from_env()) as context:
         report = schema_status(context)
-    typer.echo(
-        f"{report.where}: revision {report.revision or 'none'} "
-        f"(this tokenrefresh needs {report.head})"
-    )
+    if as_json:
+        document = {
+            "database": report.where,
+            "revision": report.revision,
+            "head": report.head,
+            "current": report.is_current,
+        }
+        Terminal().json(document)
+    else:
+        typer.echo(
+            f"{report.where}: revision {report.revision or 'none'} "
+            f"(this tokenrefresh needs {report.head})"
+        )
     raise typer.Exit(EXIT_OK if report.is_current else EXIT_CONFIG)

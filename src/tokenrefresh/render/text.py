@@ -206,7 +206,16 @@ class TextRenderer(Terminal):
             last_ok = report.last_successful_runs.get(command)
             if last_ok is not None and last_ok != report.last_runs.get(command):
                 self.line(f"Last successful {command}: {_run_line(last_ok, now)}")
-        if report.reconnect_count:
+        if report.events.pending:
+            oldest = report.events.oldest_pending_at
+            self.line(
+                f"Events not delivered yet: {report.events.pending}"
+                + (f" (the oldest since {timestamp(oldest)})" if oldest else "")
+            )
+        if report.reconnect_count and not report.reconnect:  # --limit 0: the count alone
+            self.line()
+            self.line(f"{report.reconnect_count} account(s) need their user to reconnect.")
+        elif report.reconnect_count:
             self.line()
             self.table(
                 f"{report.reconnect_count} account(s) need their user to reconnect",
