@@ -3,7 +3,7 @@ these, so `--help`, the README and the behaviour cannot drift apart."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from tokenrefresh.durations import Duration
 
 __all__ = [
     "ATTEMPTS_SHOWN",
@@ -26,14 +26,14 @@ __all__ = [
 # With 2-hour access tokens and cron every 30 minutes: an account is first taken with
 # 60-90 minutes left; if that tick is missed (or its run is slow), the next one still
 # finds 30-60 minutes left, enough for a full run of up to MAX_RUNTIME.
-WINDOW = timedelta(minutes=90)
+WINDOW = Duration(minutes=90)
 # 8 calls in flight at ~100 ms each is ~80 refreshes/s: 100,000 accounts with 2-hour
 # tokens need ~37/s on average. It keeps TikTok and a small host comfortable (the database
 # sees at most 8 connections from a run, whatever the concurrency); raise it for more
 # accounts, or shard across hosts.
 CONCURRENCY = 8
 # Below the 30-minute cron interval, so a run ends (and frees its lock) before the next.
-MAX_RUNTIME = timedelta(minutes=25)
+MAX_RUNTIME = Duration(minutes=25)
 # The whole of one call to TikTok, connect to last byte.
 HTTP_TIMEOUT = 20.0  # seconds
 # At most: one account's whole refresh (3 calls, the waits between them) must end well
@@ -42,11 +42,11 @@ HTTP_TIMEOUT = 20.0  # seconds
 MAX_HTTP_TIMEOUT = 60.0  # seconds
 # An access token handed to an app (`accounts token`, `TokenStore.access_token`) stays
 # valid at least this long, or the account is refreshed first.
-MIN_VALID = timedelta(minutes=5)
+MIN_VALID = Duration(minutes=5)
 # Refresh attempts and finished runs are kept this long (`cleanup`).
-RETENTION = timedelta(days=30)
+RETENTION = Duration(days=30)
 # `status --check`: the last successful refresh may be this old (two cron ticks).
-MAX_AGE = timedelta(hours=1)
+MAX_AGE = Duration(hours=1)
 # `status`: accounts needing their user listed at most; `accounts show`: attempts shown.
 RECONNECT_LISTED = 50
 ATTEMPTS_SHOWN = 10
@@ -54,8 +54,8 @@ ATTEMPTS_SHOWN = 10
 # in a row; `account.refresh_token_expiring` this long before a refresh token's own
 # expiry; undelivered events are given up after EVENT_RETENTION, and delivered ones pruned.
 FAILING_AFTER = 5
-WARN_BEFORE = timedelta(days=14)
-EVENT_RETENTION = timedelta(days=7)
+WARN_BEFORE = Duration(days=14)
+EVENT_RETENTION = Duration(days=7)
 # Delivery at the end of a run: at most this many events, within this many seconds.
 DELIVERY_BUDGET = 10.0
 DELIVERY_MAX_EVENTS = 100

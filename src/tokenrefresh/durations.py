@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["Duration", "format_duration", "parse_duration"]
 
 _UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([dhms])")
@@ -47,3 +47,11 @@ def format_duration(value: timedelta) -> str:
         if count:
             out.append(f"{count}{unit}")
     return sign + "".join(out)
+
+
+class Duration(timedelta):
+    """A timedelta that shows itself as it is written on the command line (`1h30m`): the
+    defaults of duration options, so that `--help` says `[default: 1h30m]`."""
+
+    def __str__(self) -> str:
+        return format_duration(self)

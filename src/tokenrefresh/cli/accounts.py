@@ -16,7 +16,6 @@ import typer
 from tokenrefresh import defaults
 from tokenrefresh.cli.app import accounts_app, handles_errors, setup
 from tokenrefresh.cli.options import AsJson, HttpTimeout, Quiet, as_duration
-from tokenrefresh.durations import format_duration
 from tokenrefresh.errors import UsageError
 from tokenrefresh.scrub import safe_text
 from tokenrefresh.settings import Settings
@@ -103,7 +102,12 @@ def _read_lines(file: str) -> list[str]:
 @handles_errors
 def accounts_list(
     status: Annotated[
-        AccountStatus | None, typer.Option("--status", help="Only accounts with this status.")
+        AccountStatus | None,
+        typer.Option(
+            "--status",
+            metavar="active|expired|disabled|revoked",
+            help="Only accounts with this status.",
+        ),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -124,7 +128,7 @@ def accounts_list(
 def accounts_show(
     account_id: AccountId,
     attempts: Annotated[
-        int, typer.Option(min=0, help="How many recent refresh attempts to show.")
+        int, typer.Option(min=0, metavar="N", help="How many recent refresh attempts to show.")
     ] = defaults.ATTEMPTS_SHOWN,
     as_json: AsJson = False,
 ) -> None:
@@ -145,14 +149,15 @@ def accounts_show(
 def accounts_token(
     account_id: Annotated[int | None, typer.Argument(metavar="[ID]")] = None,
     open_id: Annotated[
-        str | None, typer.Option("--open-id", help="Find the account by open_id.")
+        str | None,
+        typer.Option("--open-id", metavar="OPEN_ID", help="Find the account by open_id."),
     ] = None,
     min_valid: Annotated[
         timedelta,
         typer.Option(
             parser=as_duration,
             metavar="DURATION",
-            show_default=format_duration(defaults.MIN_VALID),
+            show_default=True,
             help="The token must stay valid this long; if it would not, the account is "
             "refreshed now (needs the TikTok credentials).",
         ),
@@ -191,6 +196,7 @@ def accounts_authorize_url(
         list[str],
         typer.Option(
             "--scope",
+            metavar="SCOPE",
             help="A scope to ask for (repeat the option; default user.info.basic).",
         ),
     ] = [],  # noqa: B006 - Typer's way of saying "none given"
@@ -246,7 +252,9 @@ def accounts_authorize_url(
 @handles_errors
 def accounts_connect(
     redirect_uri: RedirectUri,
-    label: Annotated[str | None, typer.Option("--label", help="A name for the account.")] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", metavar="LABEL", help="A name for the account.")
+    ] = None,
     as_json: AsJson = False,
     http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
 ) -> None:

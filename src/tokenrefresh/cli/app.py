@@ -40,11 +40,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    # Plain help: the same on every Typer version we support (rich help in Typer 0.29
+    # shows every flag with a type, `--dry-run <bool>`, as if it took a value).
+    rich_markup_mode=None,
 )
-accounts_app = typer.Typer(help="Import, list and manage connected TikTok accounts.")
-keys_app = typer.Typer(help="Encryption keys: generate one, re-encrypt with the first, check.")
-db_app = typer.Typer(help="The database schema (Alembic migrations shipped in the package).")
-events_app = typer.Typer(help="Events (an account needs its user, ...) and their delivery.")
+accounts_app = typer.Typer(
+    help="Import, list and manage connected TikTok accounts.", rich_markup_mode=None
+)
+keys_app = typer.Typer(
+    help="Encryption keys: generate one, re-encrypt with the first, check.", rich_markup_mode=None
+)
+db_app = typer.Typer(
+    help="The database schema (Alembic migrations shipped in the package).",
+    rich_markup_mode=None,
+)
+events_app = typer.Typer(
+    help="Events (an account needs its user, ...) and their delivery.", rich_markup_mode=None
+)
 app.add_typer(accounts_app, name="accounts", no_args_is_help=True)
 app.add_typer(keys_app, name="keys", no_args_is_help=True)
 app.add_typer(db_app, name="db", no_args_is_help=True)

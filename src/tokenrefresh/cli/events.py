@@ -22,9 +22,14 @@ def events_list(
         False
     ),
     event_type: Annotated[
-        EventType | None, typer.Option("--type", help="Only events of this type.")
+        EventType | None,
+        typer.Option(
+            "--type", metavar="TYPE", help="Only events of this type (e.g. account.expired)."
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, metavar="N", help="At most this many, newest first.")
+    ] = 50,
     as_json: AsJson = False,
 ) -> None:
     """Show recorded events, newest first, with their delivery state."""
@@ -48,7 +53,7 @@ def events_deliver(
     event_retention: EventRetention = defaults.EVENT_RETENTION,
     budget: Annotated[
         float,
-        typer.Option(min=0.1, help="Seconds to spend delivering, at most."),
+        typer.Option(min=0.1, metavar="SECONDS", help="Seconds to spend delivering, at most."),
     ] = 60.0,
     as_json: AsJson = False,
 ) -> None:

@@ -23,7 +23,6 @@ from tokenrefresh.cli.options import (
     as_shard,
     window_option,
 )
-from tokenrefresh.durations import format_duration
 from tokenrefresh.storage.records import Shard
 
 __all__ = ["cleanup", "refresh", "status"]
@@ -42,6 +41,7 @@ def refresh(
         list[int] | None,
         typer.Option(
             "--account-id",
+            metavar="ID",
             help="Refresh exactly this account, whatever its expiry or status (repeatable).",
         ),
     ] = None,
@@ -51,7 +51,11 @@ def refresh(
     concurrency: Annotated[
         int,
         typer.Option(
-            min=1, max=256, envvar="TOKENREFRESH_CONCURRENCY", help="Refreshes in flight at once."
+            min=1,
+            max=256,
+            envvar="TOKENREFRESH_CONCURRENCY",
+            metavar="N",
+            help="Refreshes in flight at once.",
         ),
     ] = defaults.CONCURRENCY,
     rate_limit: Annotated[
@@ -59,6 +63,7 @@ def refresh(
         typer.Option(
             min=0.01,
             envvar="TOKENREFRESH_RATE_LIMIT",
+            metavar="R",
             help="At most this many TikTok calls per second (default: no limit).",
         ),
     ] = None,
@@ -68,7 +73,7 @@ def refresh(
             parser=as_duration,
             envvar="TOKENREFRESH_MAX_RUNTIME",
             metavar="DURATION",
-            show_default=format_duration(defaults.MAX_RUNTIME),
+            show_default=True,
             help="Claim nothing new after this long; in-flight refreshes finish (0: no limit).",
         ),
     ] = defaults.MAX_RUNTIME,
@@ -88,7 +93,7 @@ def refresh(
             parser=as_positive_duration,
             envvar="TOKENREFRESH_WARN_BEFORE",
             metavar="DURATION",
-            show_default=format_duration(defaults.WARN_BEFORE),
+            show_default=True,
             help="Announce a refresh token this long before its own expiry "
             "(event account.refresh_token_expiring).",
         ),
@@ -139,7 +144,7 @@ def cleanup(
             parser=as_positive_duration,
             envvar="TOKENREFRESH_RETENTION",
             metavar="DURATION",
-            show_default=format_duration(defaults.RETENTION),
+            show_default=True,
             help="Keep refresh attempts and runs this long.",
         ),
     ] = defaults.RETENTION,
@@ -169,7 +174,10 @@ def status(
         timedelta, window_option("Count the access tokens that expire within this time.")
     ] = defaults.WINDOW,
     limit: Annotated[
-        int, typer.Option(min=0, help="List at most this many accounts that need reconnecting.")
+        int,
+        typer.Option(
+            min=0, metavar="N", help="List at most this many accounts that need reconnecting."
+        ),
     ] = defaults.RECONNECT_LISTED,
     check: Annotated[
         bool,
@@ -184,7 +192,7 @@ def status(
             parser=as_positive_duration,
             envvar="TOKENREFRESH_MAX_AGE",
             metavar="DURATION",
-            show_default=format_duration(defaults.MAX_AGE),
+            show_default=True,
             help="With --check: the last successful refresh may be at most this old.",
         ),
     ] = defaults.MAX_AGE,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from tokenrefresh import defaults
-from tokenrefresh.durations import format_duration, parse_duration
+from tokenrefresh.durations import parse_duration
 from tokenrefresh.storage.records import Shard
 
 __all__ = [
@@ -61,7 +61,10 @@ def as_shard(text: str) -> Shard:
 
 
 Verbose = Annotated[
-    int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv: debug).")
+    int,
+    typer.Option(
+        "--verbose", "-v", count=True, metavar="", help="More log output on stderr (-vv: debug)."
+    ),
 ]
 Quiet = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing unless something went wrong.")
@@ -74,6 +77,7 @@ HttpTimeout = Annotated[
     typer.Option(
         min=0.1,
         max=defaults.MAX_HTTP_TIMEOUT,
+        metavar="SECONDS",
         envvar="TOKENREFRESH_HTTP_TIMEOUT",
         help="Seconds one call to TikTok may take, connect to last byte (at most 60).",
     ),
@@ -83,6 +87,7 @@ LogFormatOption = Annotated[
     typer.Option(
         "--log-format",
         envvar="TOKENREFRESH_LOG_FORMAT",
+        metavar="human|json",
         help="Log lines on stderr: human, or one JSON object per line.",
     ),
 ]
@@ -94,7 +99,7 @@ def window_option(help_text: str) -> Any:
         parser=as_positive_duration,
         envvar="TOKENREFRESH_WINDOW",
         metavar="DURATION",
-        show_default=format_duration(defaults.WINDOW),
+        show_default=True,
         help=help_text,
     )
 
@@ -105,7 +110,7 @@ EventRetention = Annotated[
         parser=as_positive_duration,
         envvar="TOKENREFRESH_EVENT_RETENTION",
         metavar="DURATION",
-        show_default=format_duration(defaults.EVENT_RETENTION),
+        show_default=True,
         help="Give up events not delivered within this long; prune delivered ones after it.",
     ),
 ]
@@ -113,6 +118,7 @@ MetricsFile = Annotated[
     Path | None,
     typer.Option(
         envvar="TOKENREFRESH_METRICS_FILE",
+        metavar="PATH",
         dir_okay=False,
         help="Write Prometheus metrics here (atomically), for node_exporter's textfile collector.",
     ),
