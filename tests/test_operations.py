@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, update
 
 from conftest import Cli, process_env
+from helpers import runs
 from standin import TikTokStandIn, tiktok_error
 from tokenrefresh.storage.models import Account, Run
 
@@ -287,7 +288,7 @@ def test_cleanup_has_a_ping_of_its_own(cli: Cli, pings: PingReceiver) -> None:
 
 
 def test_json_logs_carry_one_run_id(
-    cli: Cli, add_accounts: Callable[..., list], standin: TikTokStandIn
+    cli: Cli, add_accounts: Callable[..., list], standin: TikTokStandIn, engine: Engine
 ) -> None:
     add_accounts(3)
     standin.script(tiktok_error("invalid_grant"), open_id="user1")
@@ -295,10 +296,17 @@ def test_json_logs_carry_one_run_id(
     assert result.exit_code == 1
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert len(entries) >= 4
-    assert len({entry["run_id"] for entry in entries}) == 1
-    assert {entry["level"] for entry in entries} == {"info", "warning"}
+    # The run's number, as `status` and `accounts show` name it, once the run is recorded.
+    [run] = runs(engine)
+    assert {entry["run_id"] for entry in entries} - {None} == {run["id"]}
+    assert entries[-1]["run_id"] == run["id"]
+    assert len({entry["invocation_id"] for entry in entries}) == 1
+    assert {entry["level"] for entry in entries} <= {"info", "warning"}
     assert any("account 2 (user1): expired" in entry["message"] for entry in entries)
-    assert all(set(entry) == {"time", "level", "logger", "run_id", "message"} for entry in entries)
+    assert all(
+        set(entry) == {"time", "level", "logger", "run_id", "invocation_id", "message"}
+        for entry in entries
+    )
 
 
 @pytest.mark.slow

@@ -476,8 +476,7 @@ def test_read_timeout_every_time_fails_and_warns_about_rotation(
     assert row["consecutive_failures"] == 1
     assert row["last_error"] == (
         "refresh failed: no complete answer from TikTok within 0.3 s (the token may have been "
-        "rotated); TikTok may have rotated the token without the answer arriving: if the next "
-        "attempt is rejected, the user must reconnect"
+        "rotated): if the next attempt is rejected, the user must reconnect"
     )
 
 
@@ -593,3 +592,16 @@ def test_an_account_that_keeps_failing_transiently_stays_active_and_backs_off(
     assert stored_tokens(engine, "user0", fernet_key)[1] == standin.current_refresh_token(
         tokens.open_id
     )
+
+
+def test_a_plain_run_names_each_problem_once(
+    cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn
+) -> None:
+    """The summary lists every problem; a log line for each as well only with -v."""
+    add_accounts(2)
+    standin.revoke("user0")
+    result = cli("refresh", "--window", "3h")
+    assert result.exit_code == 1
+    assert (result.stdout + result.stderr).count("(user0): expired") == 1
+    verbose = cli("refresh", "--account-id", "1", "-v")
+    assert "(user0): expired" in verbose.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-from tokenrefresh.clock import Clock, utcnow
+from tokenrefresh.clock import Clock, iso, utcnow
 from tokenrefresh.crypto import TokenCipher, fingerprint
 from tokenrefresh.errors import AccountNotFound, NoUsableToken, UsageError
 from tokenrefresh.importer import parse_accounts
@@ -96,7 +96,7 @@ class Accounts:
         if account.access_expires_at <= self._clock():
             raise NoUsableToken(
                 f"{name}: the access token expired at "
-                f"{account.access_expires_at.isoformat(timespec='seconds')}; "
+                f"{iso(account.access_expires_at)}; "
                 "run `tokenrefresh refresh` (is cron running it?)"
             )
         ciphertext = self._repository.access_token_ciphertext(account.id)

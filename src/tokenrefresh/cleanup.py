@@ -12,6 +12,7 @@ from tokenrefresh import defaults
 from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.errors import EXIT_OK, TokenRefreshError
 from tokenrefresh.locks import RunLock
+from tokenrefresh.logs import set_run_id
 from tokenrefresh.storage.records import AccountView
 from tokenrefresh.storage.repository import Repository
 
@@ -98,6 +99,7 @@ class Cleanup:
             report.run_id = repository.start_run(
                 "cleanup", host=socket.gethostname(), pid=os.getpid(), shard=None
             )
+            set_run_id(report.run_id)
             if on_started is not None:
                 on_started()
             try:

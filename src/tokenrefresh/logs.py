@@ -18,10 +18,19 @@ from typing import Any, TextIO
 
 from tokenrefresh.scrub import safe_text, scrub
 
-__all__ = ["INVOCATION_ID", "configure_logging", "terminal_safe_json"]
+__all__ = ["INVOCATION_ID", "configure_logging", "set_run_id", "terminal_safe_json"]
 
 # One id per process, on every JSON log line, to group the lines of one run.
 INVOCATION_ID = uuid.uuid4().hex[:12]
+# The run's number in the runs table (what `status` and `accounts show` call it), once the
+# run is recorded; JSON log lines carry it as `run_id`.
+_RUN_ID: list[int | None] = [None]
+
+
+def set_run_id(run_id: int | None) -> None:
+    """From now on, JSON log lines name this run (the number `status` shows)."""
+    _RUN_ID[0] = run_id
+
 
 # What json.dumps(ensure_ascii=False) leaves raw that a terminal may act on: DEL and the C1
 # controls (U+009B is a CSI on some terminals), bidi marks, overrides and isolates, the
@@ -85,10 +94,13 @@ class JsonFormatter(_ScrubbingFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "run_id": INVOCATION_ID,
+            "run_id": _RUN_ID[0],
+            "invocation_id": INVOCATION_ID,
             "message": self.message(record),
         }
         exception = self.exception(record)
@@ -104,6 +116,7 @@ def configure_logging(
 
     `stream` replaces stderr (for tests; the CLI always logs to stderr).
     """
+    set_run_id(None)  # a new command: no run recorded yet
     if quiet:
         level = logging.ERROR
     elif verbose >= 2:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tokenrefresh.clock import iso
 from tokenrefresh.durations import format_duration
 from tokenrefresh.storage.outbox import OutboxStats
 from tokenrefresh.storage.records import AccountStatus, AccountView, RunView, Stats
@@ -115,7 +116,7 @@ def check_health(report: StatusReport, max_age: timedelta) -> HealthCheck:
                 HealthProblem(
                     Severity.CRITICAL,
                     "the last successful refresh finished at "
-                    f"{finished.isoformat(timespec='seconds')}, more than "
+                    f"{iso(finished)}, more than "
                     f"{format_duration(max_age)} ago",
                 )
             )
@@ -143,7 +144,7 @@ def check_health(report: StatusReport, max_age: timedelta) -> HealthCheck:
             HealthProblem(
                 Severity.WARNING,
                 f"{report.events.pending} event(s) not delivered; the oldest since "
-                f"{oldest.isoformat(timespec='seconds')} (is the webhook receiver down?)",
+                f"{iso(oldest)} (is the webhook receiver down?)",
             )
         )
     return HealthCheck(problems)

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from tokenrefresh.clock import Clock, utcnow
+from tokenrefresh.clock import Clock, iso, utcnow
 from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.errors import ClientRejected, DatabaseError, DecryptionError
 from tokenrefresh.outcomes import (
@@ -253,7 +253,7 @@ class AccountRefresher:
             "account %s (%s): refreshed; access token valid until %s",
             account.id,
             account.open_id,
-            grant.access_expires_at.isoformat(timespec="seconds"),
+            iso(grant.access_expires_at),
         )
         return AccountResult(
             account.id,
@@ -281,7 +281,8 @@ class AccountRefresher:
             return AccountResult(
                 account.id, account.open_id, Result.SKIPPED, "refreshed by another run meanwhile"
             )
-        log.warning("account %s (%s): expired: %s", account.id, account.open_id, reason)
+        # INFO: the run's summary names every problem once; -v shows them as they happen.
+        log.info("account %s (%s): expired: %s", account.id, account.open_id, reason)
         return AccountResult(account.id, account.open_id, Result.EXPIRED, reason)
 
     def _failed(self, claim: Claim, failed: RefreshFailed, calls: _Calls) -> AccountResult:
@@ -295,21 +296,20 @@ class AccountRefresher:
         next_attempt_at = self._clock() + delay
         reason = f"refresh failed: {failed.reason}"
         if failed.maybe_processed:
-            reason += (
-                "; TikTok may have rotated the token without the answer arriving: if the next "
-                "attempt is rejected, the user must reconnect"
-            )
+            if "may have been rotated" not in failed.reason:  # say it once
+                reason += "; TikTok may have rotated the token without the answer arriving"
+            reason += ": if the next attempt is rejected, the user must reconnect"
         written = claim.record_failure(reason, next_attempt_at, calls.records)
         if written == WriteResult.LOST_RACE:
             return AccountResult(
                 account.id, account.open_id, Result.SKIPPED, "refreshed by another run meanwhile"
             )
-        log.warning(
+        log.info(
             "account %s (%s): %s; next attempt after %s",
             account.id,
             account.open_id,
             reason,
-            next_attempt_at.isoformat(timespec="seconds"),
+            iso(next_attempt_at),
         )
         return AccountResult(account.id, account.open_id, Result.FAILED, reason)
 

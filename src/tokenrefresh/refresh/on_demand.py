@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from tokenrefresh.clock import Clock, utcnow
+from tokenrefresh.clock import Clock, iso, utcnow
 from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.errors import (
     AccountNotFound,
@@ -56,7 +56,7 @@ class AccessToken:
     def __str__(self) -> str:
         return (
             f"access token of account {self.account_id} ({self.open_id}), valid until "
-            f"{self.expires_at.isoformat(timespec='seconds')}"
+            f"{iso(self.expires_at)}"
         )
 
 
@@ -198,7 +198,7 @@ class OnDemand:
                 return token
             raise TemporarilyUnavailable(
                 f"account {account_id} was refreshed, but TikTok's new access token is valid "
-                f"only until {state.access_expires_at.isoformat(timespec='seconds')}, less "
+                f"only until {iso(state.access_expires_at)}, less "
                 "than asked for"
             )
         if result is not None and result.result == Result.EXPIRED:

@@ -22,6 +22,7 @@ from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.durations import format_duration
 from tokenrefresh.errors import ClientRejected, ConfigError, DatabaseError, TokenRefreshError
 from tokenrefresh.locks import RunLock
+from tokenrefresh.logs import set_run_id
 from tokenrefresh.outcomes import TokenEndpoint
 from tokenrefresh.refresh.account import AccountRefresher, Pacing, describe_exception
 from tokenrefresh.refresh.control import RunControl
@@ -88,12 +89,13 @@ class Refresher:
             control.deadline = time.monotonic() + options.max_runtime.total_seconds()
         started = time.monotonic()
         report = RunReport(dry_run=False, started_at=plan.due.now)
-        report.run_id = self._repository.start_run(
+        report.run_id = run_id = self._repository.start_run(
             "refresh",
             host=socket.gethostname(),
             pid=os.getpid(),
             shard=str(options.shard) if options.shard else None,
         )
+        set_run_id(run_id)
         pacing = Pacing(
             throttle=Throttle(options.concurrency, options.rate_limit),
             breaker=CircuitBreaker(),

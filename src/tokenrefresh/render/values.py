@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from tokenrefresh.clock import iso
 from tokenrefresh.durations import format_duration
 from tokenrefresh.scrub import safe_text, scrub
 
@@ -27,7 +28,7 @@ def timestamp(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a Z: `2026-11-28T12:00:00Z`."""
     if value is None:
         return None
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso(value)
 
 
 def relative(moment: datetime | None, now: datetime) -> str:
