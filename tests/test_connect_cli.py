@@ -263,3 +263,18 @@ def test_the_api_connects_and_revokes(env: dict[str, str], standin: TikTokStandI
         assert store.account(open_id="dave").status == "revoked"
     assert json.dumps([connected.__dict__, revoked.__dict__])  # plain data, no token
     assert_no_secret(repr(connected) + repr(revoked), token.token)
+
+
+def test_enable_refuses_a_revoked_account_and_says_so(
+    cli: Cli, add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(1)
+    assert cli("accounts", "revoke", "1", "--yes").exit_code == 0
+    before = all_rows(engine)["accounts"]
+    result = cli("accounts", "enable", "1")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: account 1 (user0) was revoked (its tokens erased), so enabling it would "
+        "refresh nothing"
+    )
+    assert all_rows(engine)["accounts"] == before

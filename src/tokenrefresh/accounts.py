@@ -1,13 +1,14 @@
-"""Account management: import, look up, hand out an access token, enable, disable, remove."""
+"""Account management: import, look up, enable, disable, remove (tokens are handed out by
+`refresh/on_demand.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-from tokenrefresh.clock import Clock, iso, utcnow
+from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.crypto import TokenCipher, fingerprint
-from tokenrefresh.errors import AccountNotFound, NoUsableToken, UsageError
+from tokenrefresh.errors import AccountNotFound, UsageError
 from tokenrefresh.importer import parse_accounts
 from tokenrefresh.storage.records import (
     AccountLine,
@@ -86,24 +87,6 @@ class Accounts:
         account = self.get(account_id)
         return AccountDetails(account, self._repository.recent_attempts(account_id, attempts))
 
-    def access_token(self, account: AccountView, cipher: TokenCipher) -> str:
-        """The account's current access token, if it can be used right now."""
-        name = f"account {account.id} ({account.open_id})"
-        if account.status == AccountStatus.EXPIRED:
-            raise NoUsableToken(f"{name} is expired: its user must reconnect the TikTok account")
-        if account.status == AccountStatus.DISABLED:
-            raise NoUsableToken(f"{name} is disabled")
-        if account.access_expires_at <= self._clock():
-            raise NoUsableToken(
-                f"{name}: the access token expired at "
-                f"{iso(account.access_expires_at)}; "
-                "run `tokenrefresh refresh` (is cron running it?)"
-            )
-        ciphertext = self._repository.access_token_ciphertext(account.id)
-        if ciphertext is None:
-            raise NoUsableToken(f"{name} has no stored access token")
-        return cipher.decrypt(ciphertext)
-
     def remove(self, account_id: int) -> None:
         if not self._repository.remove_account(account_id):
             raise AccountNotFound(f"no account with id {account_id}")
@@ -116,11 +99,12 @@ class Accounts:
             return self.get(account_id)
         if not self._repository.enable(account_id):
             account = self.get(account_id)  # AccountNotFound if there is none
-            why = (
-                "has no stored refresh token (erased after it expired)"
-                if not account.has_tokens
-                else "has a refresh token past its expiry"
-            )
+            if account.status == AccountStatus.REVOKED:
+                why = "was revoked (its tokens erased)"
+            elif not account.has_tokens:
+                why = "has no stored refresh token (erased after it expired)"
+            else:
+                why = "has a refresh token past its expiry"
             raise UsageError(
                 f"account {account.id} ({account.open_id}) {why}, so enabling it would refresh "
                 "nothing: its user must reconnect, then `tokenrefresh accounts import` the new "
