@@ -15,7 +15,7 @@ import typer
 
 from tokenrefresh import defaults
 from tokenrefresh.cli.app import accounts_app, handles_errors, setup
-from tokenrefresh.cli.options import AsJson, HttpTimeout, Quiet, as_duration
+from tokenrefresh.cli.options import AsJson, HttpTimeout, Quiet, duration_option
 from tokenrefresh.errors import UsageError
 from tokenrefresh.scrub import safe_text
 from tokenrefresh.settings import Settings
@@ -154,12 +154,10 @@ def accounts_token(
     ] = None,
     min_valid: Annotated[
         timedelta,
-        typer.Option(
-            parser=as_duration,
-            metavar="DURATION",
-            show_default=True,
-            help="The token must stay valid this long; if it would not, the account is "
+        duration_option(
+            "The token must stay valid this long; if it would not, the account is "
             "refreshed now (needs the TikTok credentials).",
+            zero_ok=True,
         ),
     ] = defaults.MIN_VALID,
     http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,

@@ -18,9 +18,8 @@ from tokenrefresh.cli.options import (
     MetricsFile,
     Quiet,
     Verbose,
-    as_duration,
-    as_positive_duration,
     as_shard,
+    duration_option,
     window_option,
 )
 from tokenrefresh.storage.records import Shard
@@ -69,12 +68,10 @@ def refresh(
     ] = None,
     max_runtime: Annotated[
         timedelta,
-        typer.Option(
-            parser=as_duration,
+        duration_option(
+            "Claim nothing new after this long; in-flight refreshes finish (0: no limit).",
             envvar="TOKENREFRESH_MAX_RUNTIME",
-            metavar="DURATION",
-            show_default=True,
-            help="Claim nothing new after this long; in-flight refreshes finish (0: no limit).",
+            zero_ok=True,
         ),
     ] = defaults.MAX_RUNTIME,
     shard: Annotated[
@@ -89,13 +86,10 @@ def refresh(
     http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
     warn_before: Annotated[
         timedelta,
-        typer.Option(
-            parser=as_positive_duration,
-            envvar="TOKENREFRESH_WARN_BEFORE",
-            metavar="DURATION",
-            show_default=True,
-            help="Announce a refresh token this long before its own expiry "
+        duration_option(
+            "Announce a refresh token this long before its own expiry "
             "(event account.refresh_token_expiring).",
+            envvar="TOKENREFRESH_WARN_BEFORE",
         ),
     ] = defaults.WARN_BEFORE,
     event_retention: EventRetention = defaults.EVENT_RETENTION,
@@ -140,12 +134,8 @@ def cleanup(
     ] = False,
     retention: Annotated[
         timedelta,
-        typer.Option(
-            parser=as_positive_duration,
-            envvar="TOKENREFRESH_RETENTION",
-            metavar="DURATION",
-            show_default=True,
-            help="Keep refresh attempts and runs this long.",
+        duration_option(
+            "Keep refresh attempts and runs this long.", envvar="TOKENREFRESH_RETENTION"
         ),
     ] = defaults.RETENTION,
     event_retention: EventRetention = defaults.EVENT_RETENTION,
@@ -188,12 +178,9 @@ def status(
     ] = False,
     max_age: Annotated[
         timedelta,
-        typer.Option(
-            parser=as_positive_duration,
+        duration_option(
+            "With --check: the last successful refresh may be at most this old.",
             envvar="TOKENREFRESH_MAX_AGE",
-            metavar="DURATION",
-            show_default=True,
-            help="With --check: the last successful refresh may be at most this old.",
         ),
     ] = defaults.MAX_AGE,
     as_json: AsJson = False,

@@ -28,6 +28,7 @@ __all__ = [
     "as_duration",
     "as_positive_duration",
     "as_shard",
+    "duration_option",
     "window_option",
 ]
 
@@ -93,25 +94,28 @@ LogFormatOption = Annotated[
 ]
 
 
-def window_option(help_text: str) -> Any:
-    """--window, for `refresh` (what it refreshes) and `status` (what it counts)."""
+def duration_option(help_text: str, *, envvar: str | None = None, zero_ok: bool = False) -> Any:
+    """A DURATION option (`90m`, `1h30m`), its default shown as written; longer than 0s
+    unless `zero_ok`."""
     return typer.Option(
-        parser=as_positive_duration,
-        envvar="TOKENREFRESH_WINDOW",
+        parser=as_duration if zero_ok else as_positive_duration,
+        envvar=envvar,
         metavar="DURATION",
         show_default=True,
         help=help_text,
     )
 
 
+def window_option(help_text: str) -> Any:
+    """--window, for `refresh` (what it refreshes) and `status` (what it counts)."""
+    return duration_option(help_text, envvar="TOKENREFRESH_WINDOW")
+
+
 EventRetention = Annotated[
     timedelta,
-    typer.Option(
-        parser=as_positive_duration,
+    duration_option(
+        "Give up events not delivered within this long; prune delivered ones after it.",
         envvar="TOKENREFRESH_EVENT_RETENTION",
-        metavar="DURATION",
-        show_default=True,
-        help="Give up events not delivered within this long; prune delivered ones after it.",
     ),
 ]
 MetricsFile = Annotated[
