@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["Duration", "format_duration", "parse_duration"]
+__all__ = ["MAX_DURATION", "Duration", "check_duration", "format_duration", "parse_duration"]
+
+# The longest duration any option, variable or library argument takes: ten years, beyond
+# every token lifetime and retention anyone needs, far from where date arithmetic overflows.
+MAX_DURATION = timedelta(days=3650)
 
 _UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([dhms])")
@@ -31,7 +35,24 @@ def parse_duration(text: str) -> timedelta:
     units = [unit for _, unit in parts]
     if len(set(units)) != len(units):
         raise ValueError(f"{text!r} is not a duration: a unit appears twice")
-    return timedelta(seconds=sum(int(number) * _UNITS[unit] for number, unit in parts))
+    # Each number is checked first: `99999999999999999999d` must not become a huge int.
+    if any(len(number) > 12 for number, _ in parts):
+        raise ValueError(_too_long(text.strip()))
+    return check_duration(
+        timedelta(seconds=sum(int(number) * _UNITS[unit] for number, unit in parts)),
+        text.strip(),
+    )
+
+
+def check_duration(value: timedelta, shown: str | None = None) -> timedelta:
+    """`value` if it is at most MAX_DURATION; else ValueError naming the maximum."""
+    if value > MAX_DURATION:
+        raise ValueError(_too_long(shown if shown is not None else format_duration(value)))
+    return value
+
+
+def _too_long(shown: str) -> str:
+    return f"{shown!r} is longer than the maximum, {format_duration(MAX_DURATION)} (10 years)"
 
 
 def format_duration(value: timedelta) -> str:
