@@ -117,10 +117,15 @@ def test_a_run_skips_an_account_an_app_just_refreshed(
     env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
 ) -> None:
     """A run started while an on-demand refresh is in flight neither waits for it nor
-    refreshes the account again once it is fresh."""
+    refreshes the account again once it is fresh.
+
+    The window (90m) makes user0 due before the app's refresh (1h left) and not after it
+    (TikTok's 2h): whether the run reaches user0 while the app holds its lease (skipped)
+    or after (not due), which a loaded machine decides, user0 is refreshed once."""
     add_accounts(2)
-    set_account(engine, "user0", access_expires_at=datetime.now(UTC) + timedelta(hours=1))
-    standin.slow["user0"] = 1.5
+    for open_id in ("user0", "user1"):
+        set_account(engine, open_id, access_expires_at=datetime.now(UTC) + timedelta(hours=1))
+    standin.slow["user0"] = 3.0
     asker = subprocess.Popen(
         [sys.executable, "-c", ASKER, "user0", "0.1"],
         env=process_env(env),
@@ -134,10 +139,11 @@ def test_a_run_skips_an_account_an_app_just_refreshed(
         asker.kill()
         pytest.fail(f"the app never refreshed: {asker.communicate()}")
     time.sleep(0.1)
-    code, out, err = finish(start(env, "refresh", "--json", "--window", "3h"))
+    code, out, err = finish(start(env, "refresh", "--json", "--window", "90m"))
     asker.communicate(timeout=60)
     assert code == 0, err
     report = json.loads(out)
     assert report["counts"]["refreshed"] == 1  # user1 only
-    assert report["counts"]["skipped"] == 1  # user0: leased by the app
+    assert report["counts"]["skipped"] in (0, 1)  # user0: leased by the app, or fresh
     assert standin.refresh_count("user0") == 1
+    assert all(count == 1 for count in standin.presented().values())
