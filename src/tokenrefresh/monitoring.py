@@ -11,6 +11,7 @@ import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tokenrefresh.outbound.call import BoundedClient, CallFailed
 from tokenrefresh.scrub import safe_text, scrub
 from tokenrefresh.settings import Secret
 from tokenrefresh.status import collect_status
@@ -20,17 +21,27 @@ __all__ = ["Monitoring", "Pinger", "write_metrics"]
 
 log = logging.getLogger(__name__)
 
-PING_TIMEOUT = (3.0, 5.0)  # (connect, read) seconds
+PING_TIMEOUT = 10.0  # seconds for a whole ping, connect to last byte of the answer's head
+PING_CONNECT_TIMEOUT = 3.0
+STOPPING_PING_TIMEOUT = 3.0  # seconds for a ping once a stop (SIGTERM, SIGINT) was asked
 
 
 class Pinger:
     """healthchecks.io-style pings: URL/start, then URL (success) or URL/fail, with a body.
 
-    The URL identifies the check: it is never logged.
+    Each ping is one bounded call (`outbound`): at most PING_TIMEOUT seconds in all, however
+    the answer trickles, and not a byte of the answer's body read (only its status counts),
+    so no ping server can hold a run or its lock. `cancel()` ends a ping in progress at once
+    (a signal arrived) and bounds the later ones by STOPPING_PING_TIMEOUT. The URL
+    identifies the check: it is never logged.
     """
 
     def __init__(self, url: Secret) -> None:
         self._url = url
+        self._http = BoundedClient(
+            timeout=PING_TIMEOUT, connect_timeout=PING_CONNECT_TIMEOUT, max_body_bytes=0
+        )
+        self._stopping = False
 
     def start(self) -> None:
         self._ping("/start", "")
@@ -40,27 +51,31 @@ class Pinger:
         (it can quote TikTok's text, through a stop message)."""
         self._ping("" if success else "/fail", safe_text(scrub(summary), 2000))
 
-    def _ping(self, suffix: str, body: str) -> None:
-        import requests
+    def cancel(self) -> None:
+        """A stop was asked: end the ping in progress now. Safe in a signal handler."""
+        self._stopping = True
+        self._http.cancel()
 
+    def close(self) -> None:
+        self._http.close()
+
+    def _ping(self, suffix: str, body: str) -> None:
+        timeout = STOPPING_PING_TIMEOUT if self._stopping else PING_TIMEOUT
         try:
-            response = requests.post(
+            answer = self._http.post(
                 self._url.reveal() + suffix,
-                data=body.encode("utf-8"),
-                timeout=PING_TIMEOUT,
-                allow_redirects=False,
-                headers={"Content-Type": "text/plain; charset=utf-8"},
+                body.encode("utf-8"),
+                {"Content-Type": "text/plain; charset=utf-8"},
+                timeout=timeout,
             )
-            response.close()
-        except requests.RequestException as error:
-            log.warning(
-                "the health-check ping failed (%s); the run is not affected", type(error).__name__
-            )
+        except CallFailed as failure:
+            why = f"no answer within {timeout:g} s" if failure.timed_out else failure.cause
+            log.warning("the health-check ping failed (%s); the run is not affected", why)
             return
-        if response.status_code >= 300:
+        if answer.status >= 300:
             log.warning(
                 "the health-check ping was answered with HTTP %s; the run is not affected",
-                response.status_code,
+                answer.status,
             )
 
 
@@ -158,6 +173,11 @@ class Monitoring:
         if self._pinger is not None:
             self._pinger.start()
 
+    def cancel(self) -> None:
+        """A stop was asked: a ping in progress ends now. Safe in a signal handler."""
+        if self._pinger is not None:
+            self._pinger.cancel()
+
     def finished(
         self, exit_code: int, summary: str, repository: Repository | None, now: datetime
     ) -> None:
@@ -170,3 +190,4 @@ class Monitoring:
             self._pinger.finish(
                 exit_code == 0, f"{self._command} on {socket.gethostname()}: {summary}"
             )
+            self._pinger.close()
