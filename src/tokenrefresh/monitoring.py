@@ -60,7 +60,8 @@ class Pinger:
         self._http.close()
 
     def _ping(self, suffix: str, body: str) -> None:
-        timeout = STOPPING_PING_TIMEOUT if self._stopping else PING_TIMEOUT
+        stopping = self._stopping
+        timeout = STOPPING_PING_TIMEOUT if stopping else PING_TIMEOUT
         try:
             answer = self._http.post(
                 self._url.reveal() + suffix,
@@ -69,7 +70,12 @@ class Pinger:
                 timeout=timeout,
             )
         except CallFailed as failure:
-            why = f"no answer within {timeout:g} s" if failure.timed_out else failure.cause
+            if not failure.timed_out:
+                why = failure.cause
+            elif self._stopping and not stopping:
+                why = "cut short: the run is stopping"
+            else:
+                why = f"no answer within {timeout:g} s"
             log.warning("the health-check ping failed (%s); the run is not affected", why)
             return
         if answer.status >= 300:
