@@ -158,6 +158,12 @@ class BoundedClient:
         for session in sessions:
             session.close()
 
+    def __enter__(self) -> BoundedClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _send(
         self,
         url: str,
