@@ -6,8 +6,12 @@ changes the outcome or exit code of the run it reports on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
+import stat
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -93,7 +97,7 @@ def write_metrics(
     Everything comes from the database (the runs table and the accounts), so the file
     tells the same story as `status`, whatever happened in this process.
     """
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
     status = collect_status(repository, now, window, reconnect_limit=0)
     registry = CollectorRegistry()
@@ -156,7 +160,58 @@ def write_metrics(
                 "soonest_refresh_token_expiry_timestamp_seconds",
                 "The soonest refresh token expiry among active accounts.",
             ).set(stats.soonest_refresh_expiry.timestamp())
-    write_to_textfile(str(path), registry)
+    write_atomically(path, generate_latest(registry))
+
+
+class MetricsPathRefused(OSError):
+    """The metrics file's path is not a regular file, nor a new name in an existing folder."""
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`data` as the file at `path`: a new file beside it, then a rename over it. Only a
+    regular file, or a new name in an existing folder, is written: a symlink, device,
+    FIFO, socket or directory there is refused (MetricsPathRefused), never replaced."""
+    problem = _path_problem(path)
+    if problem:
+        raise MetricsPathRefused(
+            f"{problem}; only a regular file, or a new file in an existing folder, is written"
+        )
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    descriptor = os.open(temporary, flags, 0o644)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _path_problem(path: Path) -> str | None:
+    """What is at `path` that must not be replaced, in words; None for a regular file or
+    a new name in an existing folder."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None if path.parent.is_dir() else "its folder does not exist"
+    except OSError as error:
+        return f"it cannot be looked at ({error.strerror or type(error).__name__})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"it is {kind}"
 
 
 class Monitoring:
