@@ -3,8 +3,9 @@
 Every request is recorded (webhook-id, webhook-timestamp, headers, body, path) and checked
 with `standardwebhooks.Webhook(secret).verify`, the way a receiver would. Each request is
 answered by the next `Reply` of the script (then by `default`): a status, a delay before
-answering, a dropped connection, a redirect, a huge body, or headers trickled a byte at a
-time. `closed_port()` gives a port where nothing listens (connection refused).
+answering, a dropped connection, a redirect, a huge body, headers trickled a byte at a
+time, or the request's Authorization header echoed. `closed_port()` gives a port where
+nothing listens (connection refused).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Reply:
     location: str | None = None  # a Location header (for a redirect)
     huge: bool = False  # claim HUGE bytes and write until the client stops reading
     trickle: bool = False  # the headers, one byte every 0.1 s, forever
+    echo: bool = False  # the request's Authorization header, in the body and in X-Echo
 
 
 @dataclass(frozen=True)
@@ -111,14 +113,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._trickle(receiver)
             return
         self.send_response(reply.status)
+        body = reply.body
+        if reply.echo:
+            authorization = self.headers.get("Authorization", "")
+            self.send_header("X-Echo", authorization)
+            body = f"you sent {authorization!r} with {self.headers!s}".encode()
         if reply.location:
             self.send_header("Location", reply.location)
         if reply.huge:
             self._huge(receiver)
             return
-        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(reply.body)
+        self.wfile.write(body)
 
     def _trickle(self, receiver: Receiver) -> None:
         with contextlib.suppress(OSError):

@@ -200,3 +200,36 @@ def test_people_get_one_digest_per_run(
     assert "user0" in text
     assert "user2" in text
     assert all(event["delivered_at"] is not None for event in outbox(engine))
+
+
+def test_a_receiver_echoing_the_basic_credentials_has_them_shown_nowhere(
+    cli: Cli,
+    add_accounts: AddAccounts,
+    standin: TikTokStandIn,
+    engine: Engine,
+    receiver: Receiver,
+    secret: str,
+) -> None:
+    """Credentials in the webhook URL go out as HTTP Basic; a receiver that echoes the
+    header gets only its status and standard phrase kept, and the base64 is scrubbed."""
+    add_accounts(1)
+    standin.revoke("user0")
+    user, password = "hook-user", "hook-password-0123456789"
+    url = receiver.url.replace("http://", f"http://{user}:{password}@")
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    receiver.default = Reply(400, echo=True)
+    result = cli("refresh", "--window", "3h", env=hooked(url, secret))
+    assert result.exit_code == 1
+    [got] = receiver.wait_for(1)
+    assert got.headers["authorization"] == f"Basic {basic}"  # what the receiver echoes
+    [event] = outbox(engine)
+    assert event["delivered_at"] is None
+    assert event["last_error"] == "HTTP 400: Bad Request"
+    shown = [result, event["last_error"]]
+    for arguments in (("events", "list"), ("events", "list", "--json")):
+        listed = cli(*arguments, env=hooked(url, secret))
+        assert listed.exit_code == 0
+        assert "HTTP 400: Bad Request" in listed.stdout
+        shown.append(listed)
+    assert "not delivered: HTTP 400: Bad Request" in result.stderr
+    assert_no_secret(shown, basic, basic.rstrip("="), password, secret)

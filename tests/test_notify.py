@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +22,7 @@ from receiver import Receiver, Reply, closed_port, running_receiver
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.events.delivery import deliver
 from tokenrefresh.events.notify import Notifier, digest
+from tokenrefresh.events.records import DeliveryReport
 from tokenrefresh.events.webhook import WebhookSender
 from tokenrefresh.scrub import safe_text
 
@@ -218,3 +221,37 @@ def test_without_apprise_the_error_says_how_to_install_it(
         Notifier("json://127.0.0.1:9/x")
     assert "pip install 'tokenrefresh[notify]'" in caught.value.message
     assert caught.value.exit_code == 3
+
+
+def test_a_notification_service_that_never_answers_does_not_hold_delivery(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Apprise bounds each socket operation only: a service trickling its answer would hold
+    it for ever. The digest runs in a thread given the budget, and counts as not sent."""
+    now = datetime.now(UTC)
+    outbox = mixed_outbox(now)
+    receiver.default = Reply(trickle=True)  # a header byte every 0.1 s, for ever
+    budget = 2.0
+    reports: list[DeliveryReport] = []
+
+    def run() -> None:
+        reports.append(
+            deliver(
+                outbox,
+                sender=None,
+                notifier=Notifier(notify_url(receiver)),
+                clock=lambda: now,
+                budget=budget,
+            )
+        )
+
+    delivering = threading.Thread(target=run, daemon=True)
+    with caplog.at_level(logging.WARNING):
+        delivering.start()
+        delivering.join(budget + 30)  # the trickle itself never ends
+    assert not delivering.is_alive()
+    [report] = reports
+    assert (report.delivered, report.failed, report.notified) == (0, 5, 0)
+    assert all(row.errors == ["notification failed"] for row in outbox.rows.values())
+    assert "digest not sent within" in caplog.text
+    assert len(receiver.wait_for(1)) == 1  # it was tried

@@ -4,6 +4,7 @@ no control character survives `safe_text`. Property-based: the text is the attac
 
 from __future__ import annotations
 
+import base64
 import string
 from urllib.parse import quote, unquote
 
@@ -167,3 +168,61 @@ def test_scrub_masks_the_registered_secrets_and_those_of_the_call() -> None:
     assert scrub(text, call_secret) == f"a {MASK} b {MASK} c"
     assert scrub(text) == f"a {MASK} b {call_secret} c"  # the call's secret is not kept
     assert scrub("nothing secret here", None, "") == "nothing secret here"
+
+
+# ----------------------------------------------------------------------------- base64 forms
+
+
+def base64_fragments(secret: bytes, prefix_length: int) -> set[str]:
+    """Every FRAGMENT-long run of the base64 characters that `secret`'s bits alone decide,
+    when `prefix_length` bytes stand before it: both alphabets, any case."""
+    encoded = base64.b64encode(bytes(prefix_length) + secret).decode("ascii")
+    first_bit, end_bit = 8 * prefix_length, 8 * (prefix_length + len(secret))
+    decided = "".join(
+        char
+        for index, char in enumerate(encoded)
+        if 6 * index >= first_bit and 6 * index + 6 <= end_bit
+    )
+    runs = set()
+    for form in (decided, decided.translate(str.maketrans("+/", "-_"))):
+        runs |= {form[i : i + FRAGMENT].lower() for i in range(len(form) - FRAGMENT + 1)}
+    return runs
+
+
+@given(
+    secret=st.text(min_size=8, max_size=60),
+    prefix=st.binary(max_size=20),
+    suffix=st.binary(max_size=20),
+    url_safe=st.booleans(),
+    padded=st.booleans(),
+    around=noise,
+)
+@example(
+    secret="hooks-user:pass-word", prefix=b"", suffix=b"", url_safe=False, padded=True, around=""
+)
+@example(
+    secret="héllo:wörld-ünicode", prefix=b"a", suffix=b"", url_safe=True, padded=False, around=""
+)
+@example(secret="~" * 24, prefix=b"ab", suffix=b"", url_safe=True, padded=False, around="")
+def test_the_base64_of_a_secret_is_masked_at_any_alignment(
+    secret: str, prefix: bytes, suffix: bytes, url_safe: bool, padded: bool, around: str
+) -> None:
+    """An echoed `Authorization: Basic ...` (or any base64 holding a secret): whatever
+    stands before and after it, no FRAGMENT of the secret's own base64 characters stays."""
+    redactor = Redactor([secret])
+    data = secret.encode("utf-8", errors="surrogatepass")
+    encoder = base64.urlsafe_b64encode if url_safe else base64.b64encode
+    encoded = encoder(prefix + data + suffix).decode("ascii")
+    encoded = encoded if padded else encoded.rstrip("=")
+    shown = redactor.scrub(f"{around}Authorization: Basic {encoded}{around}").lower()
+    assert not any(run in shown for run in base64_fragments(data, len(prefix)))
+
+
+def test_a_latin_1_password_is_masked_as_http_basic_sends_it() -> None:
+    """requests encodes Basic credentials as Latin-1, not UTF-8."""
+    secret = "user:pässwörd-ümlaut"
+    encoded = base64.b64encode(secret.encode("latin-1")).decode("ascii")
+    shown = Redactor([secret]).scrub(f"Basic {encoded}")
+    # At most the last group's characters, which the padding's zero bits also decide, stay.
+    assert shown.startswith(f"Basic {MASK}")
+    assert len(shown) <= len(f"Basic {MASK}") + 3

@@ -91,7 +91,7 @@ def test_a_failure_keeps_the_event_pending_with_a_growing_wait(
         assert (report.delivered, report.failed) == (0, 1)
         assert row.event.attempts == attempt
         assert row.delivered_at is None
-        assert row.errors[-1] == "HTTP 500"
+        assert row.errors[-1] == "HTTP 500: Internal Server Error"
         waits.append(row.next_attempt_at - before)
         assert run(outbox, sender, clock).failed == 0  # not due yet: not sent again
         clock.offset = row.next_attempt_at - datetime.now(UTC) + timedelta(seconds=1)
@@ -160,7 +160,7 @@ def test_an_event_the_receiver_refuses_does_not_stop_the_others(
     receiver.script += [Reply(400, body=b"unknown type"), Reply(204), Reply(204)]
     report = run(outbox, sender, clock)
     assert (report.delivered, report.failed) == (2, 1)
-    assert outbox.rows[1].errors == ["HTTP 400: unknown type"]
+    assert outbox.rows[1].errors == ["HTTP 400: Bad Request"]
 
 
 def test_a_slow_receiver_does_not_hold_delivery_past_its_budget(receiver: Receiver) -> None:
@@ -251,12 +251,11 @@ def test_no_fragment_of_the_secret_in_headers_logs_or_reasons(
         assert not any(fragment in text for text in shown), fragment
 
 
-def test_a_receiver_echoing_the_secret_is_scrubbed_from_the_reason(receiver: Receiver) -> None:
+def test_a_receiver_echoing_the_secret_is_not_quoted_in_the_reason(receiver: Receiver) -> None:
     clock = Clock()
     outbox = outbox_with(1, clock)
     receiver.default = Reply(400, body=f"you sent {SECRET} and {SECRET[6:]}".encode())
     with WebhookSender(receiver.url, SECRET) as sender:
         run(outbox, sender, clock)
     [error] = outbox.rows[1].errors
-    assert error.startswith("HTTP 400: you sent ")
-    assert not any(fragment in error for fragment in fragments(SECRET))
+    assert error == "HTTP 400: Bad Request"  # only the status and its standard phrase

@@ -80,7 +80,7 @@ def refresh_job(options: RefreshOptions, job: JobOptions, *, http_timeout: float
         lock = context.run_lock("refresh", options.shard) if needs_lock else None
         observer = _observer(monitoring, show_progress=job.show_progress)
         refresher = Refresher(repository, cipher, client, lock, observer=observer)
-        with _graceful_stop(refresher), _reported(monitoring, repository) as reported:
+        with _graceful_stop(refresher, monitoring), _reported(monitoring, repository) as reported:
             report = refresher.run(plan)
             reported(report.exit_code, report.summary)
         if report.run_id is not None:  # the run took place: announce what changed
@@ -144,13 +144,16 @@ def _refusal_recorded(
 
 
 @contextmanager
-def _graceful_stop(refresher: Refresher) -> Iterator[None]:
-    """SIGTERM/SIGINT: stop claiming, let in-flight refreshes finish and store their tokens."""
+def _graceful_stop(refresher: Refresher, monitoring: Monitoring | None) -> Iterator[None]:
+    """SIGTERM/SIGINT: stop claiming, let in-flight refreshes finish and store their tokens;
+    a health-check ping in progress ends at once."""
     received: list[int] = []
 
     def handler(number: int, _frame: object) -> None:
         received.append(number)
         refresher.request_stop(number, signal.Signals(number).name)
+        if monitoring is not None:
+            monitoring.cancel()
         if len(received) == 2:  # only async-signal-safe calls in here
             os.write(
                 2,

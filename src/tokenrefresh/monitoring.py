@@ -6,11 +6,16 @@ changes the outcome or exit code of the run it reports on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
+import stat
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tokenrefresh.outbound.call import BoundedClient, CallFailed
 from tokenrefresh.scrub import safe_text, scrub
 from tokenrefresh.settings import Secret
 from tokenrefresh.status import collect_status
@@ -20,17 +25,27 @@ __all__ = ["Monitoring", "Pinger", "write_metrics"]
 
 log = logging.getLogger(__name__)
 
-PING_TIMEOUT = (3.0, 5.0)  # (connect, read) seconds
+PING_TIMEOUT = 10.0  # seconds for a whole ping, connect to last byte of the answer's head
+PING_CONNECT_TIMEOUT = 3.0
+STOPPING_PING_TIMEOUT = 3.0  # seconds for a ping once a stop (SIGTERM, SIGINT) was asked
 
 
 class Pinger:
     """healthchecks.io-style pings: URL/start, then URL (success) or URL/fail, with a body.
 
-    The URL identifies the check: it is never logged.
+    Each ping is one bounded call (`outbound`): at most PING_TIMEOUT seconds in all, however
+    the answer trickles, and not a byte of the answer's body read (only its status counts),
+    so no ping server can hold a run or its lock. `cancel()` ends a ping in progress at once
+    (a signal arrived) and bounds the later ones by STOPPING_PING_TIMEOUT. The URL
+    identifies the check: it is never logged.
     """
 
     def __init__(self, url: Secret) -> None:
         self._url = url
+        self._http = BoundedClient(
+            timeout=PING_TIMEOUT, connect_timeout=PING_CONNECT_TIMEOUT, max_body_bytes=0
+        )
+        self._stopping = False
 
     def start(self) -> None:
         self._ping("/start", "")
@@ -40,27 +55,37 @@ class Pinger:
         (it can quote TikTok's text, through a stop message)."""
         self._ping("" if success else "/fail", safe_text(scrub(summary), 2000))
 
-    def _ping(self, suffix: str, body: str) -> None:
-        import requests
+    def cancel(self) -> None:
+        """A stop was asked: end the ping in progress now. Safe in a signal handler."""
+        self._stopping = True
+        self._http.cancel()
 
+    def close(self) -> None:
+        self._http.close()
+
+    def _ping(self, suffix: str, body: str) -> None:
+        stopping = self._stopping
+        timeout = STOPPING_PING_TIMEOUT if stopping else PING_TIMEOUT
         try:
-            response = requests.post(
+            answer = self._http.post(
                 self._url.reveal() + suffix,
-                data=body.encode("utf-8"),
-                timeout=PING_TIMEOUT,
-                allow_redirects=False,
-                headers={"Content-Type": "text/plain; charset=utf-8"},
+                body.encode("utf-8"),
+                {"Content-Type": "text/plain; charset=utf-8"},
+                timeout=timeout,
             )
-            response.close()
-        except requests.RequestException as error:
-            log.warning(
-                "the health-check ping failed (%s); the run is not affected", type(error).__name__
-            )
+        except CallFailed as failure:
+            if not failure.timed_out:
+                why = failure.cause
+            elif self._stopping and not stopping:
+                why = "cut short: the run is stopping"
+            else:
+                why = f"no answer within {timeout:g} s"
+            log.warning("the health-check ping failed (%s); the run is not affected", why)
             return
-        if response.status_code >= 300:
+        if answer.status >= 300:
             log.warning(
                 "the health-check ping was answered with HTTP %s; the run is not affected",
-                response.status_code,
+                answer.status,
             )
 
 
@@ -72,7 +97,7 @@ def write_metrics(
     Everything comes from the database (the runs table and the accounts), so the file
     tells the same story as `status`, whatever happened in this process.
     """
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
     status = collect_status(repository, now, window, reconnect_limit=0)
     registry = CollectorRegistry()
@@ -135,7 +160,58 @@ def write_metrics(
                 "soonest_refresh_token_expiry_timestamp_seconds",
                 "The soonest refresh token expiry among active accounts.",
             ).set(stats.soonest_refresh_expiry.timestamp())
-    write_to_textfile(str(path), registry)
+    write_atomically(path, generate_latest(registry))
+
+
+class MetricsPathRefused(OSError):
+    """The metrics file's path is not a regular file, nor a new name in an existing folder."""
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`data` as the file at `path`: a new file beside it, then a rename over it. Only a
+    regular file, or a new name in an existing folder, is written: a symlink, device,
+    FIFO, socket or directory there is refused (MetricsPathRefused), never replaced."""
+    problem = _path_problem(path)
+    if problem:
+        raise MetricsPathRefused(
+            f"{problem}; only a regular file, or a new file in an existing folder, is written"
+        )
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    descriptor = os.open(temporary, flags, 0o644)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _path_problem(path: Path) -> str | None:
+    """What is at `path` that must not be replaced, in words; None for a regular file or
+    a new name in an existing folder."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None if path.parent.is_dir() else "its folder does not exist"
+    except OSError as error:
+        return f"it cannot be looked at ({error.strerror or type(error).__name__})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"it is {kind}"
 
 
 class Monitoring:
@@ -158,6 +234,11 @@ class Monitoring:
         if self._pinger is not None:
             self._pinger.start()
 
+    def cancel(self) -> None:
+        """A stop was asked: a ping in progress ends now. Safe in a signal handler."""
+        if self._pinger is not None:
+            self._pinger.cancel()
+
     def finished(
         self, exit_code: int, summary: str, repository: Repository | None, now: datetime
     ) -> None:
@@ -170,3 +251,4 @@ class Monitoring:
             self._pinger.finish(
                 exit_code == 0, f"{self._command} on {socket.gethostname()}: {summary}"
             )
+            self._pinger.close()

@@ -2,7 +2,9 @@
 
 Two promises meet here. No run of FRAGMENT or more characters of a secret (a token, the
 client secret, an encryption key, a database password, a ping URL) appears in anything
-tokenrefresh shows, logs or stores, in any letter case or URL encoding. And no text that
+tokenrefresh shows, logs or stores, in any letter case or URL encoding, nor of its base64
+(standard or URL-safe, padded or not, wherever it stands in a longer base64 text, as in an
+echoed `Authorization: Basic` header). And no text that
 came from outside (TikTok's answers, labels, open_ids, driver errors) reaches a terminal
 with control characters in it.
 
@@ -12,6 +14,8 @@ plus any secrets of the moment (the tokens of one call), and `safe_text` escapes
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import threading
 import unicodedata
 from collections.abc import Iterable
@@ -44,7 +48,9 @@ class Redactor:
 
     Secrets of FRAGMENT characters or more are masked wherever FRAGMENT of their characters
     stand in a row; shorter ones (MIN_WHOLE and up) wherever they stand whole. Matching
-    ignores letter case and sees through percent-encoding (once or twice encoded).
+    ignores letter case and sees through percent-encoding (once or twice encoded). The
+    base64 forms of a secret are matched as more fragments of the same kind: a lookup per
+    position, whatever the number of secrets, so they cost memory, not speed.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
@@ -102,7 +108,33 @@ def _windows_of(secrets: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]
                 )
             elif len(lowered) >= MIN_WHOLE:
                 wholes.add(lowered)
+            for encoded in _base64_forms(form):
+                windows.update(
+                    encoded[start : start + FRAGMENT]
+                    for start in range(len(encoded) - FRAGMENT + 1)
+                )
     return frozenset(windows), frozenset(wholes)
+
+
+_URL_SAFE = str.maketrans("+/", "-_")
+
+
+def _base64_forms(secret: str) -> set[str]:
+    """The secret's base64, lowered, in both alphabets, at each of the three alignments its
+    bytes (UTF-8, or Latin-1 as HTTP Basic sends them) can have in a longer encoded text.
+    Only the characters that its bytes alone decide are kept: they are the same whatever
+    stands before or after it, and never padding, so padded and unpadded forms match."""
+    encodings = {secret.encode("utf-8", errors="surrogatepass")}
+    with contextlib.suppress(UnicodeEncodeError):
+        encodings.add(secret.encode("latin-1"))
+    forms: set[str] = set()
+    for data in encodings:
+        for shift in range(3):  # bytes of the 3-byte group before the secret's first byte
+            encoded = base64.b64encode(bytes(shift) + data).decode("ascii")
+            # Character i carries bits 6i to 6i+6: keep those wholly inside the secret's.
+            inner = encoded[-(-8 * shift // 6) : 8 * (shift + len(data)) // 6]
+            forms |= {inner.lower(), inner.translate(_URL_SAFE).lower()}
+    return forms
 
 
 def _lower(text: str) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "ClientCredentials",
     "Secret",
     "Settings",
+    "basic_auth_secrets",
     "database_url_secrets",
     "url_authority",
 ]
@@ -217,7 +218,10 @@ def _secret_parts(name: str, value: str) -> tuple[str, ...]:
     if name == ENCRYPTION_KEYS:
         return tuple(re.split(r"[\s,;]+", value))
     if name == NOTIFY_URLS:
-        return (value, *notify_url_list(value))
+        urls = notify_url_list(value)
+        return (value, *urls, *(pair for url in urls for pair in basic_auth_secrets(url)))
+    if name in (WEBHOOK_URL, PING_URL, CLEANUP_PING_URL):
+        return (value, *basic_auth_secrets(value))
     return (value,)
 
 
@@ -321,6 +325,21 @@ def database_url_secrets(url: str) -> tuple[str, ...]:
     for raw in _QUERY_PASSWORD.findall(url):
         found += [raw, unquote(raw), unquote_plus(raw)]
     return tuple(dict.fromkeys(value for value in found if value))
+
+
+def basic_auth_secrets(url: str) -> tuple[str, ...]:
+    """The `user:password` a URL's userinfo is sent as (HTTP Basic: base64 of it), decoded
+    as requests and Apprise decode it, and as written; () for a URL without userinfo.
+    Registered, they are masked in their base64 forms too (see `scrub`)."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return ()
+    userinfo, at, _host = netloc.rpartition("@")
+    if not at or not userinfo:
+        return ()
+    user, _colon, password = userinfo.partition(":")
+    return tuple(dict.fromkeys([userinfo, f"{unquote(user)}:{unquote(password)}"]))
 
 
 def _userinfo_passwords(url: str) -> list[str]:

@@ -6,9 +6,7 @@ token or code was rejected (UserTokenRejected), the app's credentials were rejec
 (AppCredentialsRejected), or the call failed without a verdict (RefreshFailed: transient,
 with any Retry-After). Nothing above this package sees requests, status codes or JSON.
 
-- `client.py`: the HTTP call (one bounded `_post` for all three), its deadline;
-- `body.py`: reading the answer's body within its cap;
-- `deadline.py`: the watchdog that ends a call at its deadline, however the bytes arrive;
+- `client.py`: the HTTP call (one bounded `_post` for all three, through `outbound`);
 - `answer.py`: the pure interpretation of a token answer (a refresh);
 - `code_answer.py`, `revoke_answer.py`: the same for a code exchange and a revoke;
 - `consent.py`: the consent URL, state and PKCE values (no HTTP).

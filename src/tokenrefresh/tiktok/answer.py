@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from tokenrefresh.outbound.body import header_value
 from tokenrefresh.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
@@ -412,15 +413,6 @@ def _tokens_in(fields: Mapping[str, Any] | None) -> tuple[str, ...]:
 
 def _non_empty_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def header_value(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's value, whatever the case of its name."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == wanted and isinstance(value, str):
-            return value
-    return None
 
 
 def unread_answer(

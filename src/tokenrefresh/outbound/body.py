@@ -1,5 +1,6 @@
-"""The answer's body as the client reads it: capped while reading, decompressed only as far
-as the cap. `UnreadableBody` says why a body could not be read in full."""
+"""An answer's body as every outbound call reads it: capped while reading, decompressed only
+as far as the cap (a gzip bomb stops there). `UnreadableBody` says why a body could not be
+read in full, in words a caller puts after its receiver's name ("TikTok's " + reason)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from tokenrefresh.tiktok.answer import header_value
-
-__all__ = ["UnreadableBody", "close_delimited", "decoded", "read_capped"]
+__all__ = ["UnreadableBody", "close_delimited", "decoded", "header_value", "read_capped"]
 
 _READ_CHUNK = 16 * 1024
 
@@ -33,7 +32,7 @@ def read_capped(raw: Any, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            raise UnreadableBody(f"TikTok's answer is larger than {_size_text(limit)}")
+            raise UnreadableBody(f"answer is larger than {_size_text(limit)}")
 
 
 def decoded(raw: bytes, headers: Mapping[str, str], limit: int) -> bytes:
@@ -49,7 +48,7 @@ def decoded(raw: bytes, headers: Mapping[str, str], limit: int) -> bytes:
     if not encodings:
         return raw
     if len(encodings) > 1 or encodings[0] not in ("gzip", "x-gzip", "deflate"):
-        raise UnreadableBody("TikTok's answer has a Content-Encoding tokenrefresh cannot read")
+        raise UnreadableBody("answer has a Content-Encoding tokenrefresh cannot read")
     if encodings[0] == "deflate":
         try:
             return _inflate(raw, zlib.MAX_WBITS, limit)  # zlib-wrapped, as the RFC says
@@ -62,7 +61,7 @@ def _inflate_or_fail(data: bytes, wbits: int, limit: int) -> bytes:
     try:
         return _inflate(data, wbits, limit)
     except zlib.error:
-        raise UnreadableBody("TikTok's compressed answer is corrupt") from None
+        raise UnreadableBody("compressed answer is corrupt") from None
 
 
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
@@ -70,8 +69,17 @@ def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
     inflater = zlib.decompressobj(wbits)
     out = inflater.decompress(data, limit + 1)
     if len(out) > limit or inflater.unconsumed_tail:
-        raise UnreadableBody(f"TikTok's answer is larger than {_size_text(limit)} decompressed")
+        raise UnreadableBody(f"answer is larger than {_size_text(limit)} decompressed")
     return out
+
+
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, whatever the case of its name."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == wanted and isinstance(value, str):
+            return value
+    return None
 
 
 def close_delimited(headers: Mapping[str, str]) -> bool:

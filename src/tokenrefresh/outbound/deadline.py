@@ -1,4 +1,8 @@
-"""A total deadline per call: requests and urllib3 only bound each socket operation."""
+"""A total deadline per call: requests and urllib3 only bound each socket operation.
+
+`Watchdog` ends a call at its deadline by shutting down its sockets; `DeadlineAdapter` is
+the requests adapter whose connections report their sockets to the call in progress. Used
+only through `outbound/call.py`."""
 
 from __future__ import annotations
 
@@ -92,6 +96,14 @@ class Watchdog:
             self.lock.notify()
         ACTIVE_CALL.call = call
         return call
+
+    def cancel(self) -> None:
+        """End every call in progress now, as if its deadline had passed (a stop was asked).
+
+        Callable from a signal handler on the calling thread: the lock is reentrant."""
+        with self.lock:
+            for call in list(self._calls):
+                call.expire()
 
     def forget(self, call: Call) -> None:
         """(Caller holds the lock.)"""
