@@ -139,6 +139,22 @@ def test_the_library_refuses_the_same_input(
     assert_nothing_happened(standin, engine)
 
 
+@pytest.mark.parametrize("label", ["L" * 256, "   "], ids=["256-characters", "blank"])
+def test_a_label_the_database_cannot_take_is_refused_before_the_code_is_spent(
+    cli: Cli, env: dict[str, str], standin: TikTokStandIn, engine: Engine, label: str
+) -> None:
+    """On PostgreSQL a 256-character label failed only when storing, after TikTok had
+    spent the code and issued the tokens."""
+    code = standin.authorize("alice", redirect_uri=REDIRECT)
+    result = cli("accounts", "connect", "--redirect-uri", REDIRECT, "--label", label, input=code)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "error: --label: a label is 1 to 255 characters\n"
+    with TokenStore.from_env(env) as store, pytest.raises(UsageError, match="--label"):
+        store.connect(code, redirect_uri=REDIRECT, label=label)
+    assert_nothing_happened(standin, engine)
+    assert standin.is_code_pending(code)
+
+
 def test_a_percent_encoded_code_is_decoded_once(
     cli: Cli, standin: TikTokStandIn, engine: Engine
 ) -> None:

@@ -43,6 +43,7 @@ log = logging.getLogger("tokenrefresh.connections")
 ASSUMED_REFRESH_LIFETIME = timedelta(days=365)
 # Revoking needs an access token that stays valid through the call.
 REVOKE_MIN_VALID = timedelta(minutes=1)
+LABEL_MAX_LENGTH = 255  # accounts.label is VARCHAR(255), as `accounts import` checks
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class Connections:
         A code TikTok does not accept (used, expired, for another redirect URI, a wrong
         verifier) is a UsageError (exit 2) and changes nothing.
         """
-        code, redirect_uri = _checked(code, redirect_uri, code_verifier)
+        code, label = _checked(code, redirect_uri, code_verifier, label)
         try:
             grant = self._client.exchange_code(
                 code, redirect_uri=redirect_uri, code_verifier=code_verifier
@@ -184,9 +185,12 @@ class Connections:
         return Revoked(account.id, account.open_id, at_tiktok)
 
 
-def _checked(code: str, redirect_uri: str, code_verifier: str | None) -> tuple[str, str]:
-    """The code to send (see `check_code`) and the redirect URI, or a UsageError naming what
-    is wrong with the operator's input, before anything is sent."""
+def _checked(
+    code: str, redirect_uri: str, code_verifier: str | None, label: str | None
+) -> tuple[str, str | None]:
+    """The code to send (see `check_code`) and the label to store, or a UsageError naming
+    what is wrong with the operator's input, before anything is sent: a code is spent at
+    TikTok whether or not what it brings can then be stored."""
     try:
         code = check_code(code)
     except ValueError as error:
@@ -200,7 +204,11 @@ def _checked(code: str, redirect_uri: str, code_verifier: str | None) -> tuple[s
         check_redirect_uri(redirect_uri)
     except ValueError as error:
         raise UsageError(f"--redirect-uri: {error}") from None
-    return code, redirect_uri
+    if label is not None:
+        label = label.strip() if isinstance(label, str) else ""
+        if not label or len(label) > LABEL_MAX_LENGTH:
+            raise UsageError(f"--label: a label is 1 to {LABEL_MAX_LENGTH} characters")
+    return code, label
 
 
 def _unusable(reason: str) -> ReconnectNeeded:
