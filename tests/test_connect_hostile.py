@@ -43,6 +43,9 @@ def assert_nothing_happened(standin: TikTokStandIn, engine: Engine) -> None:
 # ----------------------------------------------------------------------------- operator input
 
 # (stdin, redirect URI, the message after "error: ")
+CODE_TOO_LONG = "the authorization code is longer than 1024 characters"
+NO_SPACE = "--redirect-uri: the redirect URI must not contain a space or a control character"
+URI = "https://app.example/"
 BAD_INPUT: list[Any] = [
     pytest.param("abc\x00def", REDIRECT, ANY_CHARACTER, id="code-nul"),
     pytest.param("abc\x1b[31mdef", REDIRECT, ANY_CHARACTER, id="code-esc"),
@@ -63,49 +66,19 @@ BAD_INPUT: list[Any] = [
         "the authorization code's percent-encoding is not UTF-8",
         id="code-encoded-not-utf8",
     ),
-    pytest.param(
-        "c" * 1025,
-        REDIRECT,
-        "the authorization code is longer than 1024 characters",
-        id="code-too-long",
-    ),
-    pytest.param(
-        "%41" * 1025,
-        REDIRECT,
-        "the authorization code is longer than 1024 characters",
-        id="code-too-long-decoded",
-    ),
+    pytest.param("c" * 1025, REDIRECT, CODE_TOO_LONG, id="code-too-long"),
+    pytest.param("%41" * 1025, REDIRECT, CODE_TOO_LONG, id="code-too-long-decoded"),
     pytest.param("code\nabcde\n", REDIRECT, BAD_VERIFIER, id="verifier-5-characters"),
     pytest.param("code\n" + "v" * 129, REDIRECT, BAD_VERIFIER, id="verifier-129-characters"),
     pytest.param("code\n" + "v" * 42 + "+", REDIRECT, BAD_VERIFIER, id="verifier-plus"),
     pytest.param("code\n" + "v" * 42 + "\x1b", REDIRECT, BAD_VERIFIER, id="verifier-esc"),
+    pytest.param("code", URI + "c\tb", NO_SPACE, id="redirect-tab"),
+    pytest.param("code", URI + "cb\x1b[2J", NO_SPACE, id="redirect-esc"),
+    pytest.param("code", URI + "c b", NO_SPACE, id="redirect-space"),
+    pytest.param("code", URI + "cb\u202e", NO_SPACE, id="redirect-bidi"),
     pytest.param(
         "code",
-        "https://app.example/c\tb",
-        "--redirect-uri: the redirect URI must not contain a space or a control character",
-        id="redirect-tab",
-    ),
-    pytest.param(
-        "code",
-        "https://app.example/cb\x1b[2J",
-        "--redirect-uri: the redirect URI must not contain a space or a control character",
-        id="redirect-esc",
-    ),
-    pytest.param(
-        "code",
-        "https://app.example/c b",
-        "--redirect-uri: the redirect URI must not contain a space or a control character",
-        id="redirect-space",
-    ),
-    pytest.param(
-        "code",
-        "https://app.example/cb\u202e",
-        "--redirect-uri: the redirect URI must not contain a space or a control character",
-        id="redirect-bidi",
-    ),
-    pytest.param(
-        "code",
-        "https://app.example/" + "p" * 2048,
+        URI + "p" * 2048,
         "--redirect-uri: the redirect URI is longer than 2048 characters",
         id="redirect-too-long",
     ),
@@ -128,7 +101,7 @@ def test_bad_input_is_refused_before_any_call(
     assert_nothing_happened(standin, engine)
 
 
-@pytest.mark.parametrize(("stdin", "uri", "message"), BAD_INPUT[:16])
+@pytest.mark.parametrize(("stdin", "uri", "message"), BAD_INPUT[:-1])  # not stdin's limit
 def test_the_library_refuses_the_same_input(
     env: dict[str, str], standin: TikTokStandIn, engine: Engine, stdin: str, uri: str, message: str
 ) -> None:
