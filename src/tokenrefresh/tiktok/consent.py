@@ -2,7 +2,9 @@
 that go with it (state against CSRF; a PKCE verifier and its challenge for desktop apps).
 
 Pure functions, no HTTP. The second half, exchanging the code TikTok sends to the redirect
-URI, is `TikTokClient.exchange_code`.
+URI, is `TikTokClient.exchange_code`; what goes into it (the code, the verifier, the
+redirect URI, all typed or pasted by someone) is checked here first, since a call spends
+the code whatever comes of it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ VERIFIER_LENGTH = 64
 _UNRESERVED = string.ascii_letters + string.digits + "-._~"
 _VERIFIER_SHAPE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 _LOOPBACK_NAMES = frozenset({"localhost"})
-# TikTok's codes are opaque URL-safe text (about 200 characters, `*` and `!` among them).
+# TikTok's codes are opaque URL-safe text (`*` and `!` among its characters); 1024 leaves
+# ample room over the codes seen, and the limit keeps a pasted file from being sent.
 MAX_CODE_LENGTH = 1024
 _CODE_SHAPE = re.compile(r"[!-~]+")  # visible ASCII: no space, no control character
 _NOT_PERCENT_ENCODING = re.compile(r"%(?![0-9A-Fa-f]{2})")
