@@ -9,6 +9,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from standin_consent import challenge_of
 from tokenrefresh.tiktok import (
@@ -19,6 +21,7 @@ from tokenrefresh.tiktok import (
     new_code_verifier,
     new_state,
 )
+from tokenrefresh.tiktok.consent import MAX_CODE_LENGTH, check_code, check_code_verifier
 
 # RFC 7636, appendix B.
 RFC_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
@@ -186,8 +189,66 @@ def test_good_redirect_uris_pass(uri: str) -> None:
         ("/callback", "absolute URL with a host"),
         ("https://user:pw@example.com/cb", "user name or password"),
         ("http://127.0.0.1:99999/cb", "not a valid URL"),
+        # urlsplit drops tabs and newlines without a word: the URI TikTok compares would
+        # then not be the one typed.
+        ("https://example.com/c\tb", "must not contain a space or a control character"),
+        ("https://example.com/cb\n", "must not contain a space or a control character"),
+        ("https://exam\x00ple.com/cb", "must not contain a space or a control character"),
+        ("https://example.com/c b", "must not contain a space or a control character"),
+        ("https://example.com/cb\u2028", "must not contain a space or a control character"),
+        ("https://example.com/" + "x" * 2029, "longer than 2048 characters"),
     ],
 )
 def test_bad_redirect_uris_are_refused_with_a_reason(uri: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         check_redirect_uri(uri)
+
+
+def test_a_redirect_uri_of_2048_characters_passes() -> None:
+    check_redirect_uri("https://example.com/" + "x" * 2028)
+
+
+# ----------------------------------------------------------------------------- codes, verifiers
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [
+        ("abc*!123", "abc*!123"),
+        ("  abc \n", "abc"),
+        ("abc%2A%21123", "abc*!123"),
+        ("abc%252A", "abc%2A"),  # decoded once, not twice
+        ("a+b", "a+b"),  # a plus stays a plus: the code is not form-decoded
+        ("x" * MAX_CODE_LENGTH, "x" * MAX_CODE_LENGTH),
+    ],
+)
+def test_codes_that_can_be_one_are_sent_decoded_once(typed: str, sent: str) -> None:
+    assert check_code(typed) == sent
+
+
+CODE_REFUSALS = {
+    "the authorization code is empty",
+    "the authorization code has a % that is not percent-encoding (%XX)",
+    "the authorization code's percent-encoding is not UTF-8",
+    "the authorization code holds a space, a control character or a character outside ASCII: "
+    "TikTok's codes are visible ASCII only",
+}
+
+
+@given(st.text(max_size=40) | st.binary(max_size=40).map(lambda raw: raw.decode("latin-1")))
+def test_any_text_is_a_visible_ascii_code_or_refused_without_being_shown(typed: str) -> None:
+    refusal = None
+    try:
+        code = check_code(typed)
+    except ValueError as error:
+        refusal = str(error)
+    if refusal is not None:
+        assert refusal in CODE_REFUSALS  # a fixed text: never the code itself
+        return
+    assert re.fullmatch(r"[!-~]{1,1024}", code)
+
+
+@pytest.mark.parametrize("verifier", ["", "a" * 42, "a" * 129, "a" * 42 + "=", "a" * 42 + "\n"])
+def test_check_code_verifier_refuses_what_rfc_7636_does(verifier: str) -> None:
+    with pytest.raises(ValueError, match="43 to 128 characters"):
+        check_code_verifier(verifier)

@@ -21,6 +21,7 @@ from tokenrefresh.outcomes import (
     RefreshFailed,
     TikTokError,
     TokenGrant,
+    UnusableGrant,
     UserTokenRejected,
 )
 from tokenrefresh.scrub import FRAGMENT
@@ -276,29 +277,26 @@ def test_a_wrong_client_secret_rejects_the_app_and_leaves_the_code(
 
 
 @pytest.mark.parametrize(
-    ("removed", "lacks"),
+    ("removed", "reason"),
     [
-        pytest.param(("refresh_token",), "a refresh token", id="refresh-token"),
-        pytest.param(("open_id",), "an open_id", id="open-id"),
-        pytest.param(("refresh_token", "open_id"), "a refresh token and an open_id", id="both"),
+        pytest.param(("refresh_token",), "lacks a refresh token", id="refresh-token"),
+        pytest.param(("open_id",), "carries no usable open_id: it has none", id="open-id"),
+        pytest.param(("refresh_token", "open_id"), "lacks a refresh token", id="both"),
     ],
 )
 def test_a_grant_without_refresh_token_or_open_id_fails_for_good(
-    standin: TikTokStandIn, client: TikTokClient, removed: tuple[str, ...], lacks: str
+    standin: TikTokStandIn, client: TikTokClient, removed: tuple[str, ...], reason: str
 ) -> None:
     code = standin.authorize("jack", redirect_uri=REDIRECT)
     standin.twist(
         "jack", lambda payload: (200, {k: v for k, v in payload.items() if k not in removed})
     )
     error = exchange_error(client, standin, code)
-    assert type(error) is RefreshFailed
+    assert type(error) is UnusableGrant
     assert error.retryable is False
     assert error.maybe_processed is True
     assert error.http_status == 200
-    assert error.reason == (
-        f"TikTok's answer to the authorization code lacks {lacks} "
-        "(the authorization code may have been used)"
-    )
+    assert error.reason == f"TikTok's answer to the authorization code {reason}"
     assert standin.exchange_count("jack") == 1
 
 
@@ -306,7 +304,9 @@ def test_an_empty_open_id_is_missing_too(standin: TikTokStandIn, client: TikTokC
     code = standin.authorize("kim", redirect_uri=REDIRECT)
     standin.twist("kim", lambda payload: (200, {**payload, "open_id": ""}))
     error = exchange_error(client, standin, code)
-    assert error.reason.startswith("TikTok's answer to the authorization code lacks an open_id")
+    assert error.reason == (
+        "TikTok's answer to the authorization code carries no usable open_id: it has none"
+    )
 
 
 # ----------------------------------------------------------------------------- other failures

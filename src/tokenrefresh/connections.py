@@ -25,12 +25,14 @@ from tokenrefresh.outcomes import (
     ConsentEndpoint,
     RefreshFailed,
     TokenGrant,
+    UnusableGrant,
     UserTokenRejected,
 )
 from tokenrefresh.refresh.on_demand import OnDemand
-from tokenrefresh.scrub import safe_text
 from tokenrefresh.storage.records import AccountView, NewAccount
 from tokenrefresh.storage.repository import Repository
+from tokenrefresh.tiktok.code_answer import checked_open_id
+from tokenrefresh.tiktok.consent import check_code, check_code_verifier, check_redirect_uri
 
 __all__ = ["Connected", "Connections", "Revoked"]
 
@@ -41,6 +43,7 @@ log = logging.getLogger("tokenrefresh.connections")
 ASSUMED_REFRESH_LIFETIME = timedelta(days=365)
 # Revoking needs an access token that stays valid through the call.
 REVOKE_MIN_VALID = timedelta(minutes=1)
+LABEL_MAX_LENGTH = 255  # accounts.label is VARCHAR(255), as `accounts import` checks
 
 
 @dataclass(frozen=True)
@@ -92,17 +95,10 @@ class Connections:
         A code TikTok does not accept (used, expired, for another redirect URI, a wrong
         verifier) is a UsageError (exit 2) and changes nothing.
         """
-        from tokenrefresh.tiktok.consent import check_redirect_uri
-
-        if not code.strip():
-            raise UsageError("the authorization code is empty")
-        try:
-            check_redirect_uri(redirect_uri)
-        except ValueError as error:
-            raise UsageError(f"--redirect-uri: {error}") from None
+        code, label = _checked(code, redirect_uri, code_verifier, label)
         try:
             grant = self._client.exchange_code(
-                code.strip(), redirect_uri=redirect_uri, code_verifier=code_verifier
+                code, redirect_uri=redirect_uri, code_verifier=code_verifier
             )
         except UserTokenRejected as rejected:
             raise UsageError(
@@ -112,6 +108,8 @@ class Connections:
             ) from None
         except AppCredentialsRejected as rejected:
             raise _app_rejected(rejected) from None
+        except UnusableGrant as unusable:
+            raise _unusable(unusable.reason) from None
         except RefreshFailed as failed:
             raise TemporarilyUnavailable(
                 f"the code exchange failed: {failed.reason}; nothing was stored"
@@ -119,12 +117,20 @@ class Connections:
         return self._store(grant, label)
 
     def _store(self, grant: TokenGrant, label: str | None) -> Connected:
-        if grant.refresh_token is None or grant.open_id is None:  # the client refuses these
-            raise TemporarilyUnavailable("TikTok's answer carried no refresh token or open_id")
+        # The client checked these; a ConsentEndpoint of another make may not have.
+        if grant.refresh_token is None:
+            raise _unusable("TikTok's answer to the authorization code lacks a refresh token")
+        tokens = tuple(token for token in (grant.access_token, grant.refresh_token) if token)
+        try:
+            open_id = checked_open_id(grant.open_id, tokens)
+        except ValueError as error:
+            raise _unusable(
+                f"TikTok's answer to the authorization code carries no usable open_id: {error}"
+            ) from None
         now = self._clock()
         account = NewAccount(
             line=1,
-            open_id=grant.open_id,
+            open_id=open_id,
             label=label,
             access_expires_at=grant.access_expires_at,
             refresh_expires_at=grant.refresh_expires_at or now + ASSUMED_REFRESH_LIFETIME,
@@ -143,10 +149,10 @@ class Connections:
             log.error(
                 "TikTok issued tokens for open_id %s but they could not be stored: the user "
                 "must authorize again",
-                safe_text(grant.open_id, 80),
+                open_id,
             )
             raise
-        stored = self._repository.find_account(grant.open_id)
+        stored = self._repository.find_account(open_id)
         assert stored is not None
         return Connected(stored.id, stored.open_id, created=counts.created == 1)
 
@@ -177,6 +183,40 @@ class Connections:
         reason = "revoked" + (" at TikTok" if at_tiktok else "") + ": its user must connect again"
         self._repository.mark_revoked(account.id, reason)
         return Revoked(account.id, account.open_id, at_tiktok)
+
+
+def _checked(
+    code: str, redirect_uri: str, code_verifier: str | None, label: str | None
+) -> tuple[str, str | None]:
+    """The code to send (see `check_code`) and the label to store, or a UsageError naming
+    what is wrong with the operator's input, before anything is sent: a code is spent at
+    TikTok whether or not what it brings can then be stored."""
+    try:
+        code = check_code(code)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if code_verifier is not None:
+        try:
+            check_code_verifier(code_verifier)
+        except ValueError as error:
+            raise UsageError(f"the code verifier is not one: {error} (RFC 7636)") from None
+    try:
+        check_redirect_uri(redirect_uri)
+    except ValueError as error:
+        raise UsageError(f"--redirect-uri: {error}") from None
+    if label is not None:
+        label = label.strip() if isinstance(label, str) else ""
+        if not label or len(label) > LABEL_MAX_LENGTH:
+            raise UsageError(f"--label: a label is 1 to {LABEL_MAX_LENGTH} characters")
+    return code, label
+
+
+def _unusable(reason: str) -> ReconnectNeeded:
+    return ReconnectNeeded(
+        f"{reason}. The tokens TikTok issued cannot be stored without a refresh token and a "
+        "usable open_id, so they were discarded and nothing was stored; the authorization "
+        "code is spent: ask the user to authorize again"
+    )
 
 
 def _app_rejected(rejected: AppCredentialsRejected) -> ClientRejected:

@@ -17,6 +17,7 @@ __all__ = [
     "TikTokError",
     "TokenEndpoint",
     "TokenGrant",
+    "UnusableGrant",
     "UserTokenRejected",
 ]
 
@@ -93,6 +94,15 @@ class RefreshFailed(TikTokError):
         self.retryable = retryable
         self.retry_after = retry_after
         self.maybe_processed = maybe_processed
+
+
+class UnusableGrant(RefreshFailed):
+    """TikTok answered an authorization code with tokens that cannot be stored (no refresh
+    token, or no usable open_id): the code is spent and the tokens are discarded, so the
+    user must authorize again. Never retryable."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason, retryable=False, maybe_processed=True, **details)
 
 
 class TokenEndpoint(Protocol):

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -40,6 +40,10 @@ __all__ = [
     "accounts_token",
 ]
 
+
+# Characters of standard input `accounts connect` reads at most: a code (at most 1024, or
+# three times that percent-encoded) and a verifier (at most 128) fit with room to spare.
+CODE_INPUT_LIMIT = 4096
 
 AccountId = Annotated[int, typer.Argument(metavar="ID")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -89,7 +93,12 @@ def accounts_import(
 def _read_lines(file: str) -> list[str]:
     """The lines of FILE or standard input; a UTF-8 byte order mark is ignored."""
     if file == "-":
-        return sys.stdin.read().removeprefix("\ufeff").splitlines()
+        return (
+            _stdin("give the JSON Lines on it, or a FILE")
+            .read()
+            .removeprefix("\ufeff")
+            .splitlines()
+        )
     try:
         return Path(file).read_text(encoding="utf-8-sig").splitlines()
     except OSError as error:
@@ -263,14 +272,7 @@ def accounts_connect(
     never a token. A used, expired or wrong code: exit 2, nothing changed.
     """
     setup()
-    lines = [line.strip() for line in sys.stdin.read().removeprefix("\ufeff").splitlines()]
-    lines = [line for line in lines if line]
-    if not lines or len(lines) > 2:
-        raise UsageError(
-            "give the authorization code on standard input (and, for PKCE, the code "
-            "verifier on a second line)"
-        )
-    code, verifier = lines[0], (lines[1] if len(lines) == 2 else None)
+    code, verifier = _read_code()
     from tokenrefresh.context import Context
 
     with Context(Settings.from_env(), pool_size=2) as context:
@@ -287,6 +289,35 @@ def accounts_connect(
         return
     verb = "Connected new account" if connected.created else "Reconnected account"
     typer.echo(f"{verb} {connected.account_id} ({safe_text(connected.open_id, 255)}).")
+
+
+def _read_code() -> tuple[str, str | None]:
+    """The code and the PKCE verifier (if any) from standard input, of which at most
+    CODE_INPUT_LIMIT characters are read: nothing longer is either."""
+    what = "the authorization code on it (and, for PKCE, the code verifier on a second line)"
+    try:
+        text = _stdin(f"give {what}").read(CODE_INPUT_LIMIT + 1)
+    except UnicodeDecodeError:
+        raise UsageError("standard input is not UTF-8 text") from None
+    if len(text) > CODE_INPUT_LIMIT:
+        raise UsageError(
+            f"standard input holds more than {CODE_INPUT_LIMIT} characters: give only {what}"
+        )
+    lines = [line.strip() for line in text.removeprefix("\ufeff").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines or len(lines) > 2:
+        raise UsageError(
+            "give the authorization code on standard input (and, for PKCE, the code "
+            "verifier on a second line)"
+        )
+    return lines[0], (lines[1] if len(lines) == 2 else None)
+
+
+def _stdin(usage: str) -> TextIO:
+    """Standard input; a UsageError if the command was started with it closed (`<&-`)."""
+    if sys.stdin is None:
+        raise UsageError(f"standard input is closed: {usage}")
+    return sys.stdin
 
 
 @accounts_app.command("revoke")
@@ -359,7 +390,7 @@ def _connections(context: Context, http_timeout: float) -> Connections:
 def _confirm(yes: bool, doing: str, question: str) -> None:
     if yes:
         return
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():
         raise UsageError(f"{doing} an account needs --yes when not run interactively")
     typer.confirm(question, abort=True)
 

@@ -2,7 +2,9 @@
 that go with it (state against CSRF; a PKCE verifier and its challenge for desktop apps).
 
 Pure functions, no HTTP. The second half, exchanging the code TikTok sends to the redirect
-URI, is `TikTokClient.exchange_code`.
+URI, is `TikTokClient.exchange_code`; what goes into it (the code, the verifier, the
+redirect URI, all typed or pasted by someone) is checked here first, since a call spends
+the code whatever comes of it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import secrets
 import string
 from collections.abc import Sequence
 from typing import Literal
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 __all__ = [
     "AUTHORIZE_URL",
+    "MAX_CODE_LENGTH",
+    "MAX_REDIRECT_URI_LENGTH",
     "ChallengeEncoding",
     "authorize_url",
+    "check_code",
+    "check_code_verifier",
     "check_redirect_uri",
     "code_challenge",
     "new_code_verifier",
@@ -35,6 +41,12 @@ VERIFIER_LENGTH = 64
 _UNRESERVED = string.ascii_letters + string.digits + "-._~"
 _VERIFIER_SHAPE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 _LOOPBACK_NAMES = frozenset({"localhost"})
+# TikTok's codes are opaque URL-safe text (`*` and `!` among its characters); 1024 leaves
+# ample room over the codes seen, and the limit keeps a pasted file from being sent.
+MAX_CODE_LENGTH = 1024
+_CODE_SHAPE = re.compile(r"[!-~]+")  # visible ASCII: no space, no control character
+_NOT_PERCENT_ENCODING = re.compile(r"%(?![0-9A-Fa-f]{2})")
+MAX_REDIRECT_URI_LENGTH = 2048
 
 
 def new_state() -> str:
@@ -58,10 +70,7 @@ def code_challenge(verifier: str, encoding: ChallengeEncoding = "hex") -> str:
     day follow the RFC; which one TikTok accepts is not settled, so both are offered, and
     the one used must be the one the stand-in or TikTok is tested with.
     """
-    if not _VERIFIER_SHAPE.fullmatch(verifier):
-        raise ValueError(
-            "a PKCE code verifier is 43 to 128 characters of A-Z, a-z, 0-9 and - . _ ~"
-        )
+    check_code_verifier(verifier)
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     if encoding == "hex":
         return digest.hex()
@@ -70,10 +79,57 @@ def code_challenge(verifier: str, encoding: ChallengeEncoding = "hex") -> str:
     raise ValueError(f"unknown code challenge encoding {encoding!r}: use 'hex' or 'base64url'")
 
 
+def check_code_verifier(verifier: str) -> None:
+    """ValueError unless `verifier` is a PKCE code verifier as RFC 7636 (4.1) defines it."""
+    if not isinstance(verifier, str) or not _VERIFIER_SHAPE.fullmatch(verifier):
+        raise ValueError(
+            "a PKCE code verifier is 43 to 128 characters of A-Z, a-z, 0-9 and - . _ ~"
+        )
+
+
+def check_code(code: str) -> str:
+    """The authorization code to send, or ValueError naming what is wrong (never the code).
+
+    Whitespace around it is dropped, and a code copied from the redirect URL, still
+    percent-encoded (`%2A` for `*`), is decoded once, as TikTok asks. What is left must be
+    1 to 1024 characters of visible ASCII: a space, a control character or anything else
+    cannot be part of one of TikTok's codes, and is refused before any call.
+    """
+    if not isinstance(code, str):
+        raise ValueError("the authorization code must be text")
+    code = code.strip()
+    if not code:
+        raise ValueError("the authorization code is empty")
+    if len(code) > 3 * MAX_CODE_LENGTH:  # too long even if every character were encoded
+        raise ValueError(f"the authorization code is longer than {MAX_CODE_LENGTH} characters")
+    if "%" in code:
+        if _NOT_PERCENT_ENCODING.search(code):
+            raise ValueError("the authorization code has a % that is not percent-encoding (%XX)")
+        try:
+            code = unquote(code, errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError("the authorization code's percent-encoding is not UTF-8") from None
+    if len(code) > MAX_CODE_LENGTH:
+        raise ValueError(f"the authorization code is longer than {MAX_CODE_LENGTH} characters")
+    if not _CODE_SHAPE.fullmatch(code):
+        raise ValueError(
+            "the authorization code holds a space, a control character or a character "
+            "outside ASCII: TikTok's codes are visible ASCII only"
+        )
+    return code
+
+
 def check_redirect_uri(uri: str) -> None:
     """ValueError unless `uri` can be a redirect URI: absolute https, or http on a loopback
     host (127.0.0.1, ::1, localhost) with a port, as TikTok's desktop apps use; never a
-    fragment, nor a user name or password."""
+    fragment, nor a user name or password, nor a space or control character (which
+    `urlsplit` would silently drop), and at most 2048 characters."""
+    if not isinstance(uri, str):
+        raise ValueError("the redirect URI must be text")
+    if len(uri) > MAX_REDIRECT_URI_LENGTH:
+        raise ValueError(f"the redirect URI is longer than {MAX_REDIRECT_URI_LENGTH} characters")
+    if any(char.isspace() or not char.isprintable() for char in uri):
+        raise ValueError("the redirect URI must not contain a space or a control character")
     try:
         parts = urlsplit(uri)
         port = parts.port

@@ -5,7 +5,10 @@ Believing a revoke worked when it did not is the costly mistake (the app keeps a
 user asked to end), so only a 2xx with an empty body or a JSON object without an error is a
 success; 2xx garbage, 429, 5xx and unknown statuses are retryable failures. A token TikTok
 no longer knows (already revoked, expired) is a UserTokenRejected: the user's access is
-already gone, which is what a revoke wants, but the caller decides what that means.
+already gone, which is what a revoke wants, but the caller decides what that means. Only
+TikTok's own documented codes say so (INVALID_TOKEN_CODES, whatever the status): a bare 401,
+or one with an HTML page or an unknown code, is what a gateway in front of TikTok may answer,
+and is a retryable failure like any other status.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from typing import Any
 from tokenrefresh.outcomes import AppCredentialsRejected, RefreshFailed, UserTokenRejected
 from tokenrefresh.tiktok.answer import (
     APP_REJECTIONS,
-    RETRYABLE_CODES,
     _json_object,
     _log_id,
     _retry_after,
@@ -48,7 +50,6 @@ REQUEST_ERRORS = frozenset(
         "scope_not_authorized",
     }
 )
-_KNOWN_CODES = INVALID_TOKEN_CODES | APP_REJECTIONS | RETRYABLE_CODES | REQUEST_ERRORS
 
 
 def interpret_revoke_answer(
@@ -71,8 +72,6 @@ def interpret_revoke_answer(
     }
     if fields is not None and not _names_no_error(fields.get("error")):
         _raise_error(fields, status, headers, details, secrets)
-    if status == 401:
-        raise UserTokenRejected(f"{ALREADY_INVALID}: HTTP 401 from TikTok", **details)
     if status == 429 or status >= 500:
         raise RefreshFailed(
             f"HTTP {status} from TikTok", retry_after=_retry_after(headers), **details
@@ -113,7 +112,7 @@ def _raise_error(
         secrets,
     )
     details = {**details, "error_code": shown_code}
-    if shown_code in INVALID_TOKEN_CODES or (status == 401 and shown_code not in _KNOWN_CODES):
+    if shown_code in INVALID_TOKEN_CODES:
         raise UserTokenRejected(f"{ALREADY_INVALID}: {reason}", **details)
     if shown_code in APP_REJECTIONS:
         raise AppCredentialsRejected(reason, **details)
