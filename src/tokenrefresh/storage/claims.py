@@ -6,7 +6,8 @@ no claimer ever waits on another), and commits. The call to TikTok then holds no
 connection, so a run needs a handful of connections however many calls are in flight.
 Whoever holds the lease is the only one to present the account's refresh token; the write
 that ends the claim clears it. A lease that runs out (its holder died) frees the account;
-on the same host, a lease whose holder's process is gone is taken over at once.
+a lease whose holder was in this pid namespace on this boot, and is gone, is taken over at
+once (`leases.py`).
 
 Every write that ends a claim is a compare-and-set on the token generation the claim read,
 so a writer that read an older pair never overwrites a newer one.
@@ -15,9 +16,6 @@ so a writer that read an older pair never overwrites a newer one.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +41,7 @@ from sqlalchemy import (
 from tokenrefresh.defaults import FAILING_AFTER
 from tokenrefresh.errors import DatabaseError
 from tokenrefresh.storage.database import Database
+from tokenrefresh.storage.leases import holder_is_gone, lease_owner
 from tokenrefresh.storage.models import Account, Attempt, BigId, SpentRefreshToken, UTCDateTime
 from tokenrefresh.storage.outbox import record_expired, record_failing, record_recovered
 from tokenrefresh.storage.records import (
@@ -64,7 +63,7 @@ from tokenrefresh.storage.sql import (
     stored_text,
 )
 
-__all__ = ["DEFAULT_LEASE", "Claim", "ClaimQueries", "GrantNotStored", "lease_owner"]
+__all__ = ["DEFAULT_LEASE", "Claim", "ClaimQueries", "GrantNotStored"]
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +156,7 @@ class ClaimQueries(Database):
     def _take_lease(self, account_id: int, due: Due | None, holder: str, lease: timedelta) -> Any:
         """The claiming statement: the row's claim columns if the lease was taken, else None.
 
-        A lease held by a process of this host that no longer exists is taken over."""
+        A lease whose holder is certainly gone (`leases.holder_is_gone`) is taken over."""
         now = self.clock()
         parameters: dict[str, Any] = {
             "b_id": account_id,
@@ -173,7 +172,7 @@ class ClaimQueries(Database):
         if row is not None:
             return row
         stale, _ = self.lease_holder(account_id)
-        if stale is None or not _holder_is_gone(stale):
+        if stale is None or not holder_is_gone(stale):
             return None
         log.info("account %s: taking over the lease of %s, which is gone", account_id, stale)
         parameters["b_stale"] = stale
@@ -231,25 +230,29 @@ class Claim:
             return result
 
         try:
-            return self._database.transaction(work)
-        except DatabaseError as error_:
-            last_error = error_.message
-            log.warning(
-                "account %s: storing the new token failed (%s); retrying on a new connection",
-                account.id,
-                last_error,
-            )
+            return self._write_grant(work)
+        except BaseException:
+            # The pair is lost: whoever waits for this account must not wait for a holder
+            # that is done with it (if even this write fails, the lease runs out).
+            self._end_lease()
+            raise
+
+    def _write_grant(self, work: Callable[[Connection], WriteResult]) -> WriteResult:
+        """`work` committed, tried GRANT_WRITE_ATTEMPTS times on fresh connections;
+        GrantNotStored if the database never took it."""
+        account_id, last_error = self.account.id, ""
         delay = GRANT_WRITE_BACKOFF
-        for attempt in range(2, GRANT_WRITE_ATTEMPTS + 1):
-            time.sleep(delay)
-            delay *= 2
+        for attempt in range(1, GRANT_WRITE_ATTEMPTS + 1):
+            if attempt > 1:
+                time.sleep(delay)
+                delay *= 2
             try:
                 return self._database.transaction(work)
-            except DatabaseError as error_:
-                last_error = error_.message
+            except DatabaseError as error:
+                last_error = error.message
                 log.warning(
-                    "account %s: storing the new token failed again (attempt %d of %d): %s",
-                    account.id,
+                    "account %s: storing the new token failed (attempt %d of %d): %s",
+                    account_id,
                     attempt,
                     GRANT_WRITE_ATTEMPTS,
                     last_error,
@@ -290,6 +293,10 @@ class Claim:
         if self.closed:
             return
         self.closed = True
+        self._end_lease()
+
+    def _end_lease(self) -> None:
+        """Clear the lease if it is still ours; if the database refuses, it runs out."""
         try:
             self._database.single_write(
                 lambda c: c.execute(_RELEASE, {"b_id": self.account.id, "b_owner": self.owner})
@@ -345,31 +352,6 @@ class Claim:
         if result != WriteResult.GONE:
             _insert_attempts(connection, self.account.id, self._run_id, attempts)
         return result
-
-
-def lease_owner() -> str:
-    """`host:pid:nonce`: names this process on this host, unique per claim."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _holder_is_gone(owner: str) -> bool:
-    """True if the lease holder ran on this host and its process no longer exists.
-
-    (A holder on another host, or a pid that lives again, is left to its lease's end.)
-    """
-    parts = owner.split(":")
-    if len(parts) < 3 or parts[0] != socket.gethostname()[:40] or not parts[-2].isdigit():
-        return False
-    pid = int(parts[-2])
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists, but is not ours to signal
-        return False
-    return False
 
 
 def _race_or_gone(connection: Connection, account_id: int) -> WriteResult:
