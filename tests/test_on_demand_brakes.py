@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from conftest import Cli, process_env
 from helpers import AddAccounts, account, refuse_token_writes, set_account
@@ -33,6 +33,7 @@ from tokenrefresh import (
 )
 from tokenrefresh.errors import EXIT_USAGE
 from tokenrefresh.refresh.on_demand import PROBE_INTERVAL
+from tokenrefresh.storage.repository import Repository
 
 SOON = timedelta(minutes=1)  # a stored token this close to its end needs a refresh
 
@@ -84,6 +85,40 @@ def test_after_a_grant_the_database_refused_no_more_tokens_are_spent_until_it_ta
         assert token.expires_at > datetime.now(UTC) + timedelta(hours=1)
         assert refreshes(standin) == 2
     assert account(engine, "user1")["token_generation"] == 2
+
+
+REFUSE_NEW_CIPHERTEXTS = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_ciphertexts BEFORE UPDATE OF refresh_token_ciphertext ON accounts "
+        "WHEN NEW.refresh_token_ciphertext IS NOT OLD.refresh_token_ciphertext "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_ciphertexts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.refresh_token_ciphertext IS DISTINCT FROM OLD.refresh_token_ciphertext "
+        "THEN RAISE EXCEPTION 'No space left on device'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_ciphertexts BEFORE UPDATE ON accounts FOR EACH ROW "
+        "EXECUTE FUNCTION refuse_ciphertexts()",
+    ],
+}
+
+
+def test_the_write_probe_tries_what_a_grant_writes_and_changes_nothing(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(1)
+    repository = Repository(engine)
+    before = account(engine, "user0")
+    assert repository.takes_token_writes(1) is True
+    assert account(engine, "user0") == before  # not even updated_at
+    refuse_token_writes(engine)  # a new generation refused
+    assert repository.takes_token_writes(1) is False
+    refuse_token_writes(engine, refuse=False)
+    with engine.begin() as connection:  # only a new ciphertext refused
+        for statement in REFUSE_NEW_CIPHERTEXTS[engine.dialect.name]:
+            connection.execute(text(statement))
+    assert repository.takes_token_writes(1) is False
+    assert account(engine, "user0") == before
 
 
 # ----------------------------------------------------------------------------- min_valid

@@ -39,13 +39,14 @@ _TOKEN_STATE_BY_OPEN_ID = select(*_TOKEN_STATE_COLUMNS).where(
     Account.open_id == bindparam("b_open_id")
 )
 
+_PROBE_TEXT = "tokenrefresh write probe"  # written in place of the ciphertexts, never committed
 _PROBE_GRANT = (
     update(Account)
     .where(Account.id == bindparam("b_id"))
     .values(
         token_generation=Account.token_generation + 1,
-        access_token_ciphertext=Account.access_token_ciphertext,
-        refresh_token_ciphertext=Account.refresh_token_ciphertext,
+        access_token_ciphertext=_PROBE_TEXT,
+        refresh_token_ciphertext=_PROBE_TEXT,
         updated_at=Account.updated_at,
     )
 )
@@ -226,9 +227,9 @@ class AccountQueries(Database):
 
     def takes_token_writes(self, account_id: int) -> bool:
         """Whether the database takes a write of this account's tokens now, changing
-        nothing: in one transaction, a grant-shaped write of its row (a new generation)
-        undone by a savepoint, then a write of the row that changes no value, committed (a
-        trigger, a full disk, a broken connection all fail it)."""
+        nothing: in one transaction, a grant-shaped write of its row (new token columns, a
+        new generation) undone by a savepoint, then a write of the row that changes no
+        value, committed (a trigger, a full disk, a broken connection all fail it)."""
 
         def probe(connection: Connection) -> None:
             undone = connection.begin_nested()
