@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 ASKER = """
 import json, sys, time
 from datetime import timedelta
-from tokenrefresh import TokenStore, TemporarilyUnavailable
+from tokenrefresh import MinValidUnreachable, TokenStore, TemporarilyUnavailable
 from tokenrefresh.refresh import on_demand
 
 on_demand.REFRESH_PACING = timedelta(0)
@@ -46,7 +46,7 @@ with TokenStore.from_env() as store:
         try:
             store.access_token(open_id=open_id, min_valid=timedelta(seconds=7199))
             outcomes["ok"] += 1
-        except TemporarilyUnavailable as error:
+        except (TemporarilyUnavailable, MinValidUnreachable) as error:
             outcomes["unavailable"] += 1
             print(error, file=sys.stderr)
 print(json.dumps(outcomes))

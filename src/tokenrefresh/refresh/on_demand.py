@@ -322,8 +322,12 @@ def _unreachable(state: TokenState, min_valid: timedelta) -> MinValidUnreachable
     if lifetime < 1:
         gives = "TikTok's newest access token came without a usable lifetime"
     else:
-        step = 60 if lifetime >= 120 else 1  # 7199.8s is TikTok's 2h, less the call's time
-        shown = format_duration(timedelta(seconds=round(lifetime / step) * step))
+        # 7199.8s is TikTok's 2h, less the call's time; but never rounded up to what was
+        # asked for (a token 1s short of it is shown to the second).
+        seconds = round(lifetime / 60) * 60 if lifetime >= 120 else int(lifetime)
+        if seconds >= min_valid.total_seconds():
+            seconds = int(lifetime)
+        shown = format_duration(timedelta(seconds=seconds))
         gives = f"TikTok's access tokens last {shown}"
     return MinValidUnreachable(
         f"account {state.id} ({state.open_id}) was refreshed at {iso(issued) if issued else '?'} "
