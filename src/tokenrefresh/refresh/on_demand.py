@@ -196,10 +196,10 @@ class OnDemand:
                     try:
                         result = self._refresher(give_up).refresh(claim)
                     except GrantNotStored as error:
-                        self._suspension.start(account_id, error.message)
+                        self._suspension.start(account_id, error.reason)
                         raise
                     if result is not None and result.result == Result.LOST:
-                        self._suspension.start(account_id, result.detail or "")
+                        self._suspension.start(account_id, result.detail or "lost")
                     if result is None or result.result != Result.SKIPPED:
                         return self._after(account_id, result, min_valid)
                     # A newer pair was stored meanwhile (an import): read that one.
@@ -265,8 +265,8 @@ class _Suspension:
             self._since = (account_id, why)
             self._probed_at = time.monotonic()
         log.error(
-            "account %s: a new token pair could not be stored (%s); refreshes are suspended "
-            "until the database takes writes again",
+            "account %s: the new token pair TikTok issued could not be stored (%s); "
+            "refreshes are suspended until the database takes writes again",
             account_id,
             why,
         )
@@ -287,8 +287,8 @@ class _Suspension:
             log.warning("the database takes writes again: refreshes resume")
             return
         raise RefreshesSuspended(
-            f"refreshes are suspended: TikTok issued a new token pair for account {account_id} "
-            f"that the database did not take ({why}); no refresh token is spent until the "
+            f"refreshes are suspended: the new token pair TikTok issued for account "
+            f"{account_id} could not be stored ({why}); no refresh token is spent until the "
             f"database takes writes again (checked at most every {PROBE_INTERVAL:.0f}s). "
             "Tokens that are still valid are handed out meanwhile"
         )

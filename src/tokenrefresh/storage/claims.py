@@ -80,6 +80,13 @@ GRANT_WRITE_BACKOFF = 0.5  # seconds, doubled after each failed attempt
 class GrantNotStored(DatabaseError):
     """A new token pair was received from TikTok but could not be stored."""
 
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"TikTok issued a new token pair but the database did not take it ({reason}); "
+            "its user may have to reconnect"
+        )
+        self.reason = reason  # the database's last error, safe to show
+
 
 class ClaimQueries(Database):
     """Finding due accounts and claiming them one at a time."""
@@ -260,10 +267,7 @@ class Claim:
                     GRANT_WRITE_ATTEMPTS,
                     last_error,
                 )
-        raise GrantNotStored(
-            f"TikTok issued a new token pair but the database did not take it ({last_error}); "
-            "its user may have to reconnect"
-        )
+        raise GrantNotStored(last_error)
 
     def mark_expired(self, reason: str, attempts: Sequence[AttemptRecord]) -> WriteResult:
         """Mark the account expired, unless a newer token pair was stored meanwhile; an
