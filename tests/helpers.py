@@ -220,3 +220,35 @@ def assert_no_secret(outputs: CliResult | str | list[Any] | None, *secrets: str)
         for secret in whole:
             assert secret not in shown
     assert leaked(texts, [secret for secret in secrets if len(secret) >= FRAGMENT]) == []
+
+
+# ----------------------------------------------------------------------------- a refusing database
+
+REFUSE_TOKEN_WRITES = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_tokens BEFORE UPDATE OF token_generation ON accounts "
+        "WHEN NEW.token_generation <> OLD.token_generation "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_tokens() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.token_generation <> OLD.token_generation "
+        "THEN RAISE EXCEPTION 'could not extend file: No space left on device'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_tokens BEFORE UPDATE ON accounts FOR EACH ROW "
+        "EXECUTE FUNCTION refuse_tokens()",
+    ],
+}
+TAKE_TOKEN_WRITES = {
+    "sqlite": ["DROP TRIGGER refuse_tokens"],
+    "postgresql": ["DROP TRIGGER refuse_tokens ON accounts", "DROP FUNCTION refuse_tokens()"],
+}
+
+
+def refuse_token_writes(engine: Engine, refuse: bool = True) -> None:
+    """A database that refuses every new token pair (as a full disk would), or takes them
+    again: other writes of the row (a lease, a failure count) still go through."""
+    statements = (REFUSE_TOKEN_WRITES if refuse else TAKE_TOKEN_WRITES)[engine.dialect.name]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -26,16 +28,18 @@ from sqlalchemy import Engine, text, update
 from typer.testing import CliRunner
 
 from conftest import process_env
-from helpers import AddAccounts, account, import_line, rejected_attempt
+from helpers import AddAccounts, account, import_line, refuse_token_writes, rejected_attempt
 from standin import IssuedTokens, TikTokStandIn
 from tokenrefresh.cli import app
 from tokenrefresh.defaults import MAX_HTTP_TIMEOUT
 from tokenrefresh.refresh.on_demand import DEFAULT_WAIT
 from tokenrefresh.refresh.pacing import RetryPolicy
+from tokenrefresh.storage import leases
 from tokenrefresh.storage.claims import DEFAULT_LEASE
+from tokenrefresh.storage.leases import HOST_CHARS, lease_owner, process_space
 from tokenrefresh.storage.models import Account
 from tokenrefresh.storage.records import NewTokens, WriteResult
-from tokenrefresh.storage.repository import Repository
+from tokenrefresh.storage.repository import GrantNotStored, Repository
 
 T = TypeVar("T")
 GIVE_UP = 30.0  # seconds: only a claim that blocks on the row lock ever takes this long
@@ -140,24 +144,135 @@ def test_a_lease_of_another_host_holds_until_it_runs_out(
         assert account(engine, "user0")["lease_owner"] == claim.owner
 
 
-def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(
-    add_accounts: AddAccounts, engine: Engine
-) -> None:
-    add_accounts(2)
+def gone_pid() -> int:
+    """The pid of a process that has ended (in this pid namespace)."""
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         check=True,
         capture_output=True,
         text=True,
     )
-    dead = f"{socket.gethostname()[:40]}:{int(gone.stdout)}:0badcafe"
-    alive = f"{socket.gethostname()[:40]}:{os.getppid()}:0badcafe"
+    return int(gone.stdout)
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    add_accounts(2)
+    here = f"{socket.gethostname()[:HOST_CHARS]}:{process_space()}"
+    dead = f"{here}:{gone_pid()}:0badcafe"
+    alive = f"{here}:{os.getppid()}:0badcafe"
     until = datetime.now(UTC) + timedelta(minutes=4)
     lease_to(engine, 1, dead, until)
     lease_to(engine, 2, alive, until)
     assert second_claim(Repository(engine), 1) is True
     assert second_claim(Repository(engine), 2) is False  # its holder still runs
     assert account(engine, "user1")["lease_owner"] == alive
+
+
+def test_a_lease_whose_holders_pid_namespace_is_not_known_to_be_ours_holds(
+    add_accounts: AddAccounts, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead pid proves nothing unless the holder was in this pid namespace on this boot:
+    an owner in the old `host:pid:nonce` form, one of another namespace (same host name),
+    and any owner when this process cannot read its own identity, all hold their lease."""
+    add_accounts(3)
+    host, pid = socket.gethostname()[:HOST_CHARS], gone_pid()
+    until = datetime.now(UTC) + timedelta(minutes=4)
+    lease_to(engine, 1, f"{socket.gethostname()[:40]}:{pid}:0badcafe", until)  # old form
+    lease_to(engine, 2, f"{host}:0123456789ab:{pid}:0badcafe", until)  # another namespace
+    lease_to(engine, 3, f"{host}:{process_space()}:{pid}:0badcafe", until)
+    repository = Repository(engine)
+    assert second_claim(repository, 1) is False
+    assert second_claim(repository, 2) is False
+    monkeypatch.setattr(leases, "PID_NAMESPACE", Path("/nonexistent/ns/pid"))
+    assert process_space() == leases.UNKNOWN_SPACE
+    assert second_claim(repository, 3) is False
+    monkeypatch.undo()
+    assert second_claim(repository, 3) is True  # the same owner, read here: gone
+    assert len(lease_owner()) <= 64
+
+
+def unshare_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    tried = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, check=False
+    )
+    return tried.returncode == 0
+
+
+CLAIM_FROM_ANOTHER_PROCESS = """
+import os, sys
+from sqlalchemy.engine import make_url
+from tokenrefresh.storage.engine import create_database_engine
+from tokenrefresh.storage.repository import GrantNotStored, Repository
+
+url = make_url(sys.argv[1])
+if url.get_backend_name() == "postgresql":
+    url = url.set(drivername="postgresql+psycopg")
+holder_pid = int(sys.argv[2])
+try:
+    os.kill(holder_pid, 0)
+    seen = "exists"
+except ProcessLookupError:
+    seen = "absent"
+with Repository(create_database_engine(url, create=False)).claim(1, None) as claim:
+    print(seen, "taken" if claim is not None else "refused")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not unshare_works(), reason="unshare --pid is not permitted here")
+def test_a_live_lease_is_not_taken_from_another_pid_namespace(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    """Two containers of one pod share a host name, not a process table: a claimer in a
+    new pid namespace, where the holder's pid does not exist, must still see a live lease."""
+    add_accounts(1)
+    url = engine.url.render_as_string(hide_password=False)
+    claimer = [sys.executable, "-c", CLAIM_FROM_ANOTHER_PROCESS, url, str(os.getpid())]
+    with Repository(engine).claim(1, None) as held:
+        assert held is not None
+        other = subprocess.run(
+            ["unshare", "--pid", "--fork", "--mount-proc", *claimer],
+            env=process_env({}),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert other.returncode == 0, other.stderr
+        # The holder's pid does not exist there, and still its lease holds.
+        assert other.stdout.split() == ["absent", "refused"]
+        assert account(engine, "user0")["lease_owner"] == held.owner
+        # In this namespace, the same claim from another process is refused as well.
+        here = subprocess.run(
+            claimer,
+            env=process_env({}),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert here.stdout.split() == ["exists", "refused"], here.stderr
+    assert account(engine, "user0")["lease_owner"] is None
+
+
+def test_the_lease_of_a_grant_the_database_did_not_take_is_released(
+    add_accounts: AddAccounts, engine: Engine
+) -> None:
+    """The pair is lost, but the holder is done with the account: nobody may wait for it
+    until the lease runs out."""
+    add_accounts(1)
+    refuse_token_writes(engine)
+    with Repository(engine).claim(1, None) as claim:
+        assert claim is not None
+        with pytest.raises(GrantNotStored, match="the database did not take it"):
+            claim.save_grant(new_pair(), [])
+        row = account(engine, "user0")
+        assert (row["lease_owner"], row["lease_expires_at"]) == (None, None)
+    assert account(engine, "user0")["token_generation"] == 1
 
 
 @pytest.mark.postgres

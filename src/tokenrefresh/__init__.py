@@ -6,6 +6,7 @@ stays cheap and never pulls in Typer or rich (those are the CLI's alone).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"
@@ -14,7 +15,10 @@ __all__ = [
     "AccessToken",
     "AccountNotFound",
     "ConfigurationError",
+    "InvalidArgument",
+    "MinValidUnreachable",
     "ReconnectNeeded",
+    "RefreshesSuspended",
     "TemporarilyUnavailable",
     "TokenRefreshError",
     "TokenStore",
@@ -26,16 +30,26 @@ if TYPE_CHECKING:
     from tokenrefresh.errors import (
         AccountNotFound,
         ConfigurationError,
+        InvalidArgument,
+        MinValidUnreachable,
         ReconnectNeeded,
+        RefreshesSuspended,
         TemporarilyUnavailable,
         TokenRefreshError,
     )
+
+# A library logs to "tokenrefresh" and leaves the handlers to the app: without this, its
+# warnings would reach an app that configured no logging through Python's last resort.
+logging.getLogger("tokenrefresh").addHandler(logging.NullHandler())
 
 _WHERE = {
     "AccessToken": "tokenrefresh.api",
     "TokenStore": "tokenrefresh.api",
     "AccountNotFound": "tokenrefresh.errors",
     "ConfigurationError": "tokenrefresh.errors",
+    "InvalidArgument": "tokenrefresh.errors",
+    "MinValidUnreachable": "tokenrefresh.errors",
+    "RefreshesSuspended": "tokenrefresh.errors",
     "ReconnectNeeded": "tokenrefresh.errors",
     "TemporarilyUnavailable": "tokenrefresh.errors",
     "TokenRefreshError": "tokenrefresh.errors",

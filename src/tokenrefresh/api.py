@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Self
 
 from tokenrefresh import defaults
 from tokenrefresh.context import Context
-from tokenrefresh.errors import AccountNotFound
+from tokenrefresh.errors import AccountNotFound, InvalidArgument
 from tokenrefresh.refresh.on_demand import DEFAULT_WAIT, AccessToken, LazyEndpoint, OnDemand
 from tokenrefresh.settings import (
     API_BASE_URL,
@@ -99,7 +99,7 @@ class TokenStore:
         self, settings: Settings, http_timeout: float, wait: timedelta, pool_size: int
     ) -> None:
         if not 0 < http_timeout <= defaults.MAX_HTTP_TIMEOUT:
-            raise ValueError(
+            raise InvalidArgument(
                 f"http_timeout must be more than 0 and at most {defaults.MAX_HTTP_TIMEOUT:.0f}s"
             )
         self._settings = settings
@@ -128,11 +128,10 @@ class TokenStore:
         """The account's access token, valid for at least `min_valid` from now: the stored
         one, or the account refreshed now. Exactly one of `account_id` and `open_id`.
 
-        Raises AccountNotFound, ReconnectNeeded, TemporarilyUnavailable or
-        ConfigurationError (all under TokenRefreshError).
+        Raises AccountNotFound, ReconnectNeeded, MinValidUnreachable, RefreshesSuspended,
+        TemporarilyUnavailable, ConfigurationError or InvalidArgument (all under
+        TokenRefreshError).
         """
-        if min_valid < timedelta(0):
-            raise ValueError("min_valid must not be negative")
         return self._tokens.access_token(
             account_id=account_id, open_id=open_id, min_valid=min_valid
         )

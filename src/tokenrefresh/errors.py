@@ -19,9 +19,12 @@ __all__ = [
     "DatabaseError",
     "DecryptionError",
     "ImportFileError",
+    "InvalidArgument",
     "LockHeld",
+    "MinValidUnreachable",
     "NoUsableToken",
     "ReconnectNeeded",
+    "RefreshesSuspended",
     "SchemaNotCurrent",
     "TemporarilyUnavailable",
     "TokenRefreshError",
@@ -52,6 +55,10 @@ class UsageError(TokenRefreshError):
     """The command line or its input is not valid."""
 
     exit_code = EXIT_USAGE
+
+
+class InvalidArgument(UsageError, ValueError):
+    """An argument of a library call is out of range (also a ValueError)."""
 
 
 class AccountNotFound(UsageError):
@@ -94,6 +101,14 @@ class NoUsableToken(TokenRefreshError):
     """The account has no access token that can be used now."""
 
 
+class MinValidUnreachable(TokenRefreshError):
+    """TikTok's access tokens do not last as long as `min_valid` asks (or its newest one came
+    without a usable lifetime): refreshing again would only rotate the account for nothing.
+    Ask with a smaller `min_valid`; not a failure that passes by itself."""
+
+    exit_code = EXIT_USAGE
+
+
 class ReconnectNeeded(NoUsableToken):
     """The account's user must connect the TikTok account again: TikTok rejected its refresh
     token, or it expired, or the account was revoked, disabled or has no tokens."""
@@ -106,3 +121,8 @@ class TemporarilyUnavailable(TokenRefreshError):
 
 class DatabaseError(TemporarilyUnavailable):
     """The database could not be reached or failed during the command."""
+
+
+class RefreshesSuspended(DatabaseError):
+    """A new token pair could not be stored, so this store refuses refreshes (without calling
+    TikTok) until the database takes writes again; tokens still valid are handed out."""

@@ -157,7 +157,7 @@ class AccountRefresher:
             calls.add(started_at, Result.FAILED, rejected)
             raise ClientRejected(
                 "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
-                "TIKTOK_CLIENT_SECRET), so the run stopped and no account was marked. "
+                f"TIKTOK_CLIENT_SECRET), {self._pacing.control.wording.rejected}. "
                 f"TikTok said: {rejected.reason}"
             ) from None
         except RefreshFailed as failed:
@@ -169,8 +169,8 @@ class AccountRefresher:
             ):
                 self._pacing.control.stop(
                     StopReason.CIRCUIT_BREAKER,
-                    f"TikTok is failing: {self._pacing.breaker.reason}; the remaining accounts are "
-                    "left for the next run",
+                    f"TikTok is failing: {self._pacing.breaker.reason}; "
+                    f"{self._pacing.control.wording.left}",
                 )
             return failed
         finally:
@@ -185,8 +185,8 @@ class AccountRefresher:
         if failed.retry_after is not None and failed.retry_after > policy.max_wait:
             self._pacing.control.stop(
                 StopReason.RATE_LIMITED,
-                f"TikTok asked to wait {failed.retry_after:.0f}s (Retry-After); the remaining "
-                "accounts are left for the next run",
+                f"TikTok asked to wait {failed.retry_after:.0f}s (Retry-After); "
+                f"{self._pacing.control.wording.left}",
             )
             return False
         return True

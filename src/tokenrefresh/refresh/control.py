@@ -5,13 +5,38 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from tokenrefresh.errors import ClientRejected, TokenRefreshError
 from tokenrefresh.refresh.report import StopReason
 
-__all__ = ["RunControl"]
+__all__ = ["ON_DEMAND", "RUN", "RunControl", "Wording"]
 
 log = logging.getLogger("tokenrefresh.refresh")
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What a stop is called where it happens: a cron run, or one app's on-demand call."""
+
+    stopping: str  # the log line when the stop comes, with the reason
+    deadline: str  # the reason when the time is up
+    left: str  # what becomes of the work not done
+    rejected: str  # what came of TikTok rejecting the app's credentials
+
+
+RUN = Wording(
+    stopping="stopping the run: %s",
+    deadline="the run reached its --max-runtime",
+    left="the remaining accounts are left for the next run",
+    rejected="so the run stopped and no account was marked",
+)
+ON_DEMAND = Wording(
+    stopping="on-demand refresh stopped: %s",
+    deadline="the caller's wait for a token ran out",
+    left="no more calls are made for this request",
+    rejected="so the account was not refreshed",
+)
 
 
 class RunControl:
@@ -21,7 +46,8 @@ class RunControl:
     could deadlock against the interrupted main thread); `stopping` turns it into a stop.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wording: Wording = RUN) -> None:
+        self.wording = wording
         self.stop_event = threading.Event()
         self.deadline: float | None = None
         self.reason: StopReason | None = None
@@ -35,7 +61,7 @@ class RunControl:
         with self._lock:
             if self.reason is None and self.fatal is None:
                 self.reason, self.message = reason, message
-                log.warning("stopping the run: %s", message)
+                log.warning(self.wording.stopping, message)
         self.stop_event.set()
 
     def abort(self, error: TokenRefreshError) -> None:
@@ -59,7 +85,7 @@ class RunControl:
                     f"received {name}: in-flight refreshes finish and store their tokens",
                 )
             elif self.past_deadline():
-                self.stop(StopReason.MAX_RUNTIME, "the run reached its --max-runtime")
+                self.stop(StopReason.MAX_RUNTIME, self.wording.deadline)
         return self.stop_event.is_set()
 
     def past_deadline(self, extra: float = 0.0) -> bool:

@@ -6,6 +6,13 @@ processes calling this): only the holder of an account's lease presents its refr
 A caller that finds the lease taken waits for that refresh (bounded by `wait`) and returns
 its result instead of refreshing again; threads of one process queue on a lock per account
 first, so they do not poll the database for each other.
+
+Two brakes keep callers in a loop from spending refresh tokens for nothing. A pair TikTok
+issued that the database did not take suspends this store's refreshes until a probe write
+succeeds (every refresh now would spend another token that cannot be stored). And an
+account whose stored pair came from a refresh less than REFRESH_PACING ago is not refreshed
+again on demand, whoever asks: if its token is still not good for `min_valid`, TikTok does
+not give that much (MinValidUnreachable), and another rotation would not change that.
 """
 
 from __future__ import annotations
@@ -19,18 +26,22 @@ from datetime import datetime, timedelta
 
 from tokenrefresh.clock import Clock, iso, utcnow
 from tokenrefresh.crypto import TokenCipher
+from tokenrefresh.durations import MAX_DURATION, check_duration, format_duration
 from tokenrefresh.errors import (
     AccountNotFound,
+    InvalidArgument,
+    MinValidUnreachable,
     ReconnectNeeded,
+    RefreshesSuspended,
     TemporarilyUnavailable,
 )
 from tokenrefresh.outcomes import TokenEndpoint, TokenGrant
 from tokenrefresh.refresh.account import AccountRefresher, Pacing
-from tokenrefresh.refresh.control import RunControl
+from tokenrefresh.refresh.control import ON_DEMAND, RunControl
 from tokenrefresh.refresh.pacing import Throttle
 from tokenrefresh.refresh.report import AccountResult, Result
 from tokenrefresh.storage.records import AccountStatus, TokenState
-from tokenrefresh.storage.repository import Repository
+from tokenrefresh.storage.repository import GrantNotStored, Repository
 
 __all__ = ["AccessToken", "LazyEndpoint", "OnDemand"]
 
@@ -40,6 +51,12 @@ DEFAULT_WAIT = timedelta(seconds=30)  # for another's refresh of the account, at
 # After a failed on-demand refresh, callers of this process get TemporarilyUnavailable for
 # this long without a new call to TikTok: an app asking in a loop must not flood it.
 RETRY_AFTER_FAILURE = 10.0  # seconds
+# An account whose stored pair a refresh stored less than this long ago is not refreshed
+# again on demand, by any process: a loop of callers rotates it at most once per interval.
+REFRESH_PACING = timedelta(seconds=60)
+# While refreshes are suspended (a pair could not be stored), a refused call checks at most
+# this often whether the database takes writes again.
+PROBE_INTERVAL = 2.0  # seconds
 _POLL_FIRST, _POLL_MAX = 0.02, 0.25  # seconds between looks at a lease held elsewhere
 
 
@@ -101,6 +118,7 @@ class OnDemand:
         self._guard = threading.Lock()
         self._locks: dict[int, threading.Lock] = {}
         self._failed_at: dict[int, tuple[float, str]] = {}
+        self._suspension = _Suspension(repository)
 
     def access_token(
         self,
@@ -111,10 +129,14 @@ class OnDemand:
     ) -> AccessToken:
         """The account's access token, valid for at least `min_valid` from now.
 
-        Raises AccountNotFound, ReconnectNeeded (its user must connect again), or
+        Raises AccountNotFound, ReconnectNeeded (its user must connect again),
+        MinValidUnreachable (TikTok's tokens do not last that long), RefreshesSuspended (a
+        pair could not be stored, and the database still refuses writes),
         TemporarilyUnavailable (TikTok or the database failed, or another refresh of the
-        account did not end within the wait); never a token that is not valid long enough.
+        account did not end within the wait), or InvalidArgument; never a token that is not
+        valid long enough.
         """
+        _check_min_valid(min_valid)
         state = self._state(account_id, open_id)
         token = self._fresh(state, min_valid)
         if token is not None:
@@ -159,6 +181,8 @@ class OnDemand:
             token = self._fresh(state, min_valid)  # another caller may have refreshed it
             if token is not None:
                 return token
+            _check_pacing(state, min_valid, self._clock())
+            self._suspension.check()
             self._check_recent_failure(state)
             with self._repository.claim(account_id, None) as claim:
                 if claim is not None:
@@ -167,7 +191,15 @@ class OnDemand:
                     token = self._fresh(state, min_valid)
                     if token is not None:
                         return token
-                    result = self._refresher(give_up).refresh(claim)
+                    _check_pacing(state, min_valid, self._clock())
+                    self._suspension.check()
+                    try:
+                        result = self._refresher(give_up).refresh(claim)
+                    except GrantNotStored as error:
+                        self._suspension.start(account_id, error.reason)
+                        raise
+                    if result is not None and result.result == Result.LOST:
+                        self._suspension.start(account_id, result.detail or "lost")
                     if result is None or result.result != Result.SKIPPED:
                         return self._after(account_id, result, min_valid)
                     # A newer pair was stored meanwhile (an import): read that one.
@@ -181,7 +213,7 @@ class OnDemand:
             pause = min(pause * 2, _POLL_MAX)
 
     def _refresher(self, give_up: float) -> AccountRefresher:
-        control = RunControl()
+        control = RunControl(ON_DEMAND)
         control.deadline = give_up  # retries stop when the caller's wait is up
         pacing = Pacing(throttle=self._throttle, control=control)
         return AccountRefresher(self._client, self._cipher, clock=self._clock, pacing=pacing)
@@ -196,11 +228,7 @@ class OnDemand:
             token = self._fresh(state, min_valid)
             if token is not None:
                 return token
-            raise TemporarilyUnavailable(
-                f"account {account_id} was refreshed, but TikTok's new access token is valid "
-                f"only until {iso(state.access_expires_at)}, less "
-                "than asked for"
-            )
+            raise _unreachable(state, min_valid)
         if result is not None and result.result == Result.EXPIRED:
             why = result.detail or "TikTok rejected its refresh token"
             raise ReconnectNeeded(
@@ -219,6 +247,94 @@ class OnDemand:
     def _lock_for(self, account_id: int) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(account_id, threading.Lock())
+
+
+class _Suspension:
+    """Refreshes refused, without calling TikTok, after a pair TikTok issued could not be
+    stored: until a probe write succeeds (tried by a refused call, at most every
+    PROBE_INTERVAL seconds)."""
+
+    def __init__(self, repository: Repository) -> None:
+        self._repository = repository
+        self._lock = threading.Lock()
+        self._since: tuple[int, str] | None = None  # the account that failed, and why
+        self._probed_at = 0.0
+
+    def start(self, account_id: int, why: str) -> None:
+        with self._lock:
+            self._since = (account_id, why)
+            self._probed_at = time.monotonic()
+        log.error(
+            "account %s: the new token pair TikTok issued could not be stored (%s); "
+            "refreshes are suspended until the database takes writes again",
+            account_id,
+            why,
+        )
+
+    def check(self) -> None:
+        """Return if refreshes may go on; else RefreshesSuspended."""
+        with self._lock:
+            if self._since is None:
+                return
+            account_id, why = self._since
+            probe = time.monotonic() - self._probed_at >= PROBE_INTERVAL
+            if probe:
+                self._probed_at = time.monotonic()  # one prober per interval
+        if probe and self._repository.takes_token_writes(account_id):
+            with self._lock:
+                if self._since == (account_id, why):
+                    self._since = None
+            log.warning("the database takes writes again: refreshes resume")
+            return
+        raise RefreshesSuspended(
+            f"refreshes are suspended: the new token pair TikTok issued for account "
+            f"{account_id} could not be stored ({why}); no refresh token is spent until the "
+            f"database takes writes again (checked at most every {PROBE_INTERVAL:.0f}s). "
+            "Tokens that are still valid are handed out meanwhile"
+        )
+
+
+def _check_min_valid(min_valid: timedelta) -> None:
+    if min_valid < timedelta(0):
+        raise InvalidArgument("min_valid must not be negative")
+    try:
+        check_duration(min_valid)
+    except ValueError:
+        raise InvalidArgument(
+            f"min_valid must be at most {format_duration(MAX_DURATION)} (10 years)"
+        ) from None
+
+
+def _check_pacing(state: TokenState, min_valid: timedelta, now: datetime) -> None:
+    """MinValidUnreachable if the stored pair came from a refresh less than REFRESH_PACING
+    ago (by anyone): its token not being good for `min_valid` is what TikTok gives."""
+    refreshed_at = state.last_refreshed_at
+    if refreshed_at is None or state.tokens_issued_at != refreshed_at:
+        return  # never refreshed, or imported or connected since
+    if abs(now - refreshed_at) < REFRESH_PACING:
+        raise _unreachable(state, min_valid)
+
+
+def _unreachable(state: TokenState, min_valid: timedelta) -> MinValidUnreachable:
+    """The error naming what TikTok gives, for a pair a refresh stored just now."""
+    issued = state.last_refreshed_at or state.tokens_issued_at
+    lifetime = (state.access_expires_at - issued).total_seconds() if issued else 0.0
+    if lifetime < 1:
+        gives = "TikTok's newest access token came without a usable lifetime"
+    else:
+        # 7199.8s is TikTok's 2h, less the call's time; but never rounded up to what was
+        # asked for (a token 1s short of it is shown to the second).
+        seconds = round(lifetime / 60) * 60 if lifetime >= 120 else int(lifetime)
+        if seconds >= min_valid.total_seconds():
+            seconds = int(lifetime)
+        shown = format_duration(timedelta(seconds=seconds))
+        gives = f"TikTok's access tokens last {shown}"
+    return MinValidUnreachable(
+        f"account {state.id} ({state.open_id}) was refreshed at {iso(issued) if issued else '?'} "
+        f"and its token is valid until {iso(state.access_expires_at)}: {gives}; asked for "
+        f"{format_duration(min_valid)}. It is not refreshed again within "
+        f"{format_duration(REFRESH_PACING)} of a refresh; ask with a smaller min_valid"
+    )
 
 
 def _usable_problem(state: TokenState, now: datetime) -> str | None:

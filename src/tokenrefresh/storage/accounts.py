@@ -39,6 +39,21 @@ _TOKEN_STATE_BY_OPEN_ID = select(*_TOKEN_STATE_COLUMNS).where(
     Account.open_id == bindparam("b_open_id")
 )
 
+_PROBE_TEXT = "tokenrefresh write probe"  # written in place of the ciphertexts, never committed
+_PROBE_GRANT = (
+    update(Account)
+    .where(Account.id == bindparam("b_id"))
+    .values(
+        token_generation=Account.token_generation + 1,
+        access_token_ciphertext=_PROBE_TEXT,
+        refresh_token_ciphertext=_PROBE_TEXT,
+        updated_at=Account.updated_at,
+    )
+)
+_PROBE_COMMIT = (
+    update(Account).where(Account.id == bindparam("b_id")).values(updated_at=Account.updated_at)
+)
+
 __all__ = ["AccountQueries"]
 
 
@@ -209,6 +224,24 @@ class AccountQueries(Database):
             query, parameters = _TOKEN_STATE_BY_OPEN_ID, {"b_open_id": open_id}
         row = self.read(lambda c: c.execute(query, parameters).one_or_none())
         return TokenState(**row._mapping) if row is not None else None
+
+    def takes_token_writes(self, account_id: int) -> bool:
+        """Whether the database takes a write of this account's tokens now, changing
+        nothing: in one transaction, a grant-shaped write of its row (new token columns, a
+        new generation) undone by a savepoint, then a write of the row that changes no
+        value, committed (a trigger, a full disk, a broken connection all fail it)."""
+
+        def probe(connection: Connection) -> None:
+            undone = connection.begin_nested()
+            connection.execute(_PROBE_GRANT, {"b_id": account_id})
+            undone.rollback()
+            connection.execute(_PROBE_COMMIT, {"b_id": account_id})
+
+        try:
+            self.transaction(probe)
+        except DatabaseError:
+            return False
+        return True
 
     def mark_revoked(self, account_id: int, reason: str) -> bool:
         """The account's access was revoked: its tokens erased, never refreshed again (a new

@@ -6,7 +6,8 @@ no claimer ever waits on another), and commits. The call to TikTok then holds no
 connection, so a run needs a handful of connections however many calls are in flight.
 Whoever holds the lease is the only one to present the account's refresh token; the write
 that ends the claim clears it. A lease that runs out (its holder died) frees the account;
-on the same host, a lease whose holder's process is gone is taken over at once.
+a lease whose holder was in this pid namespace on this boot, and is gone, is taken over at
+once (`leases.py`).
 
 Every write that ends a claim is a compare-and-set on the token generation the claim read,
 so a writer that read an older pair never overwrites a newer one.
@@ -15,9 +16,6 @@ so a writer that read an older pair never overwrites a newer one.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,23 +25,29 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Executable,
-    Text,
-    and_,
-    bindparam,
-    case,
     func,
-    insert,
     literal,
-    or_,
     select,
     tuple_,
-    update,
 )
 
 from tokenrefresh.defaults import FAILING_AFTER
 from tokenrefresh.errors import DatabaseError
+from tokenrefresh.storage.claim_statements import (
+    INSERT_ATTEMPT,
+    MARK_EXPIRED,
+    RECORD_FAILURE,
+    RELEASE,
+    SAVE_GRANT,
+    claim_statement,
+    due_parameters,
+    grant_parameters,
+    spent_insert,
+    takeover_statement,
+)
 from tokenrefresh.storage.database import Database
-from tokenrefresh.storage.models import Account, Attempt, BigId, SpentRefreshToken, UTCDateTime
+from tokenrefresh.storage.leases import holder_is_gone, lease_owner
+from tokenrefresh.storage.models import Account, BigId, UTCDateTime
 from tokenrefresh.storage.outbox import record_expired, record_failing, record_recovered
 from tokenrefresh.storage.records import (
     AccountStatus,
@@ -56,15 +60,13 @@ from tokenrefresh.storage.records import (
 )
 from tokenrefresh.storage.sql import (
     CANDIDATE_COLUMNS,
-    CLAIM_COLUMNS,
     claimed_account,
     due_conditions,
-    shard_condition,
     shard_conditions,
     stored_text,
 )
 
-__all__ = ["DEFAULT_LEASE", "Claim", "ClaimQueries", "GrantNotStored", "lease_owner"]
+__all__ = ["DEFAULT_LEASE", "Claim", "ClaimQueries", "GrantNotStored"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,13 @@ GRANT_WRITE_BACKOFF = 0.5  # seconds, doubled after each failed attempt
 
 class GrantNotStored(DatabaseError):
     """A new token pair was received from TikTok but could not be stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"TikTok issued a new token pair but the database did not take it ({reason}); "
+            "its user may have to reconnect"
+        )
+        self.reason = reason  # the database's last error, safe to show
 
 
 class ClaimQueries(Database):
@@ -157,27 +166,27 @@ class ClaimQueries(Database):
     def _take_lease(self, account_id: int, due: Due | None, holder: str, lease: timedelta) -> Any:
         """The claiming statement: the row's claim columns if the lease was taken, else None.
 
-        A lease held by a process of this host that no longer exists is taken over."""
+        A lease whose holder is certainly gone (`leases.holder_is_gone`) is taken over."""
         now = self.clock()
         parameters: dict[str, Any] = {
             "b_id": account_id,
             "b_now": now,
             "b_owner": holder,
             "b_until": now + lease,
-            **(_due_parameters(due) if due is not None else {}),
+            **(due_parameters(due) if due is not None else {}),
         }
-        statement = _claim_statement(
+        statement = claim_statement(
             due is not None, due is not None and due.shard is not None, self.holds_row_locks
         )
         row = self.single_write(lambda c: c.execute(statement, parameters).one_or_none())
         if row is not None:
             return row
         stale, _ = self.lease_holder(account_id)
-        if stale is None or not _holder_is_gone(stale):
+        if stale is None or not holder_is_gone(stale):
             return None
         log.info("account %s: taking over the lease of %s, which is gone", account_id, stale)
         parameters["b_stale"] = stale
-        takeover = _takeover_statement(
+        takeover = takeover_statement(
             due is not None, due is not None and due.shard is not None, self.holds_row_locks
         )
         return self.single_write(lambda c: c.execute(takeover, parameters).one_or_none())
@@ -210,7 +219,7 @@ class Claim:
         re-imported meanwhile (a newer consent), that pair wins and LOST_RACE comes back.
         """
         account, now = self.account, self._database.clock()
-        parameters = _grant_parameters(account, tokens, status, error, now)
+        parameters = grant_parameters(account, tokens, status, error, now)
         self.closed = True
         rotated = tokens.refresh_token_ciphertext is not None
 
@@ -222,42 +231,43 @@ class Claim:
             if rotated:
                 # The imported refresh token (if it still is the stored one) is spent now.
                 connection.execute(
-                    _spent_insert(connection.dialect.name),
+                    spent_insert(connection.dialect.name),
                     {"b_id": account.id, "b_generation": account.token_generation, "b_now": now},
                 )
-            result = self._written(connection, _SAVE_GRANT, parameters, attempts)
+            result = self._written(connection, SAVE_GRANT, parameters, attempts)
             if result == WriteResult.WRITTEN and recovered:
                 record_recovered(connection, account.id, now, "a refresh that worked")
             return result
 
         try:
-            return self._database.transaction(work)
-        except DatabaseError as error_:
-            last_error = error_.message
-            log.warning(
-                "account %s: storing the new token failed (%s); retrying on a new connection",
-                account.id,
-                last_error,
-            )
+            return self._write_grant(work)
+        except BaseException:
+            # The pair is lost: whoever waits for this account must not wait for a holder
+            # that is done with it (if even this write fails, the lease runs out).
+            self._end_lease()
+            raise
+
+    def _write_grant(self, work: Callable[[Connection], WriteResult]) -> WriteResult:
+        """`work` committed, tried GRANT_WRITE_ATTEMPTS times on fresh connections;
+        GrantNotStored if the database never took it."""
+        account_id, last_error = self.account.id, ""
         delay = GRANT_WRITE_BACKOFF
-        for attempt in range(2, GRANT_WRITE_ATTEMPTS + 1):
-            time.sleep(delay)
-            delay *= 2
+        for attempt in range(1, GRANT_WRITE_ATTEMPTS + 1):
+            if attempt > 1:
+                time.sleep(delay)
+                delay *= 2
             try:
                 return self._database.transaction(work)
-            except DatabaseError as error_:
-                last_error = error_.message
+            except DatabaseError as error:
+                last_error = error.message
                 log.warning(
-                    "account %s: storing the new token failed again (attempt %d of %d): %s",
-                    account.id,
+                    "account %s: storing the new token failed (attempt %d of %d): %s",
+                    account_id,
                     attempt,
                     GRANT_WRITE_ATTEMPTS,
                     last_error,
                 )
-        raise GrantNotStored(
-            f"TikTok issued a new token pair but the database did not take it ({last_error}); "
-            "its user may have to reconnect"
-        )
+        raise GrantNotStored(last_error)
 
     def mark_expired(self, reason: str, attempts: Sequence[AttemptRecord]) -> WriteResult:
         """Mark the account expired, unless a newer token pair was stored meanwhile; an
@@ -268,7 +278,7 @@ class Claim:
             record_expired(connection, account_id, now, reason)
 
         return self._conditional(
-            _MARK_EXPIRED, {"b_error": stored_text(reason)}, attempts, after=event
+            MARK_EXPIRED, {"b_error": stored_text(reason)}, attempts, after=event
         )
 
     def record_failure(
@@ -283,16 +293,20 @@ class Claim:
             if failures == FAILING_AFTER:
                 record_failing(connection, account_id, now, reason, failures)
 
-        return self._conditional(_RECORD_FAILURE, parameters, attempts, after=event)
+        return self._conditional(RECORD_FAILURE, parameters, attempts, after=event)
 
     def release(self) -> None:
         """End the lease without writing anything (a no-op once the claim has ended)."""
         if self.closed:
             return
         self.closed = True
+        self._end_lease()
+
+    def _end_lease(self) -> None:
+        """Clear the lease if it is still ours; if the database refuses, it runs out."""
         try:
             self._database.single_write(
-                lambda c: c.execute(_RELEASE, {"b_id": self.account.id, "b_owner": self.owner})
+                lambda c: c.execute(RELEASE, {"b_id": self.account.id, "b_owner": self.owner})
             )
         except DatabaseError as error:
             # The lease runs out by itself; nothing else depends on this write.
@@ -341,35 +355,10 @@ class Claim:
         else:
             result = _race_or_gone(connection, self.account.id)
             # The write did not end the lease; end it here (if it is still ours).
-            connection.execute(_RELEASE, {"b_id": self.account.id, "b_owner": self.owner})
+            connection.execute(RELEASE, {"b_id": self.account.id, "b_owner": self.owner})
         if result != WriteResult.GONE:
             _insert_attempts(connection, self.account.id, self._run_id, attempts)
         return result
-
-
-def lease_owner() -> str:
-    """`host:pid:nonce`: names this process on this host, unique per claim."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _holder_is_gone(owner: str) -> bool:
-    """True if the lease holder ran on this host and its process no longer exists.
-
-    (A holder on another host, or a pid that lives again, is left to its lease's end.)
-    """
-    parts = owner.split(":")
-    if len(parts) < 3 or parts[0] != socket.gethostname()[:40] or not parts[-2].isdigit():
-        return False
-    pid = int(parts[-2])
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists, but is not ours to signal
-        return False
-    return False
 
 
 def _race_or_gone(connection: Connection, account_id: int) -> WriteResult:
@@ -388,7 +377,7 @@ def _insert_attempts(
 ) -> None:
     if attempts:
         connection.execute(
-            _INSERT_ATTEMPT,
+            INSERT_ATTEMPT,
             [
                 {
                     "account_id": account_id,
@@ -404,166 +393,3 @@ def _insert_attempts(
                 for attempt in attempts
             ],
         )
-
-
-def _grant_parameters(
-    account: ClaimedAccount,
-    tokens: NewTokens,
-    status: AccountStatus,
-    error: str | None,
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "b_id": account.id,
-        "b_generation": account.token_generation,
-        # None keeps the stored value (COALESCE): never a token overwritten with nothing.
-        "b_access": tokens.access_token_ciphertext,
-        "b_access_expires": tokens.access_expires_at,
-        "b_refresh": tokens.refresh_token_ciphertext,
-        "b_refresh_expires": tokens.refresh_expires_at,
-        "b_scope": tokens.scope,
-        "b_status": status.value,
-        "b_error": stored_text(error),
-        "b_now": now,
-    }
-
-
-# The statements run once per refreshed account, built once: SQLAlchemy then reuses their
-# compiled form instead of rebuilding and re-keying a statement for every account.
-_NOW = bindparam("b_now", type_=UTCDateTime())
-_SAME_GENERATION = and_(
-    Account.id == bindparam("b_id"), Account.token_generation == bindparam("b_generation")
-)
-_LEASE_IS_OURS = Account.lease_owner == bindparam("b_owner")
-_NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
-_REFRESH_PARAM = bindparam("b_refresh", type_=Text())
-_SAVE_GRANT = (
-    update(Account)
-    .where(_SAME_GENERATION)
-    .values(
-        access_token_ciphertext=func.coalesce(
-            bindparam("b_access", type_=Text()), Account.access_token_ciphertext
-        ),
-        access_expires_at=bindparam("b_access_expires", type_=UTCDateTime()),
-        refresh_token_ciphertext=func.coalesce(_REFRESH_PARAM, Account.refresh_token_ciphertext),
-        refresh_expires_at=func.coalesce(
-            bindparam("b_refresh_expires", type_=UTCDateTime()), Account.refresh_expires_at
-        ),
-        # A token from TikTok was never in an import file: nothing to recognise it by.
-        refresh_token_fingerprint=case(
-            (_REFRESH_PARAM.is_(None), Account.refresh_token_fingerprint), else_=None
-        ),
-        tokens_issued_at=_NOW,
-        scope=func.coalesce(bindparam("b_scope", type_=Text()), Account.scope),
-        status=bindparam("b_status"),
-        token_generation=Account.token_generation + 1,
-        last_refreshed_at=_NOW,
-        last_error=bindparam("b_error"),
-        consecutive_failures=0,
-        next_attempt_at=_NOW,
-        updated_at=_NOW,
-        **_NO_LEASE,
-    )
-)
-_MARK_EXPIRED = (
-    update(Account)
-    .where(_SAME_GENERATION, _LEASE_IS_OURS)
-    .values(
-        status=AccountStatus.EXPIRED.value,
-        last_error=bindparam("b_error"),
-        updated_at=_NOW,
-        **_NO_LEASE,
-    )
-)
-_RECORD_FAILURE = (
-    update(Account)
-    .where(_SAME_GENERATION, _LEASE_IS_OURS)
-    .values(
-        last_error=bindparam("b_error"),
-        consecutive_failures=Account.consecutive_failures + 1,
-        next_attempt_at=bindparam("b_next_attempt", type_=UTCDateTime()),
-        updated_at=_NOW,
-        **_NO_LEASE,
-    )
-)
-_RELEASE = (
-    update(Account).where(Account.id == bindparam("b_id"), _LEASE_IS_OURS).values(**_NO_LEASE)
-)
-_INSERT_ATTEMPT = insert(Attempt)
-_SPENT_INSERTS: dict[str, Executable] = {}
-_CLAIMS: dict[tuple[str, bool, bool, bool], Executable] = {}
-
-
-def _spent_insert(dialect: str) -> Executable:
-    """INSERT the account's imported fingerprint into spent_refresh_tokens, if it has one;
-    a fingerprint already there is left alone."""
-    if dialect not in _SPENT_INSERTS:
-        source = select(Account.refresh_token_fingerprint, Account.id, _NOW).where(
-            _SAME_GENERATION, Account.refresh_token_fingerprint.is_not(None)
-        )
-        columns = ["fingerprint", "account_id", "spent_at"]
-        statement: Executable
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-            statement = (
-                postgresql_insert(SpentRefreshToken)
-                .from_select(columns, source)
-                .on_conflict_do_nothing(index_elements=["fingerprint"])
-            )
-        else:
-            statement = (
-                insert(SpentRefreshToken).from_select(columns, source).prefix_with("OR IGNORE")
-            )
-        _SPENT_INSERTS[dialect] = statement
-    return _SPENT_INSERTS[dialect]
-
-
-def _claim_statement(due: bool, sharded: bool, skip_locked: bool) -> Executable:
-    """Take the lease of one account if it is free (and, with `due`, still due): an UPDATE
-    returning the claim columns, or nothing. PostgreSQL picks the row `FOR UPDATE SKIP
-    LOCKED` in a CTE first, so a claimer never waits for another's short transaction."""
-    key = ("claim", due, sharded, skip_locked)
-    if key not in _CLAIMS:
-        free = or_(Account.lease_expires_at.is_(None), Account.lease_expires_at <= _NOW)
-        _CLAIMS[key] = _leasing(_claim_conditions(due, sharded, free), skip_locked)
-    return _CLAIMS[key]
-
-
-def _takeover_statement(due: bool, sharded: bool, skip_locked: bool) -> Executable:
-    """Take over a lease whose holder is known to be gone (compare-and-set on the holder)."""
-    key = ("takeover", due, sharded, skip_locked)
-    if key not in _CLAIMS:
-        stale = Account.lease_owner == bindparam("b_stale")
-        _CLAIMS[key] = _leasing(_claim_conditions(due, sharded, stale), skip_locked)
-    return _CLAIMS[key]
-
-
-def _claim_conditions(due: bool, sharded: bool, lease: Any) -> list[Any]:
-    conditions: list[Any] = [Account.id == bindparam("b_id"), lease]
-    if due:
-        now = bindparam("b_due_now", type_=UTCDateTime())
-        conditions += due_conditions(now, bindparam("b_horizon", type_=UTCDateTime()))
-    if sharded:
-        conditions.append(shard_condition(bindparam("b_shard_count"), bindparam("b_shard_index")))
-    return conditions
-
-
-def _leasing(conditions: list[Any], skip_locked: bool) -> Executable:
-    values = {
-        "lease_owner": bindparam("b_owner"),
-        "lease_expires_at": bindparam("b_until", type_=UTCDateTime()),
-    }
-    if skip_locked:
-        target = select(Account.id).where(*conditions).with_for_update(skip_locked=True).cte()
-        statement = update(Account).where(Account.id == target.c.id)
-    else:
-        statement = update(Account).where(*conditions)
-    return statement.values(values).returning(*CLAIM_COLUMNS)
-
-
-def _due_parameters(due: Due) -> dict[str, Any]:
-    parameters: dict[str, Any] = {"b_horizon": due.horizon, "b_due_now": due.now}
-    if due.shard is not None:
-        parameters.update(b_shard_count=due.shard.count, b_shard_index=due.shard.index)
-    return parameters

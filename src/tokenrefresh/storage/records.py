@@ -118,6 +118,10 @@ class TokenState:
     last_error: str | None
     access_token_ciphertext: str | None = field(repr=False)
     has_refresh_token: bool
+    # When the stored pair was issued, and when a refresh last stored one: equal when the
+    # stored pair came from that refresh (an import or connect sets only the first).
+    tokens_issued_at: datetime | None = None
+    last_refreshed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
