@@ -17,8 +17,7 @@ from sqlalchemy import Engine
 from conftest import Cli, process_env
 from helpers import AddAccounts, account, all_rows, assert_no_secret, stored_tokens
 from standin import REVOKE_PATH, Reply, TikTokStandIn, tiktok_error
-from tokenrefresh import ReconnectNeeded, TokenStore
-from tokenrefresh.errors import UsageError
+from tokenrefresh import InvalidArgument, ReconnectNeeded, TokenStore
 from tokenrefresh.tiktok.consent import code_challenge
 
 REDIRECT = "https://app.example/tiktok/callback"
@@ -106,7 +105,7 @@ def test_the_library_refuses_the_same_input(
     env: dict[str, str], standin: TikTokStandIn, engine: Engine, stdin: str, uri: str, message: str
 ) -> None:
     code, _, verifier = stdin.partition("\n")
-    with TokenStore.from_env(env) as store, pytest.raises(UsageError) as refused:
+    with TokenStore.from_env(env) as store, pytest.raises(InvalidArgument) as refused:
         store.connect(code, redirect_uri=uri, code_verifier=verifier.strip() or None)
     assert str(refused.value) == message
     assert_nothing_happened(standin, engine)
@@ -122,7 +121,7 @@ def test_a_label_the_database_cannot_take_is_refused_before_the_code_is_spent(
     result = cli("accounts", "connect", "--redirect-uri", REDIRECT, "--label", label, input=code)
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == "error: --label: a label is 1 to 255 characters\n"
-    with TokenStore.from_env(env) as store, pytest.raises(UsageError, match="--label"):
+    with TokenStore.from_env(env) as store, pytest.raises(InvalidArgument, match="--label"):
         store.connect(code, redirect_uri=REDIRECT, label=label)
     assert_nothing_happened(standin, engine)
     assert standin.is_code_pending(code)

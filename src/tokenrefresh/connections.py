@@ -16,6 +16,7 @@ from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.crypto import TokenCipher, fingerprint
 from tokenrefresh.errors import (
     ClientRejected,
+    InvalidArgument,
     ReconnectNeeded,
     TemporarilyUnavailable,
     UsageError,
@@ -188,26 +189,26 @@ class Connections:
 def _checked(
     code: str, redirect_uri: str, code_verifier: str | None, label: str | None
 ) -> tuple[str, str | None]:
-    """The code to send (see `check_code`) and the label to store, or a UsageError naming
-    what is wrong with the operator's input, before anything is sent: a code is spent at
-    TikTok whether or not what it brings can then be stored."""
+    """The code to send (see `check_code`) and the label to store, or an InvalidArgument
+    (exit 2) naming what is wrong with the operator's input, before anything is sent: a
+    code is spent at TikTok whether or not what it brings can then be stored."""
     try:
         code = check_code(code)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise InvalidArgument(str(error)) from None
     if code_verifier is not None:
         try:
             check_code_verifier(code_verifier)
         except ValueError as error:
-            raise UsageError(f"the code verifier is not one: {error} (RFC 7636)") from None
+            raise InvalidArgument(f"the code verifier is not one: {error} (RFC 7636)") from None
     try:
         check_redirect_uri(redirect_uri)
     except ValueError as error:
-        raise UsageError(f"--redirect-uri: {error}") from None
+        raise InvalidArgument(f"--redirect-uri: {error}") from None
     if label is not None:
         label = label.strip() if isinstance(label, str) else ""
         if not label or len(label) > LABEL_MAX_LENGTH:
-            raise UsageError(f"--label: a label is 1 to {LABEL_MAX_LENGTH} characters")
+            raise InvalidArgument(f"--label: a label is 1 to {LABEL_MAX_LENGTH} characters")
     return code, label
 
 
