@@ -9,15 +9,16 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from conftest import Cli
-from helpers import assert_only_a_refused_run_was_recorded, snapshot
-from standin import TikTokStandIn
+from conftest import Cli, process_env
+from helpers import assert_only_a_refused_run_was_recorded, counts, runs, snapshot
+from standin import IssuedTokens, TikTokStandIn
 from tokenrefresh.envfile import MAX_FILE_BYTES
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.settings import Settings
@@ -197,3 +198,67 @@ def test_a_malformed_api_base_url_stops_a_run_before_any_account_is_tried(
     assert result.stdout == ""
     assert standin.received == []
     assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
+
+
+# ----------------------------------------------------------------------------- a closed pipe
+
+
+def run_into_closed_pipe(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """`tokenrefresh ARGS | head -0`, deterministically: the reading end is closed before
+    the process starts, so its first write to stdout finds no reader. Buffered, as under
+    cron: a write may then only fail at the last flush."""
+    environ = {k: v for k, v in process_env(env).items() if k != "PYTHONUNBUFFERED"}
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokenrefresh", *args],
+            env=environ,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(writer)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("accounts", "list"),
+        ("accounts", "show", "1"),
+        ("accounts", "token", "1"),  # written unflushed: the last flush finds the pipe closed
+        ("status",),
+        ("status", "--json"),
+        ("db", "current"),
+        ("keys", "generate"),
+        ("cleanup", "--dry-run"),
+    ],
+    ids=" ".join,
+)
+def test_output_into_a_closed_pipe_ends_quietly_with_141(
+    env: dict[str, str], add_accounts: Callable[..., object], args: tuple[str, ...]
+) -> None:
+    add_accounts(1)
+    code, stderr = run_into_closed_pipe(env, *args)
+    assert (code, stderr) == (141, "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_refresh_into_a_closed_pipe_stores_its_tokens_and_ends_quietly(
+    env: dict[str, str],
+    add_accounts: Callable[..., list[IssuedTokens]],
+    standin: TikTokStandIn,
+    engine: Engine,
+) -> None:
+    [issued] = add_accounts(1)
+    code, stderr = run_into_closed_pipe(env, "refresh", "--window", "3h", "--json")
+    assert (code, stderr) == (141, "")
+    assert standin.presented() == {issued.refresh_token: 1}
+    [run] = runs(engine)
+    assert (run["outcome"], run["exit_code"], run["counts"]) == ("ok", 0, counts(refreshed=1))
