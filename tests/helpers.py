@@ -75,6 +75,18 @@ def snapshot(engine: Engine, tables: Iterable[str] = HISTORY) -> dict[str, list[
         }
 
 
+def assert_only_a_refused_run_was_recorded(
+    engine: Engine, before: dict[str, list[tuple[object, ...]]], stderr: str
+) -> None:
+    """Nothing changed but one run, recorded as refused (exit 3) with the error, for status."""
+    after = snapshot(engine)
+    assert {k: v for k, v in after.items() if k != "runs"} == {
+        k: v for k, v in before.items() if k != "runs"
+    }
+    [run] = [row for row in after["runs"] if row not in before["runs"]]
+    assert run[7:11] == ("config_error", 3, "{}", stderr.removeprefix("error: ").rstrip("\n"))
+
+
 def attempts(engine: Engine, account_id: int) -> list[dict[str, Any]]:
     """The account's refresh attempts, oldest first."""
     with engine.connect() as connection:

@@ -227,6 +227,24 @@ BAD_LINES: list[tuple[str, dict[str, Any] | str, str]] = [
         "line 3: not valid JSON (Expecting ',' delimiter at column 51)",
     ),
     ("array", '["act.leak-1", "rft.leak-2"]', "line 3: not a JSON object"),
+    (
+        "duplicate-open-id",
+        jsonl(record("user9"))[:-1].replace('"open_id": "user9"', '"open_id": "a", "open_id": "b"'),
+        "line 3: field 'open_id' appears twice",
+    ),
+    (
+        "duplicate-token-same-value",
+        jsonl(record("user9"))[:-1].replace(
+            '"refresh_token": "rft.refresh-user9-Yp7vS2"',
+            '"refresh_token": "rft.leak-2", "refresh_token": "rft.leak-2"',
+        ),
+        "line 3: field 'refresh_token' appears twice",
+    ),
+    (
+        "duplicate-inside-a-value",
+        jsonl(record("user9"))[:-1].replace('"scope": ', '"label": {"x": 1, "x": 2}, "scope": '),
+        "line 3: field 'x' appears twice",
+    ),
     ("string", '"act.leak-1"', "line 3: not a JSON object"),
     (
         "missing-field",

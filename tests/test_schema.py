@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from conftest import Cli, PostgresServer
+from helpers import HISTORY, finish, snapshot, start
 from tokenrefresh.cli import app
 from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import create_database_engine
@@ -78,6 +80,87 @@ def test_a_newer_schema_is_refused(cli: Cli, engine: Engine) -> None:
     assert result.exit_code == 3
     assert "newer than this tokenrefresh knows" in result.stderr
     assert "upgrade tokenrefresh" in result.stderr
+
+
+def test_db_upgrade_refuses_a_newer_schema_and_changes_nothing(cli: Cli, engine: Engine) -> None:
+    """A database a newer tokenrefresh migrated: exit 3 as every other command says, not an
+    `unexpected CommandError`, and nothing touched."""
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+    before = snapshot(engine, [*HISTORY, "alembic_version"])
+    result = cli("db", "upgrade")
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "error: the database schema is at revision 0006, newer than this tokenrefresh knows "
+        f"({schema.HEAD_REVISION}): upgrade tokenrefresh\n"
+    )
+    assert result.stdout == ""
+    assert snapshot(engine, [*HISTORY, "alembic_version"]) == before
+
+
+def test_db_upgrade_names_a_revision_it_cannot_place(cli: Cli, engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0003x'"))
+    result = cli("db", "upgrade")
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "error: cannot migrate the database schema: Can't locate revision identified by '0003x'\n"
+    )
+    assert snapshot(engine, ["alembic_version"]) == {"alembic_version": [("0003x",)]}
+
+
+def _upgrade_together(env: dict[str, str], count: int = 4) -> list[tuple[int, str, str]]:
+    """`count` real `tokenrefresh db upgrade` processes, started together."""
+    processes = [start(env, "db", "upgrade") for _ in range(count)]
+    return [finish(process) for process in processes]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_concurrent_upgrades_of_an_empty_postgresql_database_all_succeed(
+    postgres_server: PostgresServer, env_for: Callable[[str], dict[str, str]], attempt: int
+) -> None:
+    """Pods started together: without a lock, some failed with UniqueViolation. A race, so
+    three fresh databases (without the lock, at least one of them failed in every run)."""
+    name = postgres_server.empty_database()
+    try:
+        url = postgres_server.url(name).render_as_string(hide_password=False)
+        results = _upgrade_together(env_for(url))
+        assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
+        assert all(err == "" for _, _, err in results)
+        outputs = sorted(out for _, out, _ in results)
+        assert outputs[0].startswith("The schema of ")  # the three that waited
+        assert outputs[-1].startswith("Upgraded ")  # the one that migrated
+        assert sum(out.startswith("Upgraded ") for out in outputs) == 1
+        engine = create_database_engine(make_url(url).set(drivername="postgresql+psycopg"))
+        try:
+            assert snapshot(engine, ["alembic_version"]) == {
+                "alembic_version": [(schema.HEAD_REVISION,)]
+            }
+            assert schema.missing_parts(engine) == []
+        finally:
+            engine.dispose()
+    finally:
+        postgres_server.drop(name)
+
+
+@pytest.mark.slow
+def test_concurrent_upgrades_of_a_new_sqlite_database_all_succeed(
+    tmp_path: Path, env_for: Callable[[str], dict[str, str]]
+) -> None:
+    path = tmp_path / "new" / "tokens.db"
+    results = _upgrade_together(env_for(f"sqlite:///{path}"))
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
+    assert sum(out.startswith("Upgraded ") for _, out, _ in results) == 1
+    engine = create_database_engine(make_url(f"sqlite:///{path}"), create=False)
+    try:
+        assert snapshot(engine, ["alembic_version"]) == {
+            "alembic_version": [(schema.HEAD_REVISION,)]
+        }
+        assert schema.missing_parts(engine) == []
+    finally:
+        engine.dispose()
 
 
 def test_only_db_upgrade_creates_a_sqlite_database(cli: Cli, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 
 from conftest import Cli
-from helpers import snapshot
+from helpers import assert_only_a_refused_run_was_recorded, snapshot
 from standin import TikTokStandIn
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.events.checks import webhook_url_problem
@@ -114,11 +114,6 @@ def test_missing_name_file_is_an_error_naming_the_variable_and_path(tmp_path: Pa
     assert message == (
         f"cannot read TIKTOK_CLIENT_SECRET_FILE ({missing}): No such file or directory"
     )
-
-
-def test_name_file_that_is_a_directory_is_an_error(tmp_path: Path) -> None:
-    message = config_error({"TOKENREFRESH_ENCRYPTION_KEYS_FILE": str(tmp_path)})
-    assert message == f"cannot read TOKENREFRESH_ENCRYPTION_KEYS_FILE ({tmp_path}): Is a directory"
 
 
 @pytest.mark.parametrize("content", ["", "   \n\n\t"], ids=["empty", "white-space"])
@@ -701,18 +696,6 @@ def test_default_database_falls_back_to_home(
 
 
 # ----------------------------------------------------------------------------- on the CLI
-
-
-def assert_only_a_refused_run_was_recorded(
-    engine: Engine, before: dict[str, list[tuple[object, ...]]], stderr: str
-) -> None:
-    """Nothing changed but one run, recorded as refused (exit 3) with the error, for status."""
-    after = snapshot(engine)
-    assert {k: v for k, v in after.items() if k != "runs"} == {
-        k: v for k, v in before.items() if k != "runs"
-    }
-    [run] = [row for row in after["runs"] if row not in before["runs"]]
-    assert run[7:11] == ("config_error", 3, "{}", stderr.removeprefix("error: ").rstrip("\n"))
 
 
 def test_refresh_without_encryption_keys_exits_3_and_calls_nothing(

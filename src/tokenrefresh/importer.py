@@ -84,7 +84,7 @@ def parse_accounts(lines: Iterable[str], now: datetime) -> list[ImportedAccount]
 
 def _parse_line(number: int, text: str, now: datetime) -> ImportedAccount:
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_refuse_duplicates)
     except json.JSONDecodeError as error:
         raise _LineError(f"not valid JSON ({error.msg} at column {error.colno})") from None
     except RecursionError:
@@ -111,6 +111,17 @@ def _parse_line(number: int, text: str, now: datetime) -> ImportedAccount:
         issued_at_stated=stated is not None,
         scope=_optional_string(data, "scope", max_length=10_000) or "",
     )
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose field appears twice: refused, since json.loads would silently keep
+    the last (which of two open_ids was meant?)."""
+    data: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in data:
+            raise _LineError(f"field {name[:40]!r} appears twice")
+        data[name] = value
+    return data
 
 
 def _string(data: Mapping[str, Any], name: str, *, max_length: int) -> str:

@@ -12,7 +12,6 @@ by the kernel when the process ends, however it ends.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Self
@@ -21,7 +20,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tokenrefresh.errors import DatabaseError, LockHeld
-from tokenrefresh.storage.engine import describe_db_error
+from tokenrefresh.storage.engine import advisory_key, describe_db_error
 
 __all__ = ["AdvisoryLock", "FileRunLock", "RunLock", "advisory_key"]
 
@@ -48,11 +47,6 @@ class RunLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
-
-
-def advisory_key(name: str) -> int:
-    """A stable signed 64-bit key for a lock name: 8 bytes of its SHA-256."""
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
 class AdvisoryLock(RunLock):

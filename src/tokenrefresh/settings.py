@@ -16,9 +16,9 @@ import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import unquote, unquote_plus, urlsplit
+from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
+from tokenrefresh.envfile import read_small_file
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.events.checks import (
     notify_url_list,
@@ -188,18 +188,15 @@ def _read(env: Mapping[str, str], name: str) -> str | None:
         raise ConfigError(f"both {name} and {name}_FILE are set: use one of them")
     if not file_name:
         return direct or None
+    data, status = read_small_file(f"{name}_FILE", file_name)
     try:
-        content = Path(file_name).read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise ConfigError(
-            f"cannot read {name}_FILE ({file_name}): {error.strerror or error}"
-        ) from None
+        content = data.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read {name}_FILE ({file_name}): it is not UTF-8 text") from None
     if not content:
         raise ConfigError(f"{name}_FILE ({file_name}) is empty")
     if name in SECRET_VARIABLES:
-        _warn_if_not_private(name, file_name)
+        _warn_if_not_private(name, file_name, status)
     return content
 
 
@@ -242,12 +239,10 @@ def _read_webhook(env: Mapping[str, str]) -> tuple[str | None, str | None]:
     return url, secret
 
 
-def _warn_if_not_private(name: str, file_name: str) -> None:
-    """A warning, not an error: Kubernetes mounts Secrets 0644 unless told otherwise."""
-    try:
-        status = Path(file_name).stat()  # follows symlinks, as Kubernetes mounts are
-    except OSError:
-        return
+def _warn_if_not_private(name: str, file_name: str, status: os.stat_result) -> None:
+    """A warning, not an error: Kubernetes mounts Secrets 0644 unless told otherwise.
+
+    `status` is the opened file's own (a symlink's target, as Kubernetes mounts are)."""
     if _open_to_others(status):
         log.warning(
             "%s_FILE (%s) can be read or written by group or others (mode %04o): "
@@ -377,11 +372,26 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
 def _validate_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    """A URL every call can use, or ConfigError before any run: a host and port that cannot
+    be used would otherwise fail (and back off) every account, one by one."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
         # Not repeated in the message: a mistyped URL may carry a password.
+        raise ConfigError(
+            f"{API_BASE_URL} is not a valid URL: an IPv6 address stands in brackets, "
+            "as in http://[::1]:8080"
+        ) from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"{API_BASE_URL} must be an https:// URL with a host name")
+    if not _is_host(parts.hostname):
+        raise ConfigError(f"{API_BASE_URL}: the host is not a valid host name or IP address")
+    if _port(parts) == 0:
+        raise ConfigError(f"{API_BASE_URL}: the port must be a number from 1 to 65535")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigError(
             f"{API_BASE_URL}: plain http:// is only allowed for a loopback host "
@@ -390,6 +400,24 @@ def _validate_base_url(url: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigError(f"{API_BASE_URL} must not carry credentials, a query or a fragment")
     return url.rstrip("/")
+
+
+def _port(parts: SplitResult) -> int | None:
+    """The URL's port; 0 for one out of range or not a number (None: the default)."""
+    try:
+        return parts.port
+    except ValueError:
+        return 0
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a DNS name of letters, digits and hyphens (IDNs as xn--)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        name = host.removesuffix(".")
+        return 0 < len(name) <= 253 and all(map(_HOST_LABEL.fullmatch, name.split(".")))
+    return True
 
 
 def _validate_ping_url(name: str, url: str) -> str:

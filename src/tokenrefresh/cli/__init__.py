@@ -8,11 +8,11 @@ imported inside the commands, so `tokenrefresh --help` starts fast.
 from __future__ import annotations
 
 from tokenrefresh.cli import accounts, admin, events, jobs  # noqa: F401 - registers the commands
-from tokenrefresh.cli.app import app
+from tokenrefresh.cli.app import app, run
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     """The console script."""
-    app()
+    run()

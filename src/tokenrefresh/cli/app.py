@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -17,6 +19,7 @@ from tokenrefresh.errors import TokenRefreshError, UsageError
 from tokenrefresh.scrub import safe_text, scrub
 
 __all__ = [
+    "EXIT_CLOSED_PIPE",
     "accounts_app",
     "app",
     "db_app",
@@ -24,10 +27,15 @@ __all__ = [
     "handles_errors",
     "keys_app",
     "print_error",
+    "run",
     "setup",
 ]
 
 log = logging.getLogger("tokenrefresh")
+
+# 128 + SIGPIPE: what a shell shows for any tool that wrote into a closed pipe (`| head -1`).
+# Not 1, which says accounts failed: here the work was done, only its output went unread.
+EXIT_CLOSED_PIPE = 141
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -87,6 +95,8 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            raise typer.Exit(_closed_pipe()) from None
         except Exception as error:
             # A driver error that no layer translated: say what it is, without SQL or values.
             # Anything else is a bug: one clean line; the traceback only with -vv.
@@ -103,6 +113,27 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def run() -> None:
+    """The app, and its output's last flush: a reader that went away (`| head -1`) ends the
+    command quietly with EXIT_CLOSED_PIPE, whether a command's write or this flush found it."""
+    try:
+        try:
+            app()  # always ends in SystemExit
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit, where it would print a warning
+    except BrokenPipeError:
+        sys.exit(_closed_pipe())
+
+
+def _closed_pipe() -> int:
+    """Nothing more can be said on stdout: point it at /dev/null, so that the interpreter's
+    own last flush has nowhere to fail (the recipe in Python's `signal` documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_CLOSED_PIPE
 
 
 def print_error(message: str) -> None:

@@ -8,6 +8,7 @@ machine lets go of its row locks), an application_name to find it in pg_stat_act
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -23,6 +24,7 @@ from tokenrefresh.scrub import safe_text, scrub
 from tokenrefresh.settings import DATABASE_URL, Settings, url_authority
 
 __all__ = [
+    "advisory_key",
     "create_database_engine",
     "default_database_path",
     "describe_db_error",
@@ -101,6 +103,12 @@ def resolve_database_url(settings: Settings) -> URL:
     raise ConfigError(
         f"{DATABASE_URL}: {backend!r} is not supported; use postgresql:// or sqlite:///"
     )
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit PostgreSQL advisory lock key for a name: 8 bytes of its
+    SHA-256 (the run locks' and the migrations' lock)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
 def is_postgresql(url: URL) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 
 from tokenrefresh.errors import SchemaNotCurrent
+from tokenrefresh.storage.engine import advisory_key
 from tokenrefresh.storage.models import Base
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 HEAD_REVISION = "0005"
+UPGRADE_LOCK = "tokenrefresh:db-upgrade"  # the advisory lock's name (PostgreSQL)
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -37,23 +39,52 @@ class SchemaState:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return _revision(connection)
+
+
+def _revision(connection: Connection) -> str | None:
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(engine: Engine) -> SchemaState:
-    """Migrate the schema to the newest revision; a no-op when it is current."""
+    """Migrate the schema to the newest revision; a no-op when it is current.
+
+    One upgrade at a time (pods started together, `db upgrade` beside a first use): the
+    others wait, then find the schema current. PostgreSQL: a transaction advisory lock,
+    the first statement of the migration's own transaction, so PostgreSQL releases it at
+    commit or when the process dies (and it works through PgBouncer in transaction mode).
+    SQLite: the transaction begins IMMEDIATE, which takes the database's write lock.
+    """
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
-    before = current_revision(engine)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(UPGRADE_LOCK)}
+            )
+        before = _revision(connection)
+        _refuse_newer(before)
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as error:  # a revision Alembic cannot place
+            raise SchemaNotCurrent(f"cannot migrate the database schema: {error}") from None
     return SchemaState(before=before, after=current_revision(engine) or "")
+
+
+def _refuse_newer(revision: str | None) -> None:
+    """A schema a newer tokenrefresh made is never touched: not used, not migrated."""
+    if revision is not None and revision > HEAD_REVISION:
+        raise SchemaNotCurrent(
+            f"the database schema is at revision {revision}, newer than this tokenrefresh "
+            f"knows ({HEAD_REVISION}): upgrade tokenrefresh"
+        )
 
 
 @contextmanager
@@ -88,11 +119,7 @@ def ensure_current(engine: Engine, *, auto_upgrade: bool) -> None:
     if revision == HEAD_REVISION:
         _ensure_complete(engine)
         return
-    if revision is not None and revision > HEAD_REVISION:
-        raise SchemaNotCurrent(
-            f"the database schema is at revision {revision}, newer than this tokenrefresh "
-            f"knows ({HEAD_REVISION}): upgrade tokenrefresh"
-        )
+    _refuse_newer(revision)
     if auto_upgrade:
         upgrade(engine)
         _ensure_complete(engine)

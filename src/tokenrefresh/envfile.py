@@ -1,0 +1,69 @@
+"""Reading a NAME_FILE: a regular file of a few KiB, whatever the path points at.
+
+A FIFO would block the open or the read forever, and a device such as /dev/zero never
+ends: both are refused before they are read, and what is read is bounded anyway. A symlink
+to a regular file is fine: Kubernetes mounts Secrets so.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from tokenrefresh.errors import ConfigError
+
+__all__ = ["MAX_FILE_BYTES", "read_small_file"]
+
+# A `_FILE` holds one value (a key list, a URL, a secret): a few KiB at most. More means
+# the wrong file, and reading it whole could take the memory of the host.
+MAX_FILE_BYTES = 64 * 1024
+
+
+def read_small_file(variable: str, file_name: str) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file of at most MAX_FILE_BYTES, and its status (a symlink's
+    target's); ConfigError naming `variable` otherwise."""
+    try:
+        # Checked before opening: opening some devices has effects (a tape rewinds).
+        _require_regular(variable, file_name, Path(file_name).stat())
+        # O_NONBLOCK: if it became a FIFO meanwhile, the open still returns at once.
+        descriptor = os.open(file_name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            status = os.fstat(descriptor)
+            _require_regular(variable, file_name, status)
+            data = b""
+            while len(data) <= MAX_FILE_BYTES and (
+                chunk := os.read(descriptor, MAX_FILE_BYTES + 1 - len(data))
+            ):
+                data += chunk
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read {variable} ({file_name}): {error.strerror or error}"
+        ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{variable} ({file_name}) is larger than {MAX_FILE_BYTES // 1024} KiB: it should "
+            "hold one value (is it the right file?)"
+        )
+    return data, status
+
+
+def _require_regular(variable: str, file_name: str, status: os.stat_result) -> None:
+    if not stat.S_ISREG(status.st_mode):
+        raise ConfigError(
+            f"{variable} ({file_name}) is {_file_kind(status.st_mode)}, not a regular file: "
+            "point it at a file that holds the value"
+        )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
