@@ -129,7 +129,8 @@ def test_accounts_token_min_valid_at_the_maximum_refreshes_then_says_no_token_la
     [issued] = add_accounts(1)
     result = cli("accounts", "token", "1", "--min-valid", "3650d")
     assert result.stdout == ""
-    assert result.exit_code == 1, result.stderr
-    assert result.stderr.startswith("error: account 1 was refreshed, but ")  # not long enough
+    assert result.exit_code == 2, result.stderr  # MinValidUnreachable: asked for too much
+    assert result.stderr.startswith("error: account 1 (user0) was refreshed at ")
+    assert "TikTok's access tokens last 2h; asked for 3650d." in result.stderr
     assert "unexpected" not in result.stderr
     assert standin.presented() == {issued.refresh_token: 1}
