@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from conftest import Cli, process_env
-from helpers import AddAccounts, account, refuse_token_writes, set_account
+from helpers import AddAccounts, account, all_rows, refuse_token_writes, set_account
 from standin import Reply, TikTokStandIn
 from tokenrefresh import (
     InvalidArgument,
@@ -189,6 +189,28 @@ def test_accounts_token_with_a_min_valid_tiktok_cannot_meet(
         assert asked.stdout == ""
         assert "TikTok's access tokens last 2h; asked for 3h." in asked.stderr
     assert refreshes(standin) == 1
+
+
+def test_a_revoke_right_after_a_refresh_without_a_lifetime_changes_nothing(
+    cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
+) -> None:
+    """The pacing leaves revoke no token to present: it says to try again, and neither marks
+    the account revoked (its tokens may still work at TikTok) nor asks about min_valid."""
+    add_accounts(1)
+    set_account(engine, "user0", access_expires_at=datetime.now(UTC) + SOON)
+    standin.twist("user0", with_fields(expires_in=0))
+    assert cli("accounts", "token", "--open-id", "user0").exit_code == EXIT_USAGE
+    before = all_rows(engine)["accounts"]
+    standin.reset_log()
+    result = cli("accounts", "revoke", "1", "--yes")
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr == (
+        "error: revoking account 1 failed: it was refreshed moments ago and TikTok's answer "
+        "gave its access token no usable lifetime; nothing was changed, try again in a "
+        "minute\n"
+    )
+    assert all_rows(engine)["accounts"] == before
+    assert standin.received == []  # neither a refresh nor a revoke
 
 
 def test_min_valid_beyond_the_maximum_or_negative_is_a_usage_error(

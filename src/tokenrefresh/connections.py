@@ -17,6 +17,7 @@ from tokenrefresh.crypto import TokenCipher, fingerprint
 from tokenrefresh.errors import (
     ClientRejected,
     InvalidArgument,
+    MinValidUnreachable,
     ReconnectNeeded,
     TemporarilyUnavailable,
     UsageError,
@@ -168,6 +169,14 @@ class Connections:
             token = self._tokens.access_token(account_id=account.id, min_valid=REVOKE_MIN_VALID)
         except ReconnectNeeded:
             token = None  # nothing live to revoke: TikTok already refuses its tokens
+        except MinValidUnreachable:
+            # Refreshed moments ago, and TikTok's answer gave no usable lifetime: no token
+            # to revoke with until the pacing lets the account be refreshed again.
+            raise TemporarilyUnavailable(
+                f"revoking account {account.id} failed: it was refreshed moments ago and "
+                "TikTok's answer gave its access token no usable lifetime; nothing was "
+                "changed, try again in a minute"
+            ) from None
         if token is not None:
             try:
                 self._client.revoke(token.token)
