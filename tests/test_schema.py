@@ -133,14 +133,7 @@ def test_concurrent_upgrades_of_an_empty_postgresql_database_all_succeed(
         assert outputs[0].startswith("The schema of ")  # the three that waited
         assert outputs[-1].startswith("Upgraded ")  # the one that migrated
         assert sum(out.startswith("Upgraded ") for out in outputs) == 1
-        engine = create_database_engine(make_url(url).set(drivername="postgresql+psycopg"))
-        try:
-            assert snapshot(engine, ["alembic_version"]) == {
-                "alembic_version": [(schema.HEAD_REVISION,)]
-            }
-            assert schema.missing_parts(engine) == []
-        finally:
-            engine.dispose()
+        _assert_at_head(create_database_engine(make_url(url).set(drivername="postgresql+psycopg")))
     finally:
         postgres_server.drop(name)
 
@@ -153,14 +146,7 @@ def test_concurrent_upgrades_of_a_new_sqlite_database_all_succeed(
     results = _upgrade_together(env_for(f"sqlite:///{path}"))
     assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
     assert sum(out.startswith("Upgraded ") for _, out, _ in results) == 1
-    engine = create_database_engine(make_url(f"sqlite:///{path}"), create=False)
-    try:
-        assert snapshot(engine, ["alembic_version"]) == {
-            "alembic_version": [(schema.HEAD_REVISION,)]
-        }
-        assert schema.missing_parts(engine) == []
-    finally:
-        engine.dispose()
+    _assert_at_head(create_database_engine(make_url(f"sqlite:///{path}"), create=False))
 
 
 def test_only_db_upgrade_creates_a_sqlite_database(cli: Cli, tmp_path: Path) -> None:
@@ -285,3 +271,14 @@ def test_an_sqlite_upgrade_keeps_every_row(tmp_path: Path, start: str) -> None:
         assert connection.execute(text("SELECT count(*) FROM refresh_attempts")).scalar_one() == 1
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     engine.dispose()
+
+
+def _assert_at_head(engine: Engine) -> None:
+    """One revision stamp, the newest, and every table and column of it; then disposed."""
+    try:
+        assert snapshot(engine, ["alembic_version"]) == {
+            "alembic_version": [(schema.HEAD_REVISION,)]
+        }
+        assert schema.missing_parts(engine) == []
+    finally:
+        engine.dispose()

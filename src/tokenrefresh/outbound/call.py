@@ -201,25 +201,13 @@ class BoundedClient:
         status, headers = response.status_code, response.headers
         if self._max_body_bytes == 0:
             if call.finish():  # cut while the headers came: they may be a truncated head
-                raise CallFailed(
-                    "timed out",
-                    sent=True,
-                    timed_out=True,
-                    elapsed=time.monotonic() - started,
-                    status=status,
-                )
+                raise _cut_at_deadline(status, started)
             return Answer(status, headers, b"", time.monotonic() - started)
         try:
             raw = read_capped(response.raw, self._max_body_bytes)
             # Past the deadline, a body that only the connection's end delimits may be cut.
             if call.finish() and close_delimited(headers):
-                raise CallFailed(
-                    "timed out",
-                    sent=True,
-                    timed_out=True,
-                    elapsed=time.monotonic() - started,
-                    status=status,
-                )
+                raise _cut_at_deadline(status, started)
             body = decoded(raw, headers, self._max_body_bytes)
         except UnreadableBody as problem:
             raise AnswerUnreadable(
@@ -297,3 +285,10 @@ def in_chain(error: BaseException, kind: type[BaseException]) -> bool:
             if isinstance(candidate, BaseException):
                 pending.append(candidate)
     return False
+
+
+def _cut_at_deadline(status: int, started: float) -> CallFailed:
+    """An answer whose head or body the deadline cut: it may be a truncated one."""
+    return CallFailed(
+        "timed out", sent=True, timed_out=True, elapsed=time.monotonic() - started, status=status
+    )
