@@ -1,4 +1,5 @@
-"""`events list | deliver`: the outbox of what changed, and its delivery on demand."""
+"""`events list | deliver | secret`: the outbox of what changed, its delivery on demand,
+and a new webhook signing secret."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tokenrefresh.cli.options import AsJson, EventRetention
 from tokenrefresh.events.records import EventType
 from tokenrefresh.settings import Settings
 
-__all__ = ["events_deliver", "events_list"]
+__all__ = ["events_deliver", "events_list", "events_secret"]
 
 
 @events_app.command("list")
@@ -75,3 +76,12 @@ def events_deliver(
         )
         pending = repository.outbox_stats().pending
     renderer(as_json=as_json).delivered(report, pending)
+
+
+@events_app.command("secret")
+@handles_errors
+def events_secret() -> None:
+    """Print a new webhook signing secret (whsec_..., for TOKENREFRESH_WEBHOOK_SECRET)."""
+    from tokenrefresh.events.checks import new_webhook_secret
+
+    typer.echo(new_webhook_secret())
