@@ -211,7 +211,12 @@ class TextRenderer(Terminal):
             last_ok = report.last_successful_runs.get(command)
             if last_ok is not None and last_ok != report.last_runs.get(command):
                 self.line(f"Last successful {command}: {_run_line(last_ok, now)}")
-        if report.events.pending:
+        if report.events.pending and not report.delivery_configured:
+            self.line(
+                f"Events recorded: {report.events.pending} (no webhook or notify target "
+                "configured: kept as an audit trail)"
+            )
+        elif report.events.pending:
             oldest = report.events.oldest_pending_at
             self.line(
                 f"Events not delivered yet: {report.events.pending}"
