@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, insert, update
 
 from conftest import Cli, process_env
 from helpers import counts, runs
@@ -186,6 +186,34 @@ def test_a_run_with_a_transient_failure_is_not_a_successful_run(
     assert report["last_runs"]["refresh"]["counts"] == counts(refreshed=1, expired=1, failed=1)
     assert report["last_successful_runs"]["refresh"]["id"] == good["id"]
     assert "Last successful refresh: " in cli("status").stdout
+
+
+def test_the_last_successful_run_is_found_behind_many_runs_with_failures(
+    cli: Cli, engine: Engine
+) -> None:
+    now = datetime.now(UTC)
+
+    def run(minutes_ago: int, **results: int) -> dict[str, object]:
+        started = now - timedelta(minutes=minutes_ago)
+        return {
+            "command": "refresh",
+            "host": "h",
+            "pid": 1,
+            "started_at": started,
+            "finished_at": started,
+            "outcome": "failures",
+            "exit_code": 1,
+            "counts": json.dumps(counts(**results), sort_keys=True),
+        }
+
+    with engine.begin() as connection:  # more runs than one page of the search
+        connection.execute(insert(Run), [run(1300, refreshed=5, expired=1)])
+        connection.execute(insert(Run), [run(1200 - n, refreshed=5, failed=1) for n in range(1200)])
+        connection.execute(insert(Run), [run(0, refreshed=4, expired=1, lost=1)])
+    report = cli("status", "--json").json()
+    success = report["last_successful_runs"]["refresh"]
+    assert success["counts"] == counts(refreshed=5, expired=1)
+    assert success["id"] == report["last_runs"]["refresh"]["id"] - 1201
 
 
 # ----------------------------------------------------------------------------- metrics
