@@ -23,6 +23,7 @@ from conftest import Cli, process_env
 from helpers import AddAccounts, assert_no_secret, table
 from receiver import Receiver, Reply, closed_port, running_receiver
 from standin import TikTokStandIn
+from tokenrefresh.render.values import timestamp
 from tokenrefresh.storage.models import OutboxEvent
 
 
@@ -109,12 +110,60 @@ def test_a_receiver_down_for_one_run_gets_the_event_later_with_the_same_id(
         "failed": 0,
         "dropped": 0,
         "pending": 0,
+        "next_attempt_at": None,
     }
     first, second = receiver.wait_for(2)
     assert first.id == second.id == pending["event_id"]
     assert second.verified
     [event] = outbox(engine)
     assert (event["attempts"], event["delivered_at"] is not None) == (3, True)
+
+
+def test_events_deliver_from_cron_quiet_says_nothing_and_now_retries_at_once(
+    cli: Cli,
+    add_accounts: AddAccounts,
+    standin: TikTokStandIn,
+    engine: Engine,
+    receiver: Receiver,
+    secret: str,
+) -> None:
+    add_accounts(1)
+    standin.revoke("user0")
+    with closed_port() as port:
+        down = f"http://127.0.0.1:{port}/hooks"
+        assert cli("refresh", "--window", "3h", env=hooked(down, secret)).exit_code == 1
+    [pending] = outbox(engine)
+    assert pending["next_attempt_at"] > datetime.now(UTC)  # backing off
+    up = hooked(receiver.url, secret)
+
+    waiting = cli("events", "deliver", env=up)
+    assert (waiting.exit_code, waiting.stderr) == (0, "")
+    first, second = waiting.stdout.splitlines()
+    assert first == "Events: 0 delivered, 0 failed (kept for later), 0 dropped; 1 pending."
+    assert second.startswith(f"Next attempt due at {timestamp(pending['next_attempt_at'])} (in ")
+    assert second.endswith("); --now retries at once.")
+    assert cli("events", "deliver", "--json", env=up).json()["next_attempt_at"] == timestamp(
+        pending["next_attempt_at"]
+    )
+    quiet = cli("events", "deliver", "-q", env=up)
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert receiver.wait_for(1, seconds=0.5) == []  # not due: nothing sent
+
+    receiver.script.append(Reply(status=503))
+    failing = cli("events", "deliver", "--quiet", "--now", env=up)
+    assert failing.exit_code == 0
+    assert failing.stdout.startswith(
+        "Events: 0 delivered, 1 failed (kept for later), 0 dropped; 1 pending.\n"
+    )  # something to say, even with -q
+    delivered = cli("events", "deliver", "-q", "--now", env=up)
+    assert (delivered.exit_code, delivered.stdout, delivered.stderr) == (0, "", "")
+    first_try, second_try = receiver.wait_for(2)
+    assert first_try.id == second_try.id == pending["event_id"]
+    assert second_try.verified
+    [event] = outbox(engine)
+    assert (event["attempts"], event["delivered_at"] is not None) == (3, True)
+    done = cli("events", "deliver", env=up)
+    assert done.stdout == "Events: 0 delivered, 0 failed (kept for later), 0 dropped; 0 pending.\n"
 
 
 def test_an_event_survives_a_crash_between_the_change_and_its_delivery(

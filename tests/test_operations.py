@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, insert, update
 
 from conftest import Cli, process_env
-from helpers import runs
-from standin import TikTokStandIn, tiktok_error
+from helpers import counts, runs
+from standin import Reply, TikTokStandIn, tiktok_error
 from tokenrefresh.storage.models import Account, Run
 
 PING_PATH = "/ping/5f0c3a51-1f7e-4d16-9a8e-a0d9c0ffee00"
@@ -149,6 +149,73 @@ def test_check_is_critical_when_overdue_accounts_are_the_only_problem(
     }
 
 
+def test_a_run_whose_only_problem_is_users_to_reconnect_counts_as_successful(
+    cli: Cli, engine: Engine, add_accounts: Callable[..., list], standin: TikTokStandIn
+) -> None:
+    add_accounts(3)
+    standin.script(tiktok_error("invalid_grant"), open_id="user2")
+    assert cli("refresh", "--window", "3h", "-q").exit_code == 1  # a user must reconnect
+    [run] = runs(engine)
+    assert (run["outcome"], run["exit_code"]) == ("failures", 1)
+
+    check = cli("status", "--check")
+    assert check.exit_code == 1  # a warning, never critical
+    assert check.stdout == "WARNING: 1 account(s) need their user to reconnect\n"
+    report = cli("status", "--json").json()
+    assert report["last_successful_runs"]["refresh"] == report["last_runs"]["refresh"]
+    assert report["last_successful_runs"]["refresh"]["id"] == run["id"]
+    assert report["last_successful_runs"]["refresh"]["counts"] == counts(refreshed=2, expired=1)
+    assert "Last successful refresh" not in cli("status").stdout  # the last run was one
+
+
+def test_a_run_with_a_transient_failure_is_not_a_successful_run(
+    cli: Cli, engine: Engine, add_accounts: Callable[..., list], standin: TikTokStandIn
+) -> None:
+    add_accounts(3)
+    assert cli("refresh", "--window", "3h", "-q").exit_code == 0
+    [good] = runs(engine)
+    with engine.begin() as connection:  # all due again
+        connection.execute(
+            update(Account).values(access_expires_at=datetime.now(UTC) + timedelta(minutes=5))
+        )
+    standin.script(tiktok_error("invalid_grant"), open_id="user2")
+    standin.script(*[Reply(503)] * 3, open_id="user1")  # no verdict: tried again later
+    result = cli("refresh", "--window", "3h", "-q", "--http-timeout", "0.3")
+    assert result.exit_code == 1
+    report = cli("status", "--json").json()
+    assert report["last_runs"]["refresh"]["counts"] == counts(refreshed=1, expired=1, failed=1)
+    assert report["last_successful_runs"]["refresh"]["id"] == good["id"]
+    assert "Last successful refresh: " in cli("status").stdout
+
+
+def test_the_last_successful_run_is_found_behind_many_runs_with_failures(
+    cli: Cli, engine: Engine
+) -> None:
+    now = datetime.now(UTC)
+
+    def run(minutes_ago: int, **results: int) -> dict[str, object]:
+        started = now - timedelta(minutes=minutes_ago)
+        return {
+            "command": "refresh",
+            "host": "h",
+            "pid": 1,
+            "started_at": started,
+            "finished_at": started,
+            "outcome": "failures",
+            "exit_code": 1,
+            "counts": json.dumps(counts(**results), sort_keys=True),
+        }
+
+    with engine.begin() as connection:  # more runs than one page of the search
+        connection.execute(insert(Run), [run(1300, refreshed=5, expired=1)])
+        connection.execute(insert(Run), [run(1200 - n, refreshed=5, failed=1) for n in range(1200)])
+        connection.execute(insert(Run), [run(0, refreshed=4, expired=1, lost=1)])
+    report = cli("status", "--json").json()
+    success = report["last_successful_runs"]["refresh"]
+    assert success["counts"] == counts(refreshed=5, expired=1)
+    assert success["id"] == report["last_runs"]["refresh"]["id"] - 1201
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -172,7 +239,8 @@ def test_refresh_writes_a_prometheus_metrics_file(
         == 1
     )
     assert samples[("tokenrefresh_access_tokens_overdue", ())] == 0
-    assert ("tokenrefresh_last_success_timestamp_seconds", (("command", "refresh"),)) not in samples
+    # Its only problem is a user to reconnect: a successful run all the same.
+    assert ("tokenrefresh_last_success_timestamp_seconds", (("command", "refresh"),)) in samples
     started = samples[("tokenrefresh_last_run_timestamp_seconds", (("command", "refresh"),))]
     assert abs(started - datetime.now(UTC).timestamp()) < 600
     assert [p.name for p in path.parent.iterdir()] == ["tokenrefresh.prom"]  # no temp file left

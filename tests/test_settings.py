@@ -903,6 +903,37 @@ def test_webhook_settings_are_checked_without_repeating_them(
     assert secret.removeprefix("whsec_")[:12] not in message
 
 
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "not-whsec-at-all",
+        "whsec_not base64!",
+        "whsec_" + base64.b64encode(b"short").decode(),
+        "whsec_" + base64.b64encode(bytes(65)).decode(),
+    ],
+)
+def test_a_malformed_webhook_secret_points_to_events_secret(secret: str) -> None:
+    message = config_error(
+        {"TOKENREFRESH_WEBHOOK_URL": WEBHOOK_URL, "TOKENREFRESH_WEBHOOK_SECRET": secret}
+    )
+    assert message.startswith("TOKENREFRESH_WEBHOOK_SECRET must ")
+    assert message.endswith(" (create one with `tokenrefresh events secret`)")
+
+
+def test_events_secret_prints_a_new_secret_that_the_settings_accept(cli: Cli) -> None:
+    first, second = cli("events", "secret"), cli("events", "secret")
+    assert (first.exit_code, first.stderr, second.exit_code) == (0, "", 0)
+    secret = first.stdout.removesuffix("\n")
+    assert first.stdout == secret + "\n"
+    assert secret.startswith("whsec_")
+    assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 32
+    assert second.stdout != first.stdout  # random each time
+    settings = Settings.from_env(
+        {"TOKENREFRESH_WEBHOOK_URL": WEBHOOK_URL, "TOKENREFRESH_WEBHOOK_SECRET": secret}
+    )
+    assert settings.webhook_secret == Secret(secret)
+
+
 def test_plain_http_webhooks_are_allowed_to_loopback_only() -> None:
     # Checked without Settings: a loaded URL is registered as a secret for the whole
     # process, and a loopback one would mask every other test's stand-in URL.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ from sqlalchemy import Engine, func, insert, select
 
 from conftest import Cli
 from helpers import account, counts, set_account
+from receiver import closed_port
 from standin import TikTokStandIn
 from tokenrefresh.storage.models import Account, Attempt, Run
 
@@ -61,6 +63,31 @@ def test_status_shows_the_last_run_of_each_command(
     assert runs["refresh"]["counts"] == counts(refreshed=2)
     assert runs["cleanup"]["outcome"] == "ok"
     assert runs["cleanup"]["finished_at"] is not None
+
+
+def test_status_calls_events_an_audit_trail_when_no_target_is_configured(
+    cli: Cli, add_accounts: Callable[..., list], standin: TikTokStandIn
+) -> None:
+    add_accounts(2)
+    standin.revoke("user0")
+    assert cli("refresh", "--window", "3h", "-q").exit_code == 1  # records account.expired
+    plain = cli("status")
+    assert plain.exit_code == 0, plain.stderr
+    assert (
+        "Events recorded: 1 (no webhook or notify target configured: kept as an audit trail)\n"
+        in plain.stdout
+    )
+    assert "not delivered yet" not in plain.stdout
+    with closed_port() as port:
+        secret = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+        hooked = {
+            "TOKENREFRESH_WEBHOOK_URL": f"http://127.0.0.1:{port}/hooks",
+            "TOKENREFRESH_WEBHOOK_SECRET": secret,
+        }
+        configured = cli("status", env=hooked)
+    assert configured.exit_code == 0, configured.stderr
+    assert "Events not delivered yet: 1 (the oldest since " in configured.stdout
+    assert "audit trail" not in configured.stdout
 
 
 def test_cleanup_expires_erases_and_prunes(

@@ -1,4 +1,5 @@
-"""`events list | deliver`: the outbox of what changed, and its delivery on demand."""
+"""`events list | deliver | secret`: the outbox of what changed, its delivery on demand,
+and a new webhook signing secret."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import typer
 
 from tokenrefresh import defaults
 from tokenrefresh.cli.app import events_app, handles_errors, setup
-from tokenrefresh.cli.options import AsJson, EventRetention
+from tokenrefresh.cli.options import AsJson, EventRetention, Quiet
 from tokenrefresh.events.records import EventType
 from tokenrefresh.settings import Settings
 
-__all__ = ["events_deliver", "events_list"]
+__all__ = ["events_deliver", "events_list", "events_secret"]
 
 
 @events_app.command("list")
@@ -55,17 +56,28 @@ def events_deliver(
         float,
         typer.Option(min=0.1, metavar="SECONDS", help="Seconds to spend delivering, at most."),
     ] = 60.0,
+    now: Annotated[
+        bool,
+        typer.Option("--now", help="Retry every pending event at once, whatever its back-off."),
+    ] = False,
     as_json: AsJson = False,
+    quiet: Quiet = False,
 ) -> None:
-    """Deliver pending events now (refresh and cleanup runs do so at their end)."""
-    setup()
+    """Deliver pending events that are due (refresh and cleanup runs do so at their end).
+
+    From cron: `-q` prints nothing unless a delivery failed or events were dropped.
+    """
+    setup(quiet=quiet)
+    from tokenrefresh.clock import utcnow
     from tokenrefresh.context import Context
-    from tokenrefresh.events.announce import deliver_pending
+    from tokenrefresh.events.announce import deliver_pending, delivery_configured
     from tokenrefresh.render import renderer
 
     settings = Settings.from_env()
     with Context(settings) as context:
         repository = context.repository()
+        if now and delivery_configured(settings):
+            repository.make_pending_due(utcnow())
         report = deliver_pending(
             settings,
             repository,
@@ -73,5 +85,16 @@ def events_deliver(
             budget=budget,
             max_events=1000,
         )
-        pending = repository.outbox_stats().pending
-    renderer(as_json=as_json).delivered(report, pending)
+        outbox = repository.outbox_stats()
+    something_wrong = report is not None and bool(report.failed or report.dropped)
+    if as_json or not quiet or something_wrong:
+        renderer(as_json=as_json).delivered(report, outbox, utcnow())
+
+
+@events_app.command("secret")
+@handles_errors
+def events_secret() -> None:
+    """Print a new webhook signing secret (whsec_..., for TOKENREFRESH_WEBHOOK_SECRET)."""
+    from tokenrefresh.events.checks import new_webhook_secret
+
+    typer.echo(new_webhook_secret())

@@ -8,10 +8,12 @@ import base64
 import binascii
 import ipaddress
 import re
+import secrets
 from urllib.parse import urlsplit
 
 __all__ = [
     "SECRET_PREFIX",
+    "new_webhook_secret",
     "notify_url_list",
     "notify_urls_problem",
     "webhook_secret_key",
@@ -19,6 +21,7 @@ __all__ = [
     "webhook_url_problem",
 ]
 
+NEW_SECRET_BYTES = 32  # what `tokenrefresh events secret` makes
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 MIN_SECRET_BYTES = 24  # the Standard Webhooks spec: between 24 and 64 bytes
 MAX_SECRET_BYTES = 64
@@ -51,7 +54,12 @@ def webhook_secret_problem(secret: str) -> str | None:
     key = webhook_secret_key(secret)
     if isinstance(key, bytes):
         return None
-    return key
+    return f"{key} (create one with `tokenrefresh events secret`)"
+
+
+def new_webhook_secret() -> str:
+    """A new Standard Webhooks secret: `whsec_` + standard base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(NEW_SECRET_BYTES)).decode("ascii")
 
 
 def webhook_secret_key(secret: str) -> bytes | str:
@@ -66,11 +74,7 @@ def webhook_secret_key(secret: str) -> bytes | str:
     except (binascii.Error, ValueError):
         return f"must be {SECRET_PREFIX!r} followed by valid base64"
     if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
-        return (
-            f"must encode between {MIN_SECRET_BYTES} and {MAX_SECRET_BYTES} bytes "
-            '(create one with: python -c "import base64, os; '
-            "print('whsec_' + base64.b64encode(os.urandom(32)).decode())\")"
-        )
+        return f"must encode between {MIN_SECRET_BYTES} and {MAX_SECRET_BYTES} bytes"
     return key
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from tokenrefresh.keys import KeyCheckReport, RotateReport
     from tokenrefresh.refresh.report import RunReport
     from tokenrefresh.status import HealthCheck, StatusReport
-    from tokenrefresh.storage.outbox import EventView
+    from tokenrefresh.storage.outbox import EventView, OutboxStats
     from tokenrefresh.storage.records import AccountView
 
 __all__ = ["Renderer", "renderer"]
@@ -49,7 +49,9 @@ class Renderer(Protocol):
 
     def events(self, events: list[EventView], now: datetime) -> None: ...
 
-    def delivered(self, report: DeliveryReport | None, pending: int) -> None: ...
+    def delivered(
+        self, report: DeliveryReport | None, outbox: OutboxStats, now: datetime
+    ) -> None: ...
 
     def line(self, text: str = "") -> None: ...
 

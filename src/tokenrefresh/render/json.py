@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from tokenrefresh.keys import KeyCheckReport, RotateReport
     from tokenrefresh.refresh.report import AccountResult, RunReport
     from tokenrefresh.status import HealthCheck, StatusReport
-    from tokenrefresh.storage.outbox import EventView
+    from tokenrefresh.storage.outbox import EventView, OutboxStats
     from tokenrefresh.storage.records import AccountView, AttemptView, RunView
 
 __all__ = [
@@ -59,14 +59,15 @@ class JsonRenderer(Terminal):
     def events(self, events: list[EventView], now: datetime) -> None:
         self.json({"events": [event_json(event) for event in events]})
 
-    def delivered(self, report: DeliveryReport | None, pending: int) -> None:
+    def delivered(self, report: DeliveryReport | None, outbox: OutboxStats, now: datetime) -> None:
         self.json(
             {
                 "configured": report is not None,
                 "delivered": report.delivered if report else 0,
                 "failed": report.failed if report else 0,
                 "dropped": report.dropped if report else 0,
-                "pending": pending,
+                "pending": outbox.pending,
+                "next_attempt_at": timestamp(outbox.next_attempt_at if outbox.pending else None),
             }
         )
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from tokenrefresh.keys import KeyCheckReport, RotateReport
     from tokenrefresh.refresh.report import RunReport
     from tokenrefresh.status import HealthCheck, StatusReport
-    from tokenrefresh.storage.outbox import EventView
+    from tokenrefresh.storage.outbox import EventView, OutboxStats
     from tokenrefresh.storage.records import AccountView, RunView
 
 __all__ = ["TextRenderer"]
@@ -130,17 +130,22 @@ class TextRenderer(Terminal):
             ],
         )
 
-    def delivered(self, report: DeliveryReport | None, pending: int) -> None:
+    def delivered(self, report: DeliveryReport | None, outbox: OutboxStats, now: datetime) -> None:
         if report is None:
             self.line(
                 "No delivery is configured (TOKENREFRESH_WEBHOOK_URL or "
-                f"TOKENREFRESH_NOTIFY_URLS); {pending} event(s) pending."
+                f"TOKENREFRESH_NOTIFY_URLS); {outbox.pending} event(s) pending."
             )
             return
         self.line(
             f"Events: {report.delivered} delivered, {report.failed} failed (kept for later), "
-            f"{report.dropped} dropped; {pending} pending."
+            f"{report.dropped} dropped; {outbox.pending} pending."
         )
+        if outbox.pending and outbox.next_attempt_at is not None:
+            self.line(
+                f"Next attempt due at {timestamp(outbox.next_attempt_at)} "
+                f"({relative(outbox.next_attempt_at, now)}); --now retries at once."
+            )
 
     def account_details(self, details: AccountDetails, now: datetime) -> None:
         account = details.account
@@ -206,7 +211,12 @@ class TextRenderer(Terminal):
             last_ok = report.last_successful_runs.get(command)
             if last_ok is not None and last_ok != report.last_runs.get(command):
                 self.line(f"Last successful {command}: {_run_line(last_ok, now)}")
-        if report.events.pending:
+        if report.events.pending and not report.delivery_configured:
+            self.line(
+                f"Events recorded: {report.events.pending} (no webhook or notify target "
+                "configured: kept as an audit trail)"
+            )
+        elif report.events.pending:
             oldest = report.events.oldest_pending_at
             self.line(
                 f"Events not delivered yet: {report.events.pending}"

@@ -22,7 +22,7 @@ from tokenrefresh.storage.sql import (
     stored_text,
 )
 
-__all__ = ["RUN_LEVEL_FAILURES", "SPENT_TOKEN_RETENTION", "HistoryQueries"]
+__all__ = ["RUN_LEVEL_FAILURES", "SPENT_TOKEN_RETENTION", "HistoryQueries", "counts_as_success"]
 
 # Outcomes of a run that failed as a whole (not because some accounts failed).
 RUN_LEVEL_FAILURES = ("stopped", "error", "config_error")
@@ -140,6 +140,7 @@ class HistoryQueries(Database):
         return {row.command: run_view(row) for row in self.rows(query)}
 
     def last_successful_runs(self) -> dict[str, RunView]:
+        """The newest successful run of each command: see `counts_as_success`."""
         newest = (
             select(Run.command, func.max(Run.id).label("id"))
             .where(Run.outcome == "ok")
@@ -147,4 +148,56 @@ class HistoryQueries(Database):
             .subquery()
         )
         query = select(*RUN_COLUMNS).join(newest, Run.id == newest.c.id)
-        return {row.command: run_view(row) for row in self.rows(query)}
+        found = {row.command: run_view(row) for row in self.rows(query)}
+        ok = found.get("refresh")
+        newer = self._newest_refresh_with_only_reconnects(ok.id if ok is not None else 0)
+        if newer is not None:
+            found["refresh"] = newer
+        return found
+
+    def _newest_refresh_with_only_reconnects(self, after_id: int) -> RunView | None:
+        """The newest refresh run after `after_id` that ended "failures" with no problem
+        but users to reconnect; read a page at a time, newest first."""
+        below: int | None = None
+        while True:
+            query = (
+                select(Run.id, Run.counts)
+                .where(Run.command == "refresh", Run.outcome == "failures", Run.id > after_id)
+                .order_by(Run.id.desc())
+                .limit(_PAGE)
+            )
+            if below is not None:
+                query = query.where(Run.id < below)
+            page = self.rows(query)
+            for row in page:
+                if counts_as_success("refresh", "failures", json.loads(row.counts or "{}")):
+                    found = self.row(select(*RUN_COLUMNS).where(Run.id == row.id))
+                    return run_view(found) if found is not None else None
+            if len(page) < _PAGE:
+                return None
+            below = page[-1].id
+
+
+_PAGE = 500
+
+# The results of a refresh run that a successful run may have: refreshed and skipped
+# accounts, and expired ones (TikTok rejected the user's refresh token: the user must
+# reconnect, which no later run can change, and `status --check` reports as a warning).
+_SUCCESS_DESPITE = frozenset({"refreshed", "skipped", "expired"})
+
+
+def counts_as_success(command: str, outcome: str | None, counts: dict[str, int]) -> bool:
+    """The rule for "the last successful run" (`status`, `status --check`, the metrics'
+    last_success_timestamp): a run that ended "ok"; or a refresh run that ended "failures"
+    (it ran to its end: no stop, no error, no signal) whose only problem accounts are
+    expired. A failed account (no verdict: TikTok or the network failed, tried again
+    later), a lost one (a new pair that could not be stored), or any stop (circuit breaker,
+    rate limit, max runtime with due accounts left, a database error, the app's credentials
+    rejected, a signal) keeps a run from counting."""
+    if outcome == "ok":
+        return True
+    return (
+        command == "refresh"
+        and outcome == "failures"
+        and all(count == 0 for result, count in counts.items() if result not in _SUCCESS_DESPITE)
+    )

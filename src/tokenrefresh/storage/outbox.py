@@ -61,6 +61,7 @@ class EventView:
 class OutboxStats:
     pending: int
     oldest_pending_at: datetime | None
+    next_attempt_at: datetime | None = None  # the soonest next attempt of a pending event
 
 
 def record_event(
@@ -265,11 +266,28 @@ class OutboxQueries(Database):
 
     def outbox_stats(self) -> OutboxStats:
         query = select(
-            func.count().label("pending"), func.min(OutboxEvent.created_at).label("oldest")
+            func.count().label("pending"),
+            func.min(OutboxEvent.created_at).label("oldest"),
+            func.min(OutboxEvent.next_attempt_at).label("next_attempt"),
         ).where(*_PENDING)
         row = self.row(query)
         assert row is not None
-        return OutboxStats(pending=int(row.pending), oldest_pending_at=row.oldest)
+        return OutboxStats(
+            pending=int(row.pending), oldest_pending_at=row.oldest, next_attempt_at=row.next_attempt
+        )
+
+    def make_pending_due(self, now: datetime) -> int:
+        """Every pending event backing off is due at `now` (`events deliver --now`)."""
+
+        def write(connection: Connection) -> int:
+            result = connection.execute(
+                update(OutboxEvent)
+                .where(*_PENDING, OutboxEvent.next_attempt_at > now)
+                .values(next_attempt_at=now)
+            )
+            return int(result.rowcount)
+
+        return self.transaction(write)
 
     def count_events_before(self, cutoff: datetime) -> int:
         """Events recorded before `cutoff`: what `prune_events` would remove."""
