@@ -419,7 +419,7 @@ def test_token_needs_exactly_one_of_id_and_open_id(
     result = cli("accounts", "token", *args)
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert result.stderr == "error: give an account ID or --open-id, not both and not neither\n"
+    assert result.stderr == "error: give an account (id or open_id) or --open-id, not both\n"
 
 
 # ----------------------------------------------------------------------------- remove
