@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from tokenrefresh.durations import format_duration
 from tokenrefresh.render.json import account_json
 from tokenrefresh.render.terminal import Terminal
-from tokenrefresh.render.values import TEXT_LIMIT, relative, shown, timestamp
+from tokenrefresh.render.values import TEXT_LIMIT, expiries, relative, shown, timestamp
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -101,8 +101,7 @@ class TextRenderer(Terminal):
                 [
                     *_who(account.id, account.open_id, account.label),
                     account.status,
-                    relative(account.access_expires_at, now),
-                    relative(account.refresh_expires_at, now),
+                    *(relative(moment, now) for moment in expiries(account)),
                     shown(account.last_error, 60),
                 ]
                 for account in accounts
@@ -171,6 +170,9 @@ class TextRenderer(Terminal):
         )
 
     def imported(self, report: ImportReport) -> None:
+        if not (report.created or report.updated or report.unchanged):
+            self.line("Nothing imported: the input has no account lines.")
+            return
         unchanged = f", {report.unchanged} unchanged" if report.unchanged else ""
         self.line(
             f"Imported {report.created + report.updated} account(s): "
