@@ -137,7 +137,7 @@ MetricsFile = Annotated[
 AccountArgument = Annotated[
     str | None,
     typer.Argument(
-        metavar="[ACCOUNT]",
+        metavar="ACCOUNT",
         show_default=False,
         help="The account: a number is its id, anything else its open_id "
         "(an open_id of digits only: give it with --open-id).",
