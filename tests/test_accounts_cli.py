@@ -324,7 +324,9 @@ PAST = datetime(2020, 1, 1, tzinfo=UTC)
     [
         (
             {"status": AccountStatus.EXPIRED.value},
-            "is expired (TikTok rejected its refresh token): its user must reconnect",
+            "is expired: TikTok rejected its refresh token (its user revoked access, or the "
+            "token ran out: TikTok does not say which); its user must reconnect "
+            "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
         ),
         (
             {"status": AccountStatus.DISABLED.value},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tokenrefresh.durations import format_duration
+from tokenrefresh.refresh.report import RECONNECT_HOW, REJECTED_WHY
 from tokenrefresh.render.json import account_json
 from tokenrefresh.render.terminal import Terminal
 from tokenrefresh.render.values import TEXT_LIMIT, expiries, relative, shown, timestamp
@@ -64,8 +65,8 @@ class TextRenderer(Terminal):
             self.line(f"Stopped early: {shown(report.stop_message, TEXT_LIMIT)}{left}.")
         if report.counts["expired"]:
             self.line(
-                "Expired accounts need their user to reconnect the TikTok account "
-                "(then `tokenrefresh accounts import` the new tokens)."
+                f"Expired accounts: TikTok rejected their refresh token (their user "
+                f"{REJECTED_WHY}); their user must reconnect {RECONNECT_HOW})."
             )
         if report.counts["lost"]:
             self.line(
