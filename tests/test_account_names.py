@@ -139,3 +139,19 @@ def test_revoking_an_already_revoked_account_says_so(
         assert again.stderr == ""
     assert len(standin.received) == sent
     assert account(engine, "user0") == revoked_row
+
+
+def test_remove_with_revoke_of_an_already_revoked_account_sends_nothing(
+    cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
+) -> None:
+    add_accounts(2)
+    assert cli("accounts", "revoke", "user0", "--yes").exit_code == 0
+    sent = len(standin.received)
+    result = cli("accounts", "remove", "user0", "--revoke", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "Account 1 (user0) is already revoked: nothing was sent to TikTok.\n"
+        "Removed account 1 (user0).\n"
+    )
+    assert len(standin.received) == sent
+    assert [row["open_id"] for row in all_rows(engine)["accounts"]] == ["user1"]
