@@ -324,7 +324,9 @@ PAST = datetime(2020, 1, 1, tzinfo=UTC)
     [
         (
             {"status": AccountStatus.EXPIRED.value},
-            "is expired (TikTok rejected its refresh token): its user must reconnect",
+            "is expired: TikTok rejected its refresh token (its user revoked access, or the "
+            "token ran out: TikTok does not say which); its user must reconnect "
+            "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
         ),
         (
             {"status": AccountStatus.DISABLED.value},
@@ -419,7 +421,7 @@ def test_token_needs_exactly_one_of_id_and_open_id(
     result = cli("accounts", "token", *args)
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert result.stderr == "error: give an account ID or --open-id, not both and not neither\n"
+    assert result.stderr == "error: give an account (id or open_id) or --open-id, not both\n"
 
 
 # ----------------------------------------------------------------------------- remove

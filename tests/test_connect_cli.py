@@ -143,6 +143,39 @@ def test_tiktok_down_during_connect_is_exit_1(
     assert all_rows(engine)["accounts"] == []
 
 
+def test_connect_json_failures_print_a_json_error_document(
+    cli: Cli, standin: TikTokStandIn, engine: Engine
+) -> None:
+    """stdout: {"error": {"code": <exit code>, "message": ...}}; stderr: the usual line."""
+    code = standin.authorize("alice", redirect_uri=REDIRECT)
+    standin.script(tiktok_error("server_error", 503), open_id="alice")
+    down = cli("accounts", "connect", "--redirect-uri", REDIRECT, "--json", input=code)
+    assert down.exit_code == 1
+    assert set(down.json()) == {"error"}
+    assert down.json()["error"]["code"] == 1
+    assert "the code exchange failed" in down.json()["error"]["message"]
+    assert down.stderr == f"error: {down.json()['error']['message']}\n"
+
+    assert cli("accounts", "connect", "--redirect-uri", REDIRECT, input=code).exit_code == 0
+    before = all_rows(engine)
+    used = cli("accounts", "connect", "--redirect-uri", REDIRECT, "--json", input=code)
+    assert used.exit_code == 2
+    assert used.json()["error"]["code"] == 2
+    assert used.json()["error"]["message"].startswith("the authorization code was not accepted: ")
+    assert all_rows(engine) == before
+
+    empty = cli("accounts", "connect", "--redirect-uri", REDIRECT, "--json", input="")
+    assert empty.exit_code == 2
+    assert empty.json() == {
+        "error": {
+            "code": 2,
+            "message": "give the authorization code on standard input (and, for PKCE, the "
+            "code verifier on a second line)",
+        }
+    }
+    assert_no_secret([down, used, empty], *secrets_of(standin, code))
+
+
 # ----------------------------------------------------------------------------- authorize-url
 
 

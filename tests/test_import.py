@@ -138,8 +138,12 @@ def test_quiet_import_prints_nothing(cli: Cli, repository: Repository) -> None:
 def test_empty_input_imports_nothing(cli: Cli, engine: Engine, text_in: str) -> None:
     before = snapshot(engine)
     result = cli("accounts", "import", input=text_in)
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout == "Imported 0 account(s): 0 new, 0 updated.\n"
+    assert result.exit_code == 0, result.stderr  # nothing to do is not a failure
+    assert result.stdout == "Nothing imported: the input has no account lines.\n"
+    assert result.stderr == ""
+    as_json = cli("accounts", "import", "--json", input=text_in)
+    assert as_json.exit_code == 0, as_json.stderr
+    assert as_json.json() == {"created": 0, "updated": 0, "unchanged": 0}
     assert snapshot(engine) == before
 
 

@@ -127,7 +127,9 @@ def test_one_refresh_for_many_threads_asking_at_once(
     [
         (
             {"status": AccountStatus.EXPIRED.value},
-            "is expired (TikTok rejected its refresh token): its user must reconnect",
+            "is expired: TikTok rejected its refresh token (its user revoked access, or the "
+            "token ran out: TikTok does not say which); its user must reconnect "
+            "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
         ),
         (
             {"status": AccountStatus.REVOKED.value},
@@ -167,8 +169,14 @@ def test_tiktok_rejecting_the_refresh_token_marks_it_expired(
 ) -> None:
     add_accounts(1)
     standin.revoke("user0")
-    with store_for(env) as store, pytest.raises(ReconnectNeeded, match="its user must reconnect"):
+    with store_for(env) as store, pytest.raises(ReconnectNeeded) as raised:
         store.access_token(open_id="user0", min_valid=timedelta(hours=3))
+    assert str(raised.value) == (
+        "account 1 (user0): TikTok rejected the refresh token: invalid_grant (HTTP 400): "
+        "Refresh token is invalid or expired.; its user revoked access, or the token ran out: "
+        "TikTok does not say which; its user must reconnect (`tokenrefresh accounts "
+        "connect`, or `accounts import` of new tokens)"
+    )
     assert account(engine, "user0")["status"] == AccountStatus.EXPIRED
     assert account(engine, "user0")["lease_owner"] is None
 

@@ -201,8 +201,8 @@ def test_enable_refuses_an_account_whose_tokens_were_erased(
     assert result.exit_code == 2
     assert result.stderr == (
         "error: account 1 (user0) has no stored refresh token (erased after it expired), so "
-        "enabling it would refresh nothing: its user must reconnect, then `tokenrefresh "
-        "accounts import` the new tokens (the import makes it active)\n"
+        "enabling it would refresh nothing: its user must reconnect (`tokenrefresh accounts "
+        "connect`, or `accounts import` of new tokens; either makes it active)\n"
     )
     assert account(engine, "user0") == before
     # A new consent brings it back.

@@ -111,8 +111,9 @@ def test_invalid_grant_expires_the_account_and_the_run_goes_on(
         "invalid_grant (HTTP 400): Refresh token is invalid or expired."
     )
     assert lines[2] == (
-        "Expired accounts need their user to reconnect the TikTok account "
-        "(then `tokenrefresh accounts import` the new tokens)."
+        "Expired accounts: TikTok rejected their refresh token (their user revoked access, "
+        "or the token ran out: TikTok does not say which); their user must reconnect "
+        "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)."
     )
     assert len(lines) == 3
     assert_no_tokens(standin, result)

@@ -10,6 +10,7 @@ from tokenrefresh.clock import Clock, utcnow
 from tokenrefresh.crypto import TokenCipher, fingerprint
 from tokenrefresh.errors import AccountNotFound, UsageError
 from tokenrefresh.importer import parse_accounts
+from tokenrefresh.refresh.report import RECONNECT_HOW
 from tokenrefresh.storage.records import (
     AccountLine,
     AccountStatus,
@@ -107,7 +108,6 @@ class Accounts:
                 why = "has a refresh token past its expiry"
             raise UsageError(
                 f"account {account.id} ({account.open_id}) {why}, so enabling it would refresh "
-                "nothing: its user must reconnect, then `tokenrefresh accounts import` the new "
-                "tokens (the import makes it active)"
+                f"nothing: its user must reconnect {RECONNECT_HOW}; either makes it active)"
             )
         return self.get(account_id)

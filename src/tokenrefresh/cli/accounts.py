@@ -8,14 +8,22 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tokenrefresh import defaults
-from tokenrefresh.cli.app import accounts_app, handles_errors, setup
-from tokenrefresh.cli.options import AsJson, HttpTimeout, Quiet, duration_option
+from tokenrefresh.cli.app import accounts_app, errors_as_json, handles_errors, setup
+from tokenrefresh.cli.input import read_code, read_lines
+from tokenrefresh.cli.options import (
+    AccountArgument,
+    AsJson,
+    HttpTimeout,
+    OpenIdOption,
+    Quiet,
+    account_key,
+    duration_option,
+)
 from tokenrefresh.errors import UsageError
 from tokenrefresh.scrub import safe_text
 from tokenrefresh.settings import Settings
@@ -41,11 +49,6 @@ __all__ = [
 ]
 
 
-# Characters of standard input `accounts connect` reads at most: a code (at most 1024, or
-# three times that percent-encoded) and a verifier (at most 128) fit with room to spare.
-CODE_INPUT_LIMIT = 4096
-
-AccountId = Annotated[int, typer.Argument(metavar="ID")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 RedirectUri = Annotated[
     str,
@@ -81,30 +84,13 @@ def accounts_import(
     from tokenrefresh.context import Context
     from tokenrefresh.render import renderer
 
-    lines = _read_lines(file)
+    lines = read_lines(file)
     with Context(Settings.from_env()) as context:
         repository = context.repository()
         cipher = context.cipher(verify_with=repository)
         report = Accounts(repository).import_lines(lines, cipher, force=force)
     if not quiet or as_json:
         renderer(as_json=as_json).imported(report)
-
-
-def _read_lines(file: str) -> list[str]:
-    """The lines of FILE or standard input; a UTF-8 byte order mark is ignored."""
-    if file == "-":
-        return (
-            _stdin("give the JSON Lines on it, or a FILE")
-            .read()
-            .removeprefix("\ufeff")
-            .splitlines()
-        )
-    try:
-        return Path(file).read_text(encoding="utf-8-sig").splitlines()
-    except OSError as error:
-        raise UsageError(f"cannot read {file}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{file} is not UTF-8 text") from None
 
 
 @accounts_app.command("list")
@@ -135,7 +121,8 @@ def accounts_list(
 @accounts_app.command("show")
 @handles_errors
 def accounts_show(
-    account_id: AccountId,
+    account: AccountArgument = None,
+    open_id: OpenIdOption = None,
     attempts: Annotated[
         int, typer.Option(min=0, metavar="N", help="How many recent refresh attempts to show.")
     ] = defaults.ATTEMPTS_SHOWN,
@@ -149,18 +136,16 @@ def accounts_show(
     from tokenrefresh.render import renderer
 
     with Context(Settings.from_env()) as context:
-        details = Accounts(context.repository()).details(account_id, attempts)
+        accounts = Accounts(context.repository())
+        details = accounts.details(_find(accounts, account, open_id).id, attempts)
     renderer(as_json=as_json).account_details(details, utcnow())
 
 
 @accounts_app.command("token")
 @handles_errors
 def accounts_token(
-    account_id: Annotated[int | None, typer.Argument(metavar="[ID]")] = None,
-    open_id: Annotated[
-        str | None,
-        typer.Option("--open-id", metavar="OPEN_ID", help="Find the account by open_id."),
-    ] = None,
+    account: AccountArgument = None,
+    open_id: OpenIdOption = None,
     min_valid: Annotated[
         timedelta,
         duration_option(
@@ -178,8 +163,7 @@ def accounts_token(
     refresh another process has in flight).
     """
     setup()
-    if (account_id is None) == (open_id is None):
-        raise UsageError("give an account ID or --open-id, not both and not neither")
+    account_id, open_id = account_key(account, open_id)
     if min_valid < timedelta(0):
         raise UsageError("--min-valid must not be negative")
     from tokenrefresh.context import Context
@@ -269,16 +253,18 @@ def accounts_connect(
 
     Reads the code from standard input (never the command line), and for desktop or mobile
     apps the PKCE code verifier as a second line. Prints the account's id and open_id,
-    never a token. A used, expired or wrong code: exit 2, nothing changed.
+    never a token. A used, expired or wrong code: exit 2, nothing changed. With --json a
+    failure prints {"error": {"code": <exit code>, "message": "..."}} on stdout too.
     """
     setup()
-    code, verifier = _read_code()
     from tokenrefresh.context import Context
 
-    with Context(Settings.from_env(), pool_size=2) as context:
-        connected = _connections(context, http_timeout).connect(
-            code, redirect_uri=redirect_uri, code_verifier=verifier, label=label
-        )
+    with errors_as_json(as_json):
+        code, verifier = read_code()
+        with Context(Settings.from_env(), pool_size=2) as context:
+            connected = _connections(context, http_timeout).connect(
+                code, redirect_uri=redirect_uri, code_verifier=verifier, label=label
+            )
     if as_json:
         document = {
             "account_id": connected.account_id,
@@ -291,39 +277,11 @@ def accounts_connect(
     typer.echo(f"{verb} {connected.account_id} ({safe_text(connected.open_id, 255)}).")
 
 
-def _read_code() -> tuple[str, str | None]:
-    """The code and the PKCE verifier (if any) from standard input, of which at most
-    CODE_INPUT_LIMIT characters are read: nothing longer is either."""
-    what = "the authorization code on it (and, for PKCE, the code verifier on a second line)"
-    try:
-        text = _stdin(f"give {what}").read(CODE_INPUT_LIMIT + 1)
-    except UnicodeDecodeError:
-        raise UsageError("standard input is not UTF-8 text") from None
-    if len(text) > CODE_INPUT_LIMIT:
-        raise UsageError(
-            f"standard input holds more than {CODE_INPUT_LIMIT} characters: give only {what}"
-        )
-    lines = [line.strip() for line in text.removeprefix("\ufeff").splitlines()]
-    lines = [line for line in lines if line]
-    if not lines or len(lines) > 2:
-        raise UsageError(
-            "give the authorization code on standard input (and, for PKCE, the code "
-            "verifier on a second line)"
-        )
-    return lines[0], (lines[1] if len(lines) == 2 else None)
-
-
-def _stdin(usage: str) -> TextIO:
-    """Standard input; a UsageError if the command was started with it closed (`<&-`)."""
-    if sys.stdin is None:
-        raise UsageError(f"standard input is closed: {usage}")
-    return sys.stdin
-
-
 @accounts_app.command("revoke")
 @handles_errors
 def accounts_revoke(
-    account_id: AccountId,
+    account: AccountArgument = None,
+    open_id: OpenIdOption = None,
     yes: YesOption = False,
     http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
 ) -> None:
@@ -334,17 +292,21 @@ def accounts_revoke(
     """
     setup()
     with _consent_context() as (context, accounts):
-        account = accounts.get(account_id)
-        question = f"Revoke account {_named(account)} at TikTok and erase its tokens?"
+        found = _find(accounts, account, open_id)
+        if found.status == AccountStatus.REVOKED:
+            typer.echo(_already_revoked(found))
+            return
+        question = f"Revoke account {_named(found)} at TikTok and erase its tokens?"
         _confirm(yes, "revoking", question)
-        revoked = _connections(context, http_timeout).revoke(account)
-    typer.echo(_revoked_line(revoked.account_id, account.open_id, revoked.at_tiktok))
+        revoked = _connections(context, http_timeout).revoke(found)
+    typer.echo(_revoked_line(revoked.account_id, found.open_id, revoked.at_tiktok))
 
 
 @accounts_app.command("remove")
 @handles_errors
 def accounts_remove(
-    account_id: AccountId,
+    account: AccountArgument = None,
+    open_id: OpenIdOption = None,
     yes: YesOption = False,
     revoke: Annotated[
         bool,
@@ -358,14 +320,16 @@ def accounts_remove(
     """Remove an account and its tokens (its user must reconnect to come back)."""
     setup()
     with _consent_context() as (context, accounts):
-        account = accounts.get(account_id)
+        found = _find(accounts, account, open_id)
         what = "Revoke at TikTok and remove" if revoke else "Remove"
-        _confirm(yes, "removing", f"{what} account {_named(account)} and its tokens?")
-        if revoke:
-            revoked = _connections(context, http_timeout).revoke(account)
-            typer.echo(_revoked_line(revoked.account_id, account.open_id, revoked.at_tiktok))
-        accounts.remove(account_id)
-    typer.echo(f"Removed account {_named(account)}.")
+        _confirm(yes, "removing", f"{what} account {_named(found)} and its tokens?")
+        if revoke and found.status == AccountStatus.REVOKED:
+            typer.echo(_already_revoked(found))
+        elif revoke:
+            revoked = _connections(context, http_timeout).revoke(found)
+            typer.echo(_revoked_line(revoked.account_id, found.open_id, revoked.at_tiktok))
+        accounts.remove(found.id)
+    typer.echo(f"Removed account {_named(found)}.")
 
 
 @contextmanager
@@ -395,6 +359,10 @@ def _confirm(yes: bool, doing: str, question: str) -> None:
     typer.confirm(question, abort=True)
 
 
+def _already_revoked(account: AccountView) -> str:
+    return f"Account {_named(account)} is already revoked: nothing was sent to TikTok."
+
+
 def _revoked_line(account_id: int, open_id: str, at_tiktok: bool) -> str:
     where = "at TikTok" if at_tiktok else "here (TikTok had no live token of it left)"
     return f"Revoked account {account_id} ({safe_text(open_id, 255)}) {where}; tokens erased."
@@ -402,26 +370,33 @@ def _revoked_line(account_id: int, open_id: str, at_tiktok: bool) -> str:
 
 @accounts_app.command("disable")
 @handles_errors
-def accounts_disable(account_id: AccountId) -> None:
+def accounts_disable(account: AccountArgument = None, open_id: OpenIdOption = None) -> None:
     """Exclude an account from refreshing (status disabled)."""
-    _set_enabled(account_id, enabled=False)
+    _set_enabled(account, open_id, enabled=False)
 
 
 @accounts_app.command("enable")
 @handles_errors
-def accounts_enable(account_id: AccountId) -> None:
+def accounts_enable(account: AccountArgument = None, open_id: OpenIdOption = None) -> None:
     """Make an account active again (refreshed by the next run)."""
-    _set_enabled(account_id, enabled=True)
+    _set_enabled(account, open_id, enabled=True)
 
 
-def _set_enabled(account_id: int, *, enabled: bool) -> None:
+def _set_enabled(account: str | None, open_id: str | None, *, enabled: bool) -> None:
     setup()
     from tokenrefresh.accounts import Accounts
     from tokenrefresh.context import Context
 
     with Context(Settings.from_env()) as context:
-        account = Accounts(context.repository()).set_enabled(account_id, enabled)
-    typer.echo(f"Account {_named(account)} is {account.status}.")
+        accounts = Accounts(context.repository())
+        changed = accounts.set_enabled(_find(accounts, account, open_id).id, enabled)
+    typer.echo(f"Account {_named(changed)} is {changed.status}.")
+
+
+def _find(accounts: Accounts, account: str | None, open_id: str | None) -> AccountView:
+    """The account an ACCOUNT argument or --open-id names (see `account_key`)."""
+    account_id, open_id = account_key(account, open_id)
+    return accounts.get(account_id, open_id)
 
 
 def _named(account: AccountView) -> str:

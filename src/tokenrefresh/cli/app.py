@@ -6,10 +6,12 @@ Secrets are never options: they come from the environment or files (see `setting
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
@@ -23,6 +25,7 @@ __all__ = [
     "accounts_app",
     "app",
     "db_app",
+    "errors_as_json",
     "events_app",
     "handles_errors",
     "keys_app",
@@ -113,6 +116,19 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+@contextmanager
+def errors_as_json(as_json: bool) -> Iterator[None]:
+    """With --json, a TokenRefreshError also prints `{"error": {"code": <exit code>,
+    "message": "..."}}` on stdout (scrubbed; handles_errors still prints `error: ...`)."""
+    try:
+        yield
+    except TokenRefreshError as error:
+        if as_json:
+            document = {"error": {"code": error.exit_code, "message": scrub(error.message)}}
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        raise
 
 
 def run() -> None:

@@ -5,6 +5,7 @@ Every default comes from `defaults.py`, which the services read too.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -14,17 +15,21 @@ import typer
 
 from tokenrefresh import defaults
 from tokenrefresh.durations import parse_duration
+from tokenrefresh.errors import UsageError
 from tokenrefresh.storage.records import Shard
 
 __all__ = [
+    "AccountArgument",
     "AsJson",
     "EventRetention",
     "HttpTimeout",
     "LogFormat",
     "LogFormatOption",
     "MetricsFile",
+    "OpenIdOption",
     "Quiet",
     "Verbose",
+    "account_key",
     "as_duration",
     "as_positive_duration",
     "as_shard",
@@ -127,3 +132,37 @@ MetricsFile = Annotated[
         help="Write Prometheus metrics here (atomically), for node_exporter's textfile collector.",
     ),
 ]
+
+
+AccountArgument = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="ACCOUNT",
+        show_default=False,
+        help="The account: a number is its id, anything else its open_id "
+        "(an open_id of digits only: give it with --open-id).",
+    ),
+]
+OpenIdOption = Annotated[
+    str | None,
+    typer.Option(
+        "--open-id",
+        metavar="OPEN_ID",
+        help="The account by its open_id, always (even one of digits only).",
+    ),
+]
+_NUMBER = re.compile(r"[0-9]+")
+
+
+def account_key(account: str | None, open_id: str | None) -> tuple[int | None, str | None]:
+    """(id, None) or (None, open_id) for an ACCOUNT argument or --open-id, exactly one of
+    them: a number (ASCII digits) is an id, anything else an open_id; --open-id is always
+    an open_id."""
+    if (account is None) == (open_id is None):
+        raise UsageError("give an account (id or open_id) or --open-id, not both")
+    if open_id is not None:
+        return None, open_id
+    assert account is not None
+    if _NUMBER.fullmatch(account):
+        return int(account), None
+    return None, account

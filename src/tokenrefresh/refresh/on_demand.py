@@ -39,7 +39,7 @@ from tokenrefresh.outcomes import TokenEndpoint, TokenGrant
 from tokenrefresh.refresh.account import AccountRefresher, Pacing
 from tokenrefresh.refresh.control import ON_DEMAND, RunControl
 from tokenrefresh.refresh.pacing import Throttle
-from tokenrefresh.refresh.report import AccountResult, Result
+from tokenrefresh.refresh.report import RECONNECT_HOW, REJECTED_WHY, AccountResult, Result
 from tokenrefresh.storage.records import AccountStatus, TokenState
 from tokenrefresh.storage.repository import GrantNotStored, Repository
 
@@ -232,7 +232,8 @@ class OnDemand:
         if result is not None and result.result == Result.EXPIRED:
             why = result.detail or "TikTok rejected its refresh token"
             raise ReconnectNeeded(
-                f"account {account_id} ({result.open_id}): {why}; its user must reconnect"
+                f"account {account_id} ({result.open_id}): {why}; its user {REJECTED_WHY}; "
+                f"its user must reconnect {RECONNECT_HOW})"
             )
         detail = result.detail if result is not None else "the refresh was stopped"
         message = f"account {account_id} could not be refreshed now: {detail}"
@@ -340,7 +341,10 @@ def _unreachable(state: TokenState, min_valid: timedelta) -> MinValidUnreachable
 def _usable_problem(state: TokenState, now: datetime) -> str | None:
     """Why the account can never give a token without its user, or None."""
     if state.status == AccountStatus.EXPIRED:
-        return "is expired (TikTok rejected its refresh token): its user must reconnect"
+        return (
+            f"is expired: TikTok rejected its refresh token (its user {REJECTED_WHY}); its "
+            f"user must reconnect {RECONNECT_HOW})"
+        )
     if state.status == AccountStatus.REVOKED:
         return "was revoked: its user must connect the TikTok account again"
     if state.status == AccountStatus.DISABLED:

@@ -11,6 +11,8 @@ from tokenrefresh.scrub import safe_text, scrub
 
 __all__ = [
     "MAX_REPORTED_PROBLEMS",
+    "RECONNECT_HOW",
+    "REJECTED_WHY",
     "AccountResult",
     "PlannedRefresh",
     "Result",
@@ -19,6 +21,12 @@ __all__ = [
 ]
 
 MAX_REPORTED_PROBLEMS = 1000
+
+# Why TikTok rejects a refresh token, and how an expired account comes back: the messages
+# about expired accounts share these words (TikTok's invalid_grant does not tell the two
+# causes apart).
+REJECTED_WHY = "revoked access, or the token ran out: TikTok does not say which"
+RECONNECT_HOW = "(`tokenrefresh accounts connect`, or `accounts import` of new tokens"
 
 
 class Result(StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tokenrefresh.render.terminal import Terminal
-from tokenrefresh.render.values import outside, timestamp
+from tokenrefresh.render.values import expiries, outside, timestamp
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -107,14 +107,15 @@ class JsonRenderer(Terminal):
 
 
 def account_json(account: AccountView) -> dict[str, Any]:
+    access_expires_at, refresh_expires_at = expiries(account)
     return {
         "id": account.id,
         "open_id": outside(account.open_id),
         "label": outside(account.label),
         "status": account.status,
         "scope": outside(account.scope),
-        "access_expires_at": timestamp(account.access_expires_at),
-        "refresh_expires_at": timestamp(account.refresh_expires_at),
+        "access_expires_at": timestamp(access_expires_at),
+        "refresh_expires_at": timestamp(refresh_expires_at),
         "last_refreshed_at": timestamp(account.last_refreshed_at),
         "last_error": outside(account.last_error),
         "consecutive_failures": account.consecutive_failures,

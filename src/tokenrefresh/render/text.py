@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tokenrefresh.durations import format_duration
+from tokenrefresh.refresh.report import RECONNECT_HOW, REJECTED_WHY
 from tokenrefresh.render.json import account_json
 from tokenrefresh.render.terminal import Terminal
-from tokenrefresh.render.values import TEXT_LIMIT, relative, shown, timestamp
+from tokenrefresh.render.values import TEXT_LIMIT, expiries, relative, shown, timestamp
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -64,8 +65,8 @@ class TextRenderer(Terminal):
             self.line(f"Stopped early: {shown(report.stop_message, TEXT_LIMIT)}{left}.")
         if report.counts["expired"]:
             self.line(
-                "Expired accounts need their user to reconnect the TikTok account "
-                "(then `tokenrefresh accounts import` the new tokens)."
+                f"Expired accounts: TikTok rejected their refresh token (their user "
+                f"{REJECTED_WHY}); their user must reconnect {RECONNECT_HOW})."
             )
         if report.counts["lost"]:
             self.line(
@@ -101,8 +102,7 @@ class TextRenderer(Terminal):
                 [
                     *_who(account.id, account.open_id, account.label),
                     account.status,
-                    relative(account.access_expires_at, now),
-                    relative(account.refresh_expires_at, now),
+                    *(relative(moment, now) for moment in expiries(account)),
                     shown(account.last_error, 60),
                 ]
                 for account in accounts
@@ -176,6 +176,9 @@ class TextRenderer(Terminal):
         )
 
     def imported(self, report: ImportReport) -> None:
+        if not (report.created or report.updated or report.unchanged):
+            self.line("Nothing imported: the input has no account lines.")
+            return
         unchanged = f", {report.unchanged} unchanged" if report.unchanged else ""
         self.line(
             f"Imported {report.created + report.updated} account(s): "

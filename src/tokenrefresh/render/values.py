@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from tokenrefresh.clock import iso
 from tokenrefresh.durations import format_duration
 from tokenrefresh.scrub import safe_text, scrub
+from tokenrefresh.storage.records import AccountStatus, AccountView
 
-__all__ = ["CELL_LIMIT", "TEXT_LIMIT", "outside", "relative", "shown", "timestamp"]
+__all__ = ["CELL_LIMIT", "TEXT_LIMIT", "expiries", "outside", "relative", "shown", "timestamp"]
 
 CELL_LIMIT = 200  # characters of a table cell: enough to read, never a wall of text
 TEXT_LIMIT = 2000  # characters of one outside text on a line of its own
@@ -29,6 +30,14 @@ def timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
     return iso(value)
+
+
+def expiries(account: AccountView) -> tuple[datetime | None, datetime | None]:
+    """When the account's access and refresh tokens expire; none for an account whose
+    tokens were erased or no longer work (revoked, expired): a date there would mislead."""
+    if not account.has_tokens or account.status in (AccountStatus.EXPIRED, AccountStatus.REVOKED):
+        return None, None
+    return account.access_expires_at, account.refresh_expires_at
 
 
 def relative(moment: datetime | None, now: datetime) -> str:
