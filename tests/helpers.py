@@ -264,3 +264,17 @@ def refuse_token_writes(engine: Engine, refuse: bool = True) -> None:
     with engine.begin() as connection:
         for statement in statements:
             connection.execute(text(statement))
+
+
+def import_lines(env: Mapping[str, str], lines: str) -> None:
+    """`accounts import` of these JSON Lines, as a real process; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tokenrefresh", "accounts", "import", "-q"],
+        input=lines,
+        env=process_env(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -80,6 +80,20 @@ def test_a_run_delivers_a_signed_webhook_for_an_expired_account(
     assert len(receiver.wait_for(2, seconds=0.5)) == 1
 
 
+def pending_after_a_run_with_the_receiver_down(
+    cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine, secret: str
+) -> dict[str, Any]:
+    """One account TikTok rejects, refreshed while the webhook receiver is down: its
+    account.expired event, pending."""
+    add_accounts(1)
+    standin.revoke("user0")
+    with closed_port() as port:
+        down = f"http://127.0.0.1:{port}/hooks"
+        assert cli("refresh", "--window", "3h", env=hooked(down, secret)).exit_code == 1
+    [pending] = outbox(engine)
+    return pending
+
+
 def test_a_receiver_down_for_one_run_gets_the_event_later_with_the_same_id(
     cli: Cli,
     add_accounts: AddAccounts,
@@ -88,12 +102,7 @@ def test_a_receiver_down_for_one_run_gets_the_event_later_with_the_same_id(
     receiver: Receiver,
     secret: str,
 ) -> None:
-    add_accounts(1)
-    standin.revoke("user0")
-    with closed_port() as port:
-        down = f"http://127.0.0.1:{port}/hooks"
-        assert cli("refresh", "--window", "3h", env=hooked(down, secret)).exit_code == 1
-    [pending] = outbox(engine)
+    pending = pending_after_a_run_with_the_receiver_down(cli, add_accounts, standin, engine, secret)
     assert (pending["delivered_at"], pending["attempts"]) == (None, 1)
     assert pending["next_attempt_at"] > datetime.now(UTC)  # backing off
     assert pending["last_error"]
@@ -127,12 +136,7 @@ def test_events_deliver_from_cron_quiet_says_nothing_and_now_retries_at_once(
     receiver: Receiver,
     secret: str,
 ) -> None:
-    add_accounts(1)
-    standin.revoke("user0")
-    with closed_port() as port:
-        down = f"http://127.0.0.1:{port}/hooks"
-        assert cli("refresh", "--window", "3h", env=hooked(down, secret)).exit_code == 1
-    [pending] = outbox(engine)
+    pending = pending_after_a_run_with_the_receiver_down(cli, add_accounts, standin, engine, secret)
     assert pending["next_attempt_at"] > datetime.now(UTC)  # backing off
     up = hooked(receiver.url, secret)
 

@@ -47,7 +47,7 @@ def make_socket(path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "kind", "still"),
     [
-        (make_fifo, "a FIFO", stat.S_ISFIFO),
+        (make_fifo, "a named pipe (FIFO)", stat.S_ISFIFO),
         (make_symlink, "a symbolic link", stat.S_ISLNK),
         (make_device, "a character device", stat.S_ISCHR),
         (make_socket, "a socket", stat.S_ISSOCK),

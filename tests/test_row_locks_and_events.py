@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from conftest import Cli, CliResult, process_env
-from helpers import AddAccounts, account, import_line, stored_tokens, table
+from helpers import AddAccounts, account, import_line, import_lines, stored_tokens, table
 from standin import TikTokStandIn, tiktok_error
 from tokenrefresh.defaults import FAILING_AFTER
 from tokenrefresh.storage.engine import create_database_engine
@@ -55,20 +55,6 @@ def holder(pg_engine: Engine) -> Iterator[Connection]:
     """A second connection, for a transaction that holds rows locked."""
     with pg_engine.connect() as connection:
         yield connection
-
-
-def import_lines(env: dict[str, str], lines: str) -> None:
-    """`accounts import` of these JSON Lines, as a real process."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tokenrefresh", "accounts", "import", "-q"],
-        input=lines,
-        env=process_env(env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def lock_row(connection: Connection, account_id: int) -> None:

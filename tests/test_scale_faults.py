@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -18,8 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from conftest import process_env
-from helpers import finish, start
+from helpers import finish, import_lines, start
 from standin import IssuedTokens, Reply, TikTokStandIn
 from tokenrefresh.crypto import TokenCipher
 from tokenrefresh.settings import Secret
@@ -48,16 +45,7 @@ def import_accounts(env: dict[str, str], standin: TikTokStandIn, count: int) -> 
     """Accounts whose access tokens expire in 10 minutes: due for the default 90m window,
     and no longer due once refreshed (the stand-in issues 2-hour tokens)."""
     issued = [standin.issue(f"user{index:04d}") for index in range(count)]
-    lines = "\n".join(json.dumps(tokens.as_import_line(expires_in=600)) for tokens in issued)
-    result = subprocess.run(
-        [sys.executable, "-m", "tokenrefresh", "accounts", "import", "-q"],
-        input=lines,
-        env=process_env(env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    import_lines(env, "\n".join(json.dumps(t.as_import_line(expires_in=600)) for t in issued))
     return issued
 
 

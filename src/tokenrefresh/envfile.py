@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tokenrefresh.errors import ConfigError
 
-__all__ = ["MAX_FILE_BYTES", "read_small_file"]
+__all__ = ["MAX_FILE_BYTES", "file_kind", "read_small_file"]
 
 # A `_FILE` holds one value (a key list, a URL, a secret): a few KiB at most. More means
 # the wrong file, and reading it whole could take the memory of the host.
@@ -53,13 +53,16 @@ def read_small_file(variable: str, file_name: str) -> tuple[bytes, os.stat_resul
 def _require_regular(variable: str, file_name: str, status: os.stat_result) -> None:
     if not stat.S_ISREG(status.st_mode):
         raise ConfigError(
-            f"{variable} ({file_name}) is {_file_kind(status.st_mode)}, not a regular file: "
+            f"{variable} ({file_name}) is {file_kind(status.st_mode)}, not a regular file: "
             "point it at a file that holds the value"
         )
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words (`mode` as `lstat` or `stat` give
+    it): a symbolic link, a directory, a named pipe (FIFO), a device, a socket."""
     kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISFIFO, "a named pipe (FIFO)"),
         (stat.S_ISCHR, "a character device"),

@@ -15,6 +15,7 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tokenrefresh.envfile import file_kind
 from tokenrefresh.outbound.call import BoundedClient, CallFailed
 from tokenrefresh.scrub import safe_text, scrub
 from tokenrefresh.settings import Secret
@@ -189,16 +190,6 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-_KINDS = (
-    (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
 def _path_problem(path: Path) -> str | None:
     """What is at `path` that must not be replaced, in words; None for a regular file or
     a new name in an existing folder."""
@@ -210,8 +201,7 @@ def _path_problem(path: Path) -> str | None:
         return f"it cannot be looked at ({error.strerror or type(error).__name__})"
     if stat.S_ISREG(mode):
         return None
-    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-    return f"it is {kind}"
+    return f"it is {file_kind(mode)}"
 
 
 class Monitoring:
