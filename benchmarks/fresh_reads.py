@@ -103,7 +103,7 @@ def main() -> int:
             }
             for env in (sqlite, postgres):
                 subprocess.run(
-                    [sys.executable, "-m", "tokenrefresh", "db", "upgrade", "-q"],
+                    [sys.executable, "-m", "tokenrefresh", "db", "upgrade", "--create", "-q"],
                     env={**os.environ, **env},
                     check=True,
                 )

@@ -677,14 +677,20 @@ def run_recipe(argv: list[str], environment: Mapping[str, str]) -> None:
     database = Path(settings.database_url.reveal().removeprefix("sqlite:///"))
     assert not database.exists()
     if argv[:2] != ["db", "upgrade"]:
-        # As the recipes' READMEs say: the schema first (only `db upgrade` creates one).
+        # As the recipes' READMEs say: the schema first (only `db upgrade --create` creates
+        # a SQLite file).
         refused = CliRunner().invoke(app, argv, env=dict(environment), catch_exceptions=False)
         assert refused.exit_code == 3, refused.output
         assert not database.exists()
         upgrade = CliRunner().invoke(
-            app, ["db", "upgrade", "-q"], env=dict(environment), catch_exceptions=False
+            app, ["db", "upgrade", "--create", "-q"], env=dict(environment), catch_exceptions=False
         )
         assert upgrade.exit_code == 0, upgrade.output
+    else:
+        # The upgrade job's database is PostgreSQL, made by its administrator; here it is a
+        # SQLite file, so it must exist before the job (an empty file is an empty database).
+        database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        database.touch(mode=0o600)
     result = CliRunner().invoke(app, argv, env=dict(environment), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert database.is_file(), "the command used the database of the recipe's secret file"
@@ -830,7 +836,7 @@ def test_sharded_pods_together_refresh_every_account_once(
             assert result.exit_code == 0, (argv, result.output)
             return result
 
-        invoke(["db", "upgrade", "-q"], pod_environment)
+        invoke(["db", "upgrade", "--create", "-q"], pod_environment)
         issued = [standin.issue(f"shard-user-{number}") for number in range(3 * count + 1)]
         lines = [json.dumps(tokens.as_import_line(expires_in=600)) for tokens in issued]
         invoke(["accounts", "import", "-", "-q"], pod_environment, "\n".join(lines) + "\n")

@@ -111,7 +111,7 @@ def test_db_upgrade_names_a_revision_it_cannot_place(cli: Cli, engine: Engine) -
 
 def _upgrade_together(env: dict[str, str], count: int = 4) -> list[tuple[int, str, str]]:
     """`count` real `tokenrefresh db upgrade` processes, started together."""
-    processes = [start(env, "db", "upgrade") for _ in range(count)]
+    processes = [start(env, "db", "upgrade", "--create") for _ in range(count)]
     return [finish(process) for process in processes]
 
 
@@ -156,12 +156,20 @@ def test_only_db_upgrade_creates_a_sqlite_database(cli: Cli, tmp_path: Path) -> 
         refused = cli(*args, env=url)
         assert refused.exit_code == 3, args
         assert refused.stderr == (
-            f"error: TOKENREFRESH_DATABASE_URL: there is no database at {path}; create it with "
-            "`tokenrefresh db upgrade`, or check the path\n"
+            f"error: TOKENREFRESH_DATABASE_URL: there is no database at {path}; check the "
+            "path, or create it with `tokenrefresh db upgrade --create`\n"
         )
         assert not (tmp_path / "new").exists(), "a mistyped path must not become a database"
 
-    created = cli("db", "upgrade", env=url)
+    # `db upgrade` too: a typo'd path would otherwise become an empty database that every
+    # later run reads as "nothing to refresh".
+    for args in (["db", "upgrade"], ["db", "upgrade", "-q"]):
+        refused = cli(*args, env=url)
+        assert refused.exit_code == 3, args
+        assert "create it with `tokenrefresh db upgrade --create`" in refused.stderr
+        assert not (tmp_path / "new").exists(), "db upgrade without --create made a database"
+
+    created = cli("db", "upgrade", "--create", env=url)
     assert created.exit_code == 0, created.stderr
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700

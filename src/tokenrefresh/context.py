@@ -72,7 +72,7 @@ class Context:
         SQLite is migrated automatically; PostgreSQL is migrated only by `tokenrefresh db
         upgrade`, where the operator decides when. A SQLite file is only ever created for
         the embedded default (unless not `allow_default`) or when asked (`create`, for
-        `db upgrade`): a mistyped path must not become a new empty database.
+        `db upgrade --create`): a mistyped path must not become a new empty database.
         """
         if self._engine is None:
             from tokenrefresh.storage import schema

@@ -25,9 +25,14 @@ class SchemaReport:
         return self.revision == self.head
 
 
-def upgrade_schema(context: Context) -> SchemaReport:
-    """Create the schema or migrate it (the only command that may create a database)."""
-    state = schema.upgrade(context.engine(check_schema=False, create=True))
+def upgrade_schema(context: Context, *, create: bool = False) -> SchemaReport:
+    """Create the schema or migrate it.
+
+    A SQLite file named in the URL is created only when asked (`create`, `db upgrade
+    --create`): a mistyped path must be an error, not a new empty database that every later
+    run would read as "no accounts". The embedded default is created either way.
+    """
+    state = schema.upgrade(context.engine(check_schema=False, create=create))
     return SchemaReport(describe_url(context.database_url), state.before, state.after)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from tokenrefresh.cli.app import db_app, handles_errors, keys_app, setup
@@ -53,14 +55,25 @@ def keys_check(as_json: AsJson = False) -> None:
 
 @db_app.command("upgrade")
 @handles_errors
-def db_upgrade(quiet: Quiet = False) -> None:
+def db_upgrade(
+    quiet: Quiet = False,
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create",
+            help="Create the SQLite file named in TOKENREFRESH_DATABASE_URL if it does not "
+            "exist (mode 0600). Without it a missing file is an error, so that a mistyped "
+            "path never becomes an empty database.",
+        ),
+    ] = False,
+) -> None:
     """Create the schema or migrate it to the newest revision."""
     setup(quiet=quiet)
     from tokenrefresh.context import Context
     from tokenrefresh.migrate import upgrade_schema
 
     with Context(Settings.from_env()) as context:
-        report = upgrade_schema(context)
+        report = upgrade_schema(context, create=create)
     if not quiet:
         if report.before == report.revision:
             typer.echo(f"The schema of {report.where} is current (revision {report.revision}).")

@@ -153,7 +153,7 @@ def create_database_engine(url: URL, *, pool_size: int = 5, create: bool = True)
     """An engine whose pool holds `pool_size` connections (one per worker, plus the run's own).
 
     `create=False`: a SQLite file that does not exist is an error, not a new empty database
-    (only `db upgrade` and the embedded default create one).
+    (only `db upgrade --create` and the embedded default create one).
     """
     if is_postgresql(url):
         return _postgresql_engine(url, pool_size)
@@ -211,8 +211,8 @@ def _sqlite_engine(url: URL, pool_size: int, *, create: bool) -> Engine:
         _create_private_file(path)
     elif not path.is_file():
         raise ConfigError(
-            f"{DATABASE_URL}: there is no database at {path}; create it with "
-            "`tokenrefresh db upgrade`, or check the path"
+            f"{DATABASE_URL}: there is no database at {path}; check the path, or create it "
+            "with `tokenrefresh db upgrade --create`"
         )
     engine = create_engine(
         url.set(database=str(path)),
