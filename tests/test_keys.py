@@ -9,6 +9,7 @@ import base64
 import re
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
@@ -26,11 +27,12 @@ from tokenrefresh.storage.repository import Repository
 
 AddAccounts = Callable[..., list[IssuedTokens]]
 
-WRONG_KEYS = (
-    "error: no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts what this database stores (a wrong "
-    "key, or the key the tokens were encrypted with was removed before `tokenrefresh keys "
-    "rotate`); nothing was changed\n"
+WRONG_KEYS_FROM = (
+    "error: no key in {source} decrypts what this database stores (a wrong key, or the key "
+    "the tokens were encrypted with was removed before `tokenrefresh keys rotate`); nothing "
+    "was changed. Configure the key these tokens were stored with: a new key cannot read them\n"
 )
+WRONG_KEYS = WRONG_KEYS_FROM.format(source="TOKENREFRESH_ENCRYPTION_KEYS")
 WRONG_KEY_REFRESH = re.compile(re.escape(WRONG_KEYS))
 WRONG_KEY_TOKEN = WRONG_KEYS
 
@@ -168,6 +170,35 @@ def test_token_with_a_wrong_key_exits_3(
     assert result.stderr == WRONG_KEY_TOKEN
     assert table(engine, "accounts") == before
     assert_no_secret(result.stderr, fernet_key, wrong, issued[0].access_token)
+
+
+def test_a_wrong_key_from_a_file_names_the_file_and_never_a_new_key(
+    cli: Cli, add_accounts: AddAccounts, engine: Engine, fernet_key: str, tmp_path: Path
+) -> None:
+    """Issue 18: the cron recipe's new key file over the quick start's database."""
+    add_accounts(1)
+    before = table(engine, "accounts")
+    wrong = new_key()
+    key_file = tmp_path / "encryption-keys"
+    key_file.write_text(wrong + "\n")
+    key_file.chmod(0o600)
+    from_file = {
+        "TOKENREFRESH_ENCRYPTION_KEYS": None,
+        "TOKENREFRESH_ENCRYPTION_KEYS_FILE": str(key_file),
+    }
+
+    result = cli("refresh", "--window", "3h", "-q", env=from_file)
+
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    source = f"TOKENREFRESH_ENCRYPTION_KEYS_FILE ({key_file})"
+    assert result.stderr == WRONG_KEYS_FROM.format(source=source)
+    assert "generate" not in result.stderr
+    assert (
+        table(engine, "accounts")[0]["refresh_token_ciphertext"]
+        == before[0]["refresh_token_ciphertext"]
+    )
+    assert_no_secret(result.stderr, fernet_key, wrong)
 
 
 def test_check_with_a_wrong_key_lists_the_accounts_and_exits_3(

@@ -107,7 +107,9 @@ class Context:
         (exit 3 before any change if they cannot)."""
         from tokenrefresh.crypto import TokenCipher
 
-        cipher = TokenCipher(self.settings.require_encryption_keys())
+        cipher = TokenCipher(
+            self.settings.require_encryption_keys(), source=self.settings.encryption_keys_source
+        )
         if verify_with is not None:
             from tokenrefresh.keys import verify_keys
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from tokenrefresh.errors import DecryptionError
-from tokenrefresh.settings import Secret
+from tokenrefresh.settings import ENCRYPTION_KEYS, Secret
 
 __all__ = ["TokenCipher", "fingerprint", "generate_key"]
 
@@ -33,9 +33,10 @@ def fingerprint(token: str) -> str:
 class TokenCipher:
     """Encrypts and decrypts tokens with the configured keys; the first key encrypts."""
 
-    def __init__(self, keys: Sequence[Secret]) -> None:
+    def __init__(self, keys: Sequence[Secret], *, source: str = ENCRYPTION_KEYS) -> None:
         if not keys:
             raise ValueError("TokenCipher needs at least one key")
+        self.source = source  # where the keys came from, as errors name it
         self._fernets = [Fernet(key.reveal().encode("ascii")) for key in keys]
         self._multi = MultiFernet(self._fernets)
 

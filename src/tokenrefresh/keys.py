@@ -18,11 +18,17 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_LISTED = 20
 KEY_CHECK_TEXT = "tokenrefresh key check"  # known plaintext; Fernet is safe against that
-WRONG_KEYS = (
-    "no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts what this database stores (a wrong key, "
-    "or the key the tokens were encrypted with was removed before `tokenrefresh keys rotate`); "
-    "nothing was changed"
-)
+
+
+def wrong_keys(source: str) -> str:
+    """The error for keys that cannot read the stored tokens. `source` says where the keys
+    came from (TOKENREFRESH_ENCRYPTION_KEYS, or its _FILE and path); it never suggests a
+    new key: a new key cannot read what is stored."""
+    return (
+        f"no key in {source} decrypts what this database stores (a wrong key, or the key the "
+        "tokens were encrypted with was removed before `tokenrefresh keys rotate`); nothing "
+        "was changed. Configure the key these tokens were stored with: a new key cannot read them"
+    )
 
 
 def verify_keys(repository: Repository, cipher: TokenCipher) -> None:
@@ -38,7 +44,7 @@ def verify_keys(repository: Repository, cipher: TokenCipher) -> None:
         if cipher.key_position(stored) is not None:
             return
         if repository.any_ciphertext() is not None:
-            raise DecryptionError(WRONG_KEYS)
+            raise DecryptionError(wrong_keys(cipher.source))
         if repository.save_key_check(cipher.encrypt(KEY_CHECK_TEXT), replacing=stored):
             log.warning(
                 "the configured keys are not the ones this database was used with, but it "
@@ -48,7 +54,7 @@ def verify_keys(repository: Repository, cipher: TokenCipher) -> None:
     sample = repository.any_ciphertext()
     position = 1 if sample is None else cipher.key_position(sample)
     if position is None:
-        raise DecryptionError(WRONG_KEYS)
+        raise DecryptionError(wrong_keys(cipher.source))
     repository.save_key_check(cipher.encrypt(KEY_CHECK_TEXT, key_position=position), replacing=None)
 
 
@@ -111,7 +117,7 @@ def rotate_keys(repository: Repository, cipher: TokenCipher) -> RotateReport:
         shown = ", ".join(str(account) for account in check.undecryptable_accounts[:MAX_LISTED])
         more = len(check.undecryptable_accounts) - MAX_LISTED
         raise DecryptionError(
-            "no key in TOKENREFRESH_ENCRYPTION_KEYS decrypts the tokens of account(s) "
+            f"no key in {cipher.source} decrypts the tokens of account(s) "
             f"{shown}{f' and {more} more' if more > 0 else ''}; nothing was re-encrypted"
         )
     verify_keys(repository, cipher)

@@ -109,6 +109,8 @@ class Settings:
 
     database_url: Secret | None = None
     encryption_keys: tuple[Secret, ...] = ()
+    # Where the keys came from, for errors: the variable, or NAME_FILE and its path.
+    encryption_keys_source: str = ENCRYPTION_KEYS
     client_key: str | None = None
     client_secret: Secret | None = None
     api_base_url: str = DEFAULT_API_BASE_URL
@@ -134,6 +136,7 @@ class Settings:
         return cls(
             database_url=Secret(database_url) if database_url else None,
             encryption_keys=_parse_keys(keys_text) if keys_text else (),
+            encryption_keys_source=_source(env, ENCRYPTION_KEYS),
             client_key=_read(env, CLIENT_KEY),
             client_secret=Secret(client_secret) if client_secret else None,
             api_base_url=_validate_base_url(_read(env, API_BASE_URL) or DEFAULT_API_BASE_URL),
@@ -178,6 +181,12 @@ class Settings:
         assert self.client_key is not None
         assert self.client_secret is not None
         return ClientCredentials(self.client_key, self.client_secret)
+
+
+def _source(env: Mapping[str, str], name: str) -> str:
+    """Where NAME's value comes from, as errors name it: `NAME`, or `NAME_FILE (path)`."""
+    file_name = env.get(f"{name}_FILE", "").strip()
+    return f"{name}_FILE ({file_name})" if file_name else name
 
 
 def _read(env: Mapping[str, str], name: str) -> str | None:
