@@ -51,6 +51,24 @@ def test_status_counts_expiry_and_reconnects(
     assert "Last refresh: never" in plain.stdout
 
 
+def test_status_says_when_no_key_is_configured(cli: Cli, add_accounts: Callable[..., list]) -> None:
+    """Issue 18: `status` run without the cron job's keys file must not look healthy."""
+    add_accounts(1)
+    without_keys = {"TOKENREFRESH_ENCRYPTION_KEYS": None}
+
+    plain = cli("status", env=without_keys)
+    as_json = cli("status", "--json", env=without_keys)
+
+    assert (plain.exit_code, as_json.exit_code) == (0, 0)
+    assert (
+        "\nKeys: none configured (TOKENREFRESH_ENCRYPTION_KEYS): tokens cannot be read or "
+        "refreshed\n" in plain.stdout
+    )
+    assert as_json.json()["keys_configured"] is False
+    assert "Keys:" not in cli("status").stdout
+    assert cli("status", "--json").json()["keys_configured"] is True
+
+
 def test_status_shows_the_last_run_of_each_command(
     cli: Cli, add_accounts: Callable[..., list]
 ) -> None:

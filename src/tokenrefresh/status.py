@@ -33,6 +33,8 @@ class StatusReport:
     last_successful_runs: dict[str, RunView]
     events: OutboxStats = field(default_factory=lambda: OutboxStats(0, None))
     delivery_configured: bool = False
+    # False: no TOKENREFRESH_ENCRYPTION_KEYS, so no stored token can be read or refreshed.
+    keys_configured: bool = True
 
 
 # Events pending longer than this, with somewhere to deliver them, are worth a warning.
@@ -46,6 +48,7 @@ def collect_status(
     reconnect_limit: int,
     *,
     delivery_configured: bool = False,
+    keys_configured: bool = True,
 ) -> StatusReport:
     stats = repository.stats(now, window)
     return StatusReport(
@@ -64,6 +67,7 @@ def collect_status(
         last_successful_runs=repository.last_successful_runs(),
         events=repository.outbox_stats(),
         delivery_configured=delivery_configured,
+        keys_configured=keys_configured,
     )
 
 

@@ -202,6 +202,7 @@ def status(
             window,
             limit,
             delivery_configured=delivery_configured(settings),
+            keys_configured=bool(settings.encryption_keys),
         )
     if not check:
         renderer(as_json=as_json).status(report)

@@ -225,6 +225,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
             "missing": stats.without_tokens,
         },
         "failing": stats.failing,
+        "keys_configured": report.keys_configured,
         "events": {
             "pending": report.events.pending,
             "oldest_pending_at": timestamp(report.events.oldest_pending_at),

@@ -208,6 +208,11 @@ class TextRenderer(Terminal):
             "Soonest refresh token expiry: "
             + (relative(stats.soonest_refresh_expiry, now) if stats.soonest_refresh_expiry else "-")
         )
+        if not report.keys_configured:
+            self.line(
+                "Keys: none configured (TOKENREFRESH_ENCRYPTION_KEYS): tokens cannot be read "
+                "or refreshed"
+            )
         self.line()
         for command in ("refresh", "cleanup"):
             self.line(f"Last {command}: {_run_line(report.last_runs.get(command), now)}")
