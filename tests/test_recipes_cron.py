@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from test_deploy import CRONTAB, ROOT
+from test_deploy import CRONTAB, ROOT, command_options
 
 README = ROOT / "README.md"
 ADMIN = ROOT / "deploy" / "cron" / "tokenrefresh-admin"
@@ -269,6 +269,41 @@ def test_from_the_quick_start_to_cron_the_key_is_kept(tmp_path: Path, home: Path
         assert (job.returncode, job.stdout, job.stderr) == (0, "", ""), command
 
 
+def readme_logged_jobs() -> dict[str, str]:
+    """The README's job lines that append their output to a log file."""
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index("**Output without mail.**") :].split("```")[1]
+    return crontab_jobs(block)
+
+
+def test_a_log_file_keeps_what_cron_would_have_mailed(tmp_path: Path, home: Path) -> None:
+    key = generate_key()
+    quick_start(home, key)
+    install = Install(tmp_path, VENV_BIN)
+    step_2(install, home, TOKENREFRESH_ENCRYPTION_KEYS=key)
+    crontab = install.crontab(sqlite=True)
+    logs = tmp_path / "log"
+    logs.mkdir()
+    jobs = {
+        command: line.replace("/var/log/tokenrefresh", str(logs))
+        for command, line in readme_logged_jobs().items()
+    }
+    assert {c: shlex.split(line)[:2] for c, line in jobs.items()} == {
+        c: shlex.split(line)[:2] for c, line in crontab_jobs(crontab).items()
+    }
+
+    for command, line in jobs.items():
+        job = run_job(crontab, line)
+        assert (job.returncode, job.stdout, job.stderr) == (0, "", ""), command
+        assert (logs / f"{command}.log").read_text() == "", "-q: nothing when all is well"
+    (install.etc / "client-secret").unlink()  # something for the log to say
+    assert run_job(crontab, jobs["refresh"]).stdout == ""
+    assert (logs / "refresh.log").read_text() == (
+        f"error: cannot read TIKTOK_CLIENT_SECRET_FILE ({install.etc}/client-secret): "
+        "No such file or directory\n"
+    )
+
+
 def test_a_new_key_over_stored_tokens_is_refused_naming_the_key_file(
     tmp_path: Path, home: Path
 ) -> None:
@@ -298,6 +333,8 @@ def test_metrics_files_are_one_per_job() -> None:
         if "--metrics-file" in line
     ]
     files = {shlex.split(line.split(None, 5)[5])[1]: line.split()[-1] for line in lines}
+    for command in files:
+        assert "--metrics-file" in command_options(command)
     assert files == {
         "refresh": "/var/lib/node_exporter/textfile_collector/tokenrefresh-refresh.prom",
         "cleanup": "/var/lib/node_exporter/textfile_collector/tokenrefresh-cleanup.prom",
