@@ -175,7 +175,7 @@ def read_consent_request(query: str, *, client_key: str, default_scope: str) -> 
         raise ConsentRefused("a parameter is given twice")
     get = {name: values[0] for name, values in params.items()}.get
     if get("client_key") != client_key:
-        raise ConsentRefused("client_key is not the stand-in's app (demo-client-key)")
+        raise ConsentRefused(f"client_key is not the stand-in's app ({client_key})")
     if get("response_type") != "code":
         raise ConsentRefused("response_type must be code")
     redirect_uri = get("redirect_uri") or ""
