@@ -48,7 +48,8 @@ class Running:
     def stop(self) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=10)
-        assert self.process.stdout is not None and self.process.stderr is not None
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
         # Through the buffered files: readline() may have buffered more than one line.
         output = self.first_line + self.process.stdout.read() + self.process.stderr.read()
         self.process.stdout.close()
