@@ -7,35 +7,52 @@ Normal behaviour follows /work/shared/tiktok-oauth.md: form-encoded ``POST /v2/o
 with ``client_key``/``client_secret``/``grant_type=refresh_token``/``refresh_token``; every
 refresh token is single use (rotated atomically under a lock). The same endpoint exchanges
 authorization codes from :meth:`TikTokStandIn.authorize` (``grant_type=authorization_code``:
-single use, bound to the redirect URI and an optional PKCE challenge), and
-``POST /v2/oauth/revoke/`` revokes a user's tokens (state of both: ``standin_consent.py``).
+single use, bound to the redirect URI and an optional PKCE challenge), or from its consent
+page (``GET /v2/auth/authorize/``: a user says yes at once, a 302 to the redirect URI), and
+``POST /v2/oauth/revoke/`` revokes a user's tokens (state of all three:
+``standin_consent.py``). :meth:`TikTokStandIn.snapshot` and :meth:`~TikTokStandIn.restore`
+carry its tokens across restarts (examples/standin.py ``--state``).
 Scripted :class:`Reply` objects replace the normal answer for chosen requests (429 with
 Retry-After, 5xx, HTML garbage, slow answers, dropped connections, lost answers after a
 rotation), and hostile ones: verbatim bytes (``raw``), answers trickled a byte at a time
-(``trickle``), bodies that never end (``endless``).
+(``trickle``), bodies that never end (``endless``). The HTTP layer: ``standin_http.py``.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import json
 import secrets
-import socket
-import socketserver
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-from standin_consent import CODE_TTL, ChallengeEncoding, CodeRejected, ConsentBook
+from standin_consent import (
+    AUTHORIZE_PATH,
+    CODE_TTL,
+    ChallengeEncoding,
+    CodeRejected,
+    ConsentBook,
+    ConsentRefused,
+    read_consent_request,
+    redirect_location,
+)
+from standin_http import (
+    Reply,
+    _Answer,
+    _answer_from_reply,
+    _error_answer,
+    _json_answer,
+    _media_type,
+    _Server,
+    tiktok_error,
+)
 
 __all__ = [
+    "AUTHORIZE_PATH",
     "FORM_CONTENT_TYPE",
     "REVOKE_PATH",
     "TOKEN_PATH",
@@ -51,38 +68,8 @@ TOKEN_PATH = "/v2/oauth/token/"
 REVOKE_PATH = "/v2/oauth/revoke/"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
-Body = str | bytes | dict[str, Any] | None
 # A change to a normal answer: its JSON payload in, (HTTP status, payload to send) out.
 Twist = Callable[[dict[str, Any]], tuple[int, Any]]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A scripted answer instead of the normal behaviour."""
-
-    status: int = 200
-    body: Body = None  # dict -> JSON (application/json); str/bytes -> verbatim (text/html)
-    headers: Mapping[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds to sleep before answering (instead of the stand-in's latency)
-    consume: bool = False  # rotate a valid presented refresh token anyway: a lost answer
-    drop: bool = False  # close the connection without answering (after delay)
-    raw: bytes | None = None  # these bytes verbatim as the whole response (status line too)
-    trickle: float = 0.0  # seconds between bytes: of the body, or of all of ``raw``
-    endless: bool = False  # after the body, filler forever (no Content-Length) until hang-up
-
-
-ENDLESS_FILLER = b" " * 65536
-ENDLESS_LIMIT = 1 << 30  # an endless body still stops after 1 GiB, should nobody hang up
-
-
-def tiktok_error(error: str, status: int = 400, description: str = "", **kw: Any) -> Reply:
-    """A scripted reply in TikTok's OAuth error shape (error, error_description, log_id)."""
-    body: dict[str, Any] = {
-        "error": error,
-        "error_description": description or error,
-        "log_id": _log_id(),
-    }
-    return Reply(status=status, body=body, **kw)
 
 
 @dataclass(frozen=True)
@@ -123,218 +110,6 @@ class IssuedTokens:
         return line
 
 
-def _log_id() -> str:
-    return secrets.token_hex(16)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """What a handler thread sends, decided under the stand-in's lock."""
-
-    status: int
-    body: bytes = b""
-    content_type: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    drop: bool = False
-    raw: bytes | None = None
-    trickle: float = 0.0
-    endless: bool = False
-
-
-def _answer_from_reply(reply: Reply) -> _Answer:
-    body = reply.body
-    content_type: str | None
-    if body is None:
-        raw, content_type = b"", None
-    elif isinstance(body, dict):
-        raw, content_type = json.dumps(body).encode(), "application/json"
-    elif isinstance(body, str):
-        raw, content_type = body.encode(), "text/html; charset=utf-8"
-    else:
-        raw, content_type = bytes(body), "text/html"
-    return _Answer(
-        status=reply.status,
-        body=raw,
-        content_type=content_type,
-        headers=dict(reply.headers),
-        delay=reply.delay,
-        drop=reply.drop,
-        raw=reply.raw,
-        trickle=reply.trickle,
-        endless=reply.endless,
-    )
-
-
-def _json_answer(status: int, payload: Mapping[str, Any]) -> _Answer:
-    return _Answer(
-        status=status, body=json.dumps(payload).encode(), content_type="application/json"
-    )
-
-
-def _error_answer(status: int, error: str, description: str) -> _Answer:
-    return _json_answer(
-        status, {"error": error, "error_description": description, "log_id": _log_id()}
-    )
-
-
-def _media_type(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent."""
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size_line = self.rfile.readline(65537)
-                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True
-            return b""
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _serve(self, method: str) -> None:
-        try:
-            body = self._read_body()
-            answer = self.server.standin._decide(
-                method=method,
-                path=urlsplit(self.path).path,
-                content_type=self.headers.get("Content-Type", ""),
-                body=body,
-                headers=dict(self.headers.items()),
-            )
-            if answer.delay > 0:
-                time.sleep(answer.delay)
-            if answer.drop:
-                self.close_connection = True
-                return
-            if answer.raw is not None:
-                self.close_connection = True
-                self._send_bytes(answer.raw, answer.trickle)
-                return
-            if answer.trickle > 0 or answer.endless:
-                self._send_shaped(answer)
-                return
-            self.send_response(answer.status)
-            extra = {k.lower() for k in answer.headers}
-            if answer.content_type is not None and "content-type" not in extra:
-                self.send_header("Content-Type", answer.content_type)
-            if "content-length" not in extra:
-                self.send_header("Content-Length", str(len(answer.body)))
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if answer.body:
-                self.wfile.write(answer.body)
-        except OSError as exc:  # client hung up (timeout, drop), or stop() shut the socket
-            self.close_connection = True
-            self.server.standin._note_error(exc)
-
-    def _send_shaped(self, answer: _Answer) -> None:
-        """Headers at once, then the body trickled and/or followed by filler forever."""
-        self.send_response(answer.status)
-        extra = {k.lower() for k in answer.headers}
-        if answer.content_type is not None and "content-type" not in extra:
-            self.send_header("Content-Type", answer.content_type)
-        if answer.endless:
-            self.close_connection = True
-            self.send_header("Connection", "close")
-        elif "content-length" not in extra:
-            self.send_header("Content-Length", str(len(answer.body)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self._send_bytes(answer.body, answer.trickle)
-        if answer.endless:
-            sent = 0
-            while sent < ENDLESS_LIMIT:
-                self.wfile.write(ENDLESS_FILLER)
-                sent += len(ENDLESS_FILLER)
-
-    def _send_bytes(self, data: bytes, trickle: float) -> None:
-        """All at once, or one byte every ``trickle`` seconds (until the client hangs up)."""
-        if trickle <= 0:
-            self.wfile.write(data)
-            return
-        for position in range(len(data)):
-            self.wfile.write(data[position : position + 1])
-            time.sleep(trickle)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # server_close() must not join handler threads that sleep
-    allow_reuse_address = True
-    request_queue_size = 1024  # many clients connecting at once (several processes)
-
-    def __init__(self, standin: TikTokStandIn, port: int = 0) -> None:
-        self.standin = standin
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        self.accepted = 0
-        super().__init__(("127.0.0.1", port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can be slow.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-            self.accepted += 1
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Silent: remember the exception instead of printing a traceback."""
-        exc = sys.exc_info()[1]
-        if exc is not None:
-            self.standin._note_error(exc)
-
-    def wake_connections(self) -> None:
-        """Shut down every open connection so idle keep-alive handler threads exit."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
 class TikTokStandIn:
     """A thread-safe loopback stand-in for TikTok's OAuth token (and revoke) endpoint."""
 
@@ -364,6 +139,8 @@ class TikTokStandIn:
         # The status of invalid_grant for a revoke of an access token already revoked.
         self.revoke_invalid_status: int = 400
         self.wrong_open_id: str | None = None
+        # Called with a snapshot (under the lock) after every POST: to keep the tokens.
+        self.on_change: Callable[[dict[str, Any]], None] | None = None
         # open_id -> seconds: the normal answer for that account comes this much later
         # (refreshes, code exchanges and revokes: the owner of the token or code presented).
         self.slow: dict[str, float] = {}
@@ -532,6 +309,31 @@ class TikTokStandIn:
         with self._lock:
             self._revoke_locked(open_id)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The tokens it issued or registered, valid, spent and revoked, as JSON-ready data
+        for :meth:`restore` (codes, counts and scripts are not kept)."""
+        with self._lock:
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> dict[str, Any]:
+        return {
+            "valid": {token: list(owner) for token, owner in self._valid.items()},
+            "refresh_owner": dict(self._refresh_owner),
+            "access_owner": dict(self._access_owner),
+            "newest": dict(self._newest),
+            "revoked_access": self._consent.revoked_access,
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Know again the tokens of a :meth:`snapshot`, as they were then."""
+        with self._lock:
+            self._valid.update({t: (o, s) for t, (o, s) in snapshot["valid"].items()})
+            self._refresh_owner.update(snapshot["refresh_owner"])
+            self._access_owner.update(snapshot["access_owner"])
+            self._newest.update(snapshot["newest"])
+            self._consent.revoke_access(snapshot["revoked_access"])
+            self._issued.extend([*snapshot["access_owner"], *snapshot["refresh_owner"]])
+
     def authorize(
         self,
         open_id: str,
@@ -698,6 +500,7 @@ class TikTokStandIn:
         content_type: str,
         body: bytes,
         headers: Mapping[str, str],
+        query: str = "",
     ) -> _Answer:
         """Record the request and decide the answer, atomically. Sleeping is the caller's job."""
         at = time.monotonic()
@@ -719,39 +522,68 @@ class TikTokStandIn:
                 )
             )
             self._cond.notify_all()
+            if method == "GET" and path == AUTHORIZE_PATH:
+                return self._delayed(self._consent_page_locked(query))
             if method != "POST" or path not in (TOKEN_PATH, REVOKE_PATH):
                 return self._delayed(_json_answer(404, {"error": "not_found"}))
+            answer = self._post_locked(path, is_form, form)
+            if self.on_change is not None:
+                self.on_change(self._snapshot_locked())
+            return answer
 
-            exchange = path == TOKEN_PATH and form.get("grant_type") == "authorization_code"
-            token = None
-            if exchange:
-                owner = self._consent.owner_of(form.get("code"))
-            elif path == TOKEN_PATH:
-                token = form.get("refresh_token")
-                if token is not None:
-                    self._presented[token] += 1
-                owner = self._refresh_owner.get(token) if token is not None else None
-            else:
-                access = form.get("token")
-                owner = self._access_owner.get(access) if access is not None else None
+    def _consent_page_locked(self, query: str) -> _Answer:
+        """A user says yes: 302 to the redirect URI with a new code (the location in the
+        body too); 400 with the reason for a request the page cannot take."""
+        try:
+            request = read_consent_request(
+                query, client_key=self.client_key, default_scope=self.scope
+            )
+        except ConsentRefused as refused:
+            return _Answer(400, f"{refused}\n".encode(), "text/plain; charset=utf-8")
+        code = self._consent.authorize(
+            request.open_id,
+            redirect_uri=request.redirect_uri,
+            scope=request.scope,
+            challenge=request.challenge,
+            encoding=request.encoding,
+            now=time.monotonic(),
+        )
+        location = redirect_location(request, code)
+        body = f"{location}\n".encode()
+        return _Answer(302, body, "text/plain; charset=utf-8", {"Location": location})
 
-            reply = self._pop_script(owner)
-            if reply is not None:
-                if reply.consume and exchange:  # the exchange happens, its answer is lost
-                    self._token_endpoint_locked(is_form, form, lost=True)
-                elif reply.consume and path == REVOKE_PATH:
-                    self._revoke_endpoint_locked(is_form, form, lost=True)
-                elif reply.consume and token is not None and token in self._valid:
-                    open_id, scope = self._valid.pop(token)
-                    self._new_refresh(open_id, scope)
-                    self._new_access(open_id)
-                    self._lost_rotations[open_id] += 1
-                return _answer_from_reply(reply)
+    def _post_locked(self, path: str, is_form: bool, form: dict[str, str]) -> _Answer:
+        """The token or revoke endpoint's answer (scripted or normal); the lock is held."""
+        exchange = path == TOKEN_PATH and form.get("grant_type") == "authorization_code"
+        token = None
+        if exchange:
+            owner = self._consent.owner_of(form.get("code"))
+        elif path == TOKEN_PATH:
+            token = form.get("refresh_token")
+            if token is not None:
+                self._presented[token] += 1
+            owner = self._refresh_owner.get(token) if token is not None else None
+        else:
+            access = form.get("token")
+            owner = self._access_owner.get(access) if access is not None else None
 
-            extra = self.slow.get(owner, 0.0) if owner is not None else 0.0
-            if path == TOKEN_PATH:
-                return self._delayed(self._token_endpoint_locked(is_form, form), extra)
-            return self._delayed(self._revoke_endpoint_locked(is_form, form), extra)
+        reply = self._pop_script(owner)
+        if reply is not None:
+            if reply.consume and exchange:  # the exchange happens, its answer is lost
+                self._token_endpoint_locked(is_form, form, lost=True)
+            elif reply.consume and path == REVOKE_PATH:
+                self._revoke_endpoint_locked(is_form, form, lost=True)
+            elif reply.consume and token is not None and token in self._valid:
+                open_id, scope = self._valid.pop(token)
+                self._new_refresh(open_id, scope)
+                self._new_access(open_id)
+                self._lost_rotations[open_id] += 1
+            return _answer_from_reply(reply)
+
+        extra = self.slow.get(owner, 0.0) if owner is not None else 0.0
+        if path == TOKEN_PATH:
+            return self._delayed(self._token_endpoint_locked(is_form, form), extra)
+        return self._delayed(self._revoke_endpoint_locked(is_form, form), extra)
 
     def _delayed(self, answer: _Answer, extra: float = 0.0) -> _Answer:
         latency = max(self.latency, extra)

@@ -1,5 +1,7 @@
 """The stand-in's consent state: authorization codes (single use, short-lived, bound to a
-redirect URI and an optional PKCE challenge) and revoked access tokens.
+redirect URI and an optional PKCE challenge) and revoked access tokens; and its consent
+page (``GET /v2/auth/authorize/``), which says yes at once, for scripts: a 302 to the
+redirect URI with a fresh code and the state.
 
 A helper of ``standin.py``, kept apart to keep that module readable. Not thread-safe by
 itself: :class:`TikTokStandIn` calls every method with its lock held, so each decision (is
@@ -11,12 +13,29 @@ from __future__ import annotations
 import base64
 import collections
 import hashlib
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-__all__ = ["CODE_TTL", "Authorization", "CodeRejected", "ConsentBook", "challenge_of"]
+__all__ = [
+    "AUTHORIZE_PATH",
+    "CODE_TTL",
+    "DEMO_OPEN_ID",
+    "Authorization",
+    "CodeRejected",
+    "ConsentBook",
+    "ConsentRefused",
+    "ConsentRequest",
+    "challenge_of",
+    "read_consent_request",
+    "redirect_location",
+]
+
+AUTHORIZE_PATH = "/v2/auth/authorize/"
+DEMO_OPEN_ID = "demo-new-creator"  # who consents on the consent page, unless open_id= says
 
 CODE_TTL = 600.0  # seconds an authorization code can be exchanged (TikTok: short-lived)
 ChallengeEncoding = Literal["hex", "base64url"]
@@ -118,3 +137,77 @@ class ConsentBook:
 
     def is_revoked(self, access_token: str) -> bool:
         return access_token in self._revoked_access
+
+    @property
+    def revoked_access(self) -> list[str]:
+        return sorted(self._revoked_access)
+
+
+# -- the consent page ---------------------------------------------------------------------
+
+_HEX_CHALLENGE = re.compile(r"[0-9a-f]{64}")  # TikTok desktop: hex of SHA-256
+_BASE64URL_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # RFC 7636: base64url, no padding
+_OPEN_ID = re.compile(r"[!-~]{1,255}")
+
+
+class ConsentRefused(Exception):
+    """A consent request the page refuses (400, nobody redirected): the reason why."""
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    """A consent request as the page reads it: who says yes to what, and where to."""
+
+    open_id: str
+    redirect_uri: str
+    scope: str
+    state: str
+    challenge: str | None
+    encoding: ChallengeEncoding
+
+
+def read_consent_request(query: str, *, client_key: str, default_scope: str) -> ConsentRequest:
+    """The request in a consent URL's query, as ``accounts authorize-url`` makes it, or
+    ConsentRefused naming what is wrong. ``open_id`` (not TikTok's) picks the demo user who
+    consents; a challenge (with ``code_challenge_method=S256``) is hex or base64url."""
+    params = parse_qs(query, keep_blank_values=True)
+    if any(len(values) > 1 for values in params.values()):
+        raise ConsentRefused("a parameter is given twice")
+    get = {name: values[0] for name, values in params.items()}.get
+    if get("client_key") != client_key:
+        raise ConsentRefused(f"client_key is not the stand-in's app ({client_key})")
+    if get("response_type") != "code":
+        raise ConsentRefused("response_type must be code")
+    redirect_uri = get("redirect_uri") or ""
+    parts = urlsplit(redirect_uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ConsentRefused("redirect_uri must be an absolute http(s) URL without a fragment")
+    state = get("state")
+    if not state:
+        raise ConsentRefused("state is missing")
+    open_id = get("open_id") or DEMO_OPEN_ID
+    if not _OPEN_ID.fullmatch(open_id):
+        raise ConsentRefused("open_id must be 1 to 255 visible ASCII characters")
+    challenge, method = get("code_challenge"), get("code_challenge_method")
+    encoding: ChallengeEncoding = "hex"
+    if challenge is None and method is not None:
+        raise ConsentRefused("code_challenge_method without a code_challenge")
+    if challenge is not None:
+        if method != "S256":
+            raise ConsentRefused("code_challenge_method must be S256")
+        if _BASE64URL_CHALLENGE.fullmatch(challenge):
+            encoding = "base64url"
+        elif not _HEX_CHALLENGE.fullmatch(challenge):
+            raise ConsentRefused("code_challenge is not a SHA-256 challenge (hex or base64url)")
+    scope = get("scope") or default_scope
+    return ConsentRequest(open_id, redirect_uri, scope, state, challenge, encoding)
+
+
+def redirect_location(request: ConsentRequest, code: str) -> str:
+    """Where the user's browser goes after saying yes: the redirect URI with the code (its
+    ``*`` and ``!`` percent-encoded), the state and the scopes granted."""
+    query = urlencode(
+        [("code", code), ("scopes", request.scope), ("state", request.state)], quote_via=quote
+    )
+    separator = "&" if "?" in request.redirect_uri else "?"
+    return request.redirect_uri + separator + query

@@ -30,6 +30,7 @@ from tokenrefresh.scrub import register_secret
 
 __all__ = [
     "DEFAULT_API_BASE_URL",
+    "DEFAULT_AUTHORIZE_URL",
     "SECRET_VARIABLES",
     "ClientCredentials",
     "Secret",
@@ -42,12 +43,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE_URL = "https://open.tiktokapis.com"
+DEFAULT_AUTHORIZE_URL = "https://www.tiktok.com/v2/auth/authorize/"
 
 DATABASE_URL = "TOKENREFRESH_DATABASE_URL"
 ENCRYPTION_KEYS = "TOKENREFRESH_ENCRYPTION_KEYS"
 CLIENT_KEY = "TIKTOK_CLIENT_KEY"
 CLIENT_SECRET = "TIKTOK_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 API_BASE_URL = "TIKTOK_API_BASE_URL"
+AUTHORIZE_URL = "TIKTOK_AUTHORIZE_URL"  # the consent page (a local stand-in's, to try it)
 PING_URL = "TOKENREFRESH_PING_URL"
 CLEANUP_PING_URL = "TOKENREFRESH_CLEANUP_PING_URL"
 WEBHOOK_SECRET = "TOKENREFRESH_WEBHOOK_SECRET"  # noqa: S105 - the variable's name
@@ -114,6 +117,7 @@ class Settings:
     client_key: str | None = None
     client_secret: Secret | None = None
     api_base_url: str = DEFAULT_API_BASE_URL
+    authorize_url: str = DEFAULT_AUTHORIZE_URL
     ping_url: Secret | None = None
     cleanup_ping_url: Secret | None = None
     webhook_url: Secret | None = None
@@ -140,6 +144,9 @@ class Settings:
             client_key=_read(env, CLIENT_KEY),
             client_secret=Secret(client_secret) if client_secret else None,
             api_base_url=_validate_base_url(_read(env, API_BASE_URL) or DEFAULT_API_BASE_URL),
+            authorize_url=_validate_url(
+                AUTHORIZE_URL, _read(env, AUTHORIZE_URL) or DEFAULT_AUTHORIZE_URL
+            ),
             ping_url=Secret(_validate_ping_url(PING_URL, ping_url)) if ping_url else None,
             cleanup_ping_url=(
                 Secret(_validate_ping_url(CLEANUP_PING_URL, cleanup_ping_url))
@@ -387,28 +394,34 @@ _HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 def _validate_base_url(url: str) -> str:
     """A URL every call can use, or ConfigError before any run: a host and port that cannot
     be used would otherwise fail (and back off) every account, one by one."""
+    return _validate_url(API_BASE_URL, url).rstrip("/")
+
+
+def _validate_url(name: str, url: str) -> str:
+    """`url` as given if it is https (http for a loopback host) with a usable host and port
+    and no credentials, query or fragment; ConfigError naming the variable otherwise."""
     try:
         parts = urlsplit(url)
     except ValueError:
         # Not repeated in the message: a mistyped URL may carry a password.
         raise ConfigError(
-            f"{API_BASE_URL} is not a valid URL: an IPv6 address stands in brackets, "
+            f"{name} is not a valid URL: an IPv6 address stands in brackets, "
             "as in http://[::1]:8080"
         ) from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{API_BASE_URL} must be an https:// URL with a host name")
+        raise ConfigError(f"{name} must be an https:// URL with a host name")
     if not _is_host(parts.hostname):
-        raise ConfigError(f"{API_BASE_URL}: the host is not a valid host name or IP address")
+        raise ConfigError(f"{name}: the host is not a valid host name or IP address")
     if _port(parts) == 0:
-        raise ConfigError(f"{API_BASE_URL}: the port must be a number from 1 to 65535")
+        raise ConfigError(f"{name}: the port must be a number from 1 to 65535")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigError(
-            f"{API_BASE_URL}: plain http:// is only allowed for a loopback host "
+            f"{name}: plain http:// is only allowed for a loopback host "
             f"(127.0.0.1, ::1, localhost), not {parts.hostname!r}; use https://"
         )
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigError(f"{API_BASE_URL} must not carry credentials, a query or a fragment")
-    return url.rstrip("/")
+        raise ConfigError(f"{name} must not carry credentials, a query or a fragment")
+    return url
 
 
 def _port(parts: SplitResult) -> int | None:

@@ -201,7 +201,9 @@ def accounts_authorize_url(
     ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Print the URL of TikTok's consent page for a new account (and its state to check)."""
+    """Print the URL of TikTok's consent page for a new account (and its state to check).
+
+    The page is TikTok's, or the one TIKTOK_AUTHORIZE_URL names (a local stand-in's)."""
     setup()
     from tokenrefresh.tiktok.consent import (
         authorize_url,
@@ -226,6 +228,7 @@ def accounts_authorize_url(
             scopes=scope or ["user.info.basic"],
             state=state,
             code_challenge=code_challenge(verifier) if verifier else None,
+            base_url=settings.authorize_url,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import Literal
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
+from tokenrefresh.settings import DEFAULT_AUTHORIZE_URL
+
 __all__ = [
     "AUTHORIZE_URL",
     "MAX_CODE_LENGTH",
@@ -33,7 +35,9 @@ __all__ = [
     "new_state",
 ]
 
-AUTHORIZE_URL = "https://www.tiktok.com/v2/auth/authorize/"
+# TikTok's consent page; TIKTOK_AUTHORIZE_URL (Settings.authorize_url) can name another,
+# such as the stand-in of examples/standin.py.
+AUTHORIZE_URL = DEFAULT_AUTHORIZE_URL
 ChallengeEncoding = Literal["hex", "base64url"]
 
 VERIFIER_LENGTH = 64
@@ -161,9 +165,9 @@ def authorize_url(
     code_challenge: str | None = None,
     base_url: str = AUTHORIZE_URL,
 ) -> str:
-    """The consent URL: client_key, response_type=code, scope (comma-joined), redirect_uri
-    and state, plus code_challenge and code_challenge_method=S256 when a challenge is given;
-    every value percent-encoded."""
+    """The consent URL, at `base_url` (TikTok's page unless told otherwise): client_key,
+    response_type=code, scope (comma-joined), redirect_uri and state, plus code_challenge
+    and code_challenge_method=S256 when a challenge is given; every value percent-encoded."""
     if isinstance(scopes, str):
         raise ValueError("scopes must be a list of scope names, not one string")
     if not client_key or not state or not base_url:
