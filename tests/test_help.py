@@ -5,8 +5,12 @@ Typer's own `ID <int>`: the metavar already says what goes there.)"""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,3 +62,42 @@ def test_status_help_says_what_the_window_counts() -> None:
     flowed = " ".join(result.output.split())
     assert "Count the access tokens that expire within this time." in flowed
     assert "Refresh access tokens" not in flowed
+
+
+FIRST_RUN = [
+    "  A first run needs, from the environment (each also as NAME_FILE, a file):",
+    "    TOKENREFRESH_ENCRYPTION_KEYS  the key(s): tokenrefresh keys generate",
+    "    TOKENREFRESH_DATABASE_URL     optional: SQLite in ~/.local/share by default",
+    "    TIKTOK_CLIENT_KEY             your TikTok app's client key",
+    "    TIKTOK_CLIENT_SECRET          and its client secret",
+    '  Secrets are never options. The README explains each, section "Configuration".',
+]
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_tokenrefresh_help_names_what_a_first_run_needs_within_80_columns(columns: str) -> None:
+    """As a user sees it: the console script's module in a real process, whatever the
+    terminal's width (click wraps help at 80 columns at most)."""
+    environment = {**os.environ, "COLUMNS": columns}
+    shown = subprocess.run(
+        [sys.executable, "-m", "tokenrefresh", "--help"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = shown.stdout.splitlines()
+    assert lines[-len(FIRST_RUN) :] == FIRST_RUN
+    assert max(len(line) for line in lines) <= 80, shown.stdout
+    assert shown.stderr == ""
+
+
+def test_the_readme_has_the_section_the_help_points_to() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "\n## Configuration\n" in readme
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    for name in ("TOKENREFRESH_ENCRYPTION_KEYS", "TOKENREFRESH_DATABASE_URL"):
+        assert f"| `{name}` |" in section
+    assert "| `TIKTOK_CLIENT_KEY`, `TIKTOK_CLIENT_SECRET` |" in section
+    assert "`_FILE`" in section

@@ -303,14 +303,25 @@ def test_refresh_pings_start_and_success(
     assert PING_PATH not in result.stdout + result.stderr
 
 
-def test_a_failed_run_pings_fail_and_a_locked_one_nothing(
+def test_a_failed_run_pings_fail_and_one_with_only_users_to_reconnect_success(
     cli: Cli, pings: PingReceiver, add_accounts: Callable[..., list], standin: TikTokStandIn
 ) -> None:
-    add_accounts(1)
+    add_accounts(2)
+    # Only a user to reconnect: exit 1, but a successful run, as for `status` (issue 18).
     standin.script(tiktok_error("invalid_grant"), open_id="user0")
     result = cli("refresh", "--window", "3h", "-q", env={"TOKENREFRESH_PING_URL": pings.url})
     assert result.exit_code == 1
+    assert [path for path, _ in pings.received] == [f"{PING_PATH}/start", PING_PATH]
+    assert "refreshed 1, expired 1, failed 0, skipped 0, lost 0 (exit 1)" in pings.received[1][1]
+    # A transient failure besides: no verdict on the account, a failed run.
+    add_accounts(1, prefix="flaky")
+    standin.script(tiktok_error("invalid_grant"), open_id="user1")
+    standin.script(*[Reply(503)] * 3, open_id="flaky0")
+    pings.received.clear()
+    result = cli("refresh", "--window", "3h", "-q", env={"TOKENREFRESH_PING_URL": pings.url})
+    assert result.exit_code == 1
     assert [path for path, _ in pings.received] == [f"{PING_PATH}/start", f"{PING_PATH}/fail"]
+    assert "refreshed 0, expired 1, failed 1, skipped 0, lost 0 (exit 1)" in pings.received[1][1]
     # The app's credentials rejected: the run is a failure, and says why.
     add_accounts(1, prefix="other")
     pings.received.clear()

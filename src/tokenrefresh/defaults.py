@@ -3,7 +3,7 @@ these, so `--help`, the README and the behaviour cannot drift apart."""
 
 from __future__ import annotations
 
-from tokenrefresh.durations import Duration
+from tokenrefresh.durations import Duration, Seconds
 
 __all__ = [
     "ATTEMPTS_SHOWN",
@@ -35,7 +35,7 @@ CONCURRENCY = 8
 # Below the 30-minute cron interval, so a run ends (and frees its lock) before the next.
 MAX_RUNTIME = Duration(minutes=25)
 # The whole of one call to TikTok, connect to last byte.
-HTTP_TIMEOUT = 20.0  # seconds
+HTTP_TIMEOUT = Seconds(20.0)
 # At most: one account's whole refresh (3 calls, the waits between them) must end well
 # within its claim's lease (storage.claims.DEFAULT_LEASE, 5 minutes), or another claimer
 # could present the same refresh token. A test keeps the two in step.

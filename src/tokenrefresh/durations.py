@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["MAX_DURATION", "Duration", "check_duration", "format_duration", "parse_duration"]
+__all__ = [
+    "MAX_DURATION",
+    "Duration",
+    "Seconds",
+    "check_duration",
+    "format_duration",
+    "parse_duration",
+    "parse_seconds",
+]
 
 # The longest duration any option, variable or library argument takes: ten years, beyond
 # every token lifetime and retention anyone needs, far from where date arithmetic overflows.
@@ -13,6 +21,7 @@ MAX_DURATION = timedelta(days=3650)
 
 _UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([dhms])")
+_SECONDS = re.compile(r"(\d*)(\.\d+)?")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -42,6 +51,27 @@ def parse_duration(text: str) -> timedelta:
         timedelta(seconds=sum(int(number) * _UNITS[unit] for number, unit in parts)),
         text.strip(),
     )
+
+
+def parse_seconds(text: str) -> float:
+    """Seconds, for the options that took a plain number of seconds before durations
+    (`--http-timeout`, `events deliver --budget`): a duration (`20s`, `1m30s`), or a bare
+    number, which means seconds there (`20`, `0.5`) so that existing scripts keep working.
+    A duration's smallest unit is the second; below it, write a bare number (`0.5`)."""
+    cleaned = text.strip()
+    number = _SECONDS.fullmatch(cleaned)
+    if cleaned and number:
+        if len(number.group(1)) > 12:  # as for durations: no huge number reaches float()
+            raise ValueError(_too_long(cleaned))
+        return check_duration(timedelta(seconds=float(cleaned)), cleaned).total_seconds()
+    try:
+        return parse_duration(cleaned).total_seconds()
+    except ValueError as error:
+        if "is not a duration" not in str(error):
+            raise
+        raise ValueError(
+            f"{text!r} is not a duration: use e.g. 20s, 1m30s, or a number of seconds (20, 0.5)"
+        ) from None
 
 
 def check_duration(value: timedelta, shown: str | None = None) -> timedelta:
@@ -76,3 +106,11 @@ class Duration(timedelta):
 
     def __str__(self) -> str:
         return format_duration(self)
+
+
+class Seconds(float):
+    """A number of seconds that shows itself as a duration (`20s`, `0.5s`): the defaults of
+    the options that take seconds, so that `--help` says `[default: 20s]`."""
+
+    def __str__(self) -> str:
+        return f"{float(self):g}s"

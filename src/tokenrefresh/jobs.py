@@ -28,6 +28,7 @@ from tokenrefresh.refresh.plan import Plan, RefreshOptions
 from tokenrefresh.refresh.report import RunReport
 from tokenrefresh.refresh.run import Refresher
 from tokenrefresh.settings import Settings
+from tokenrefresh.storage.history import counts_as_success
 from tokenrefresh.storage.records import Shard
 from tokenrefresh.storage.repository import Repository
 
@@ -82,7 +83,7 @@ def refresh_job(options: RefreshOptions, job: JobOptions, *, http_timeout: float
         refresher = Refresher(repository, cipher, client, lock, observer=observer)
         with _graceful_stop(refresher, monitoring), _reported(monitoring, repository) as reported:
             report = refresher.run(plan)
-            reported(report.exit_code, report.summary)
+            reported(report.exit_code, report.summary, _counts_as_success(report))
         if report.run_id is not None:  # the run took place: announce what changed
             notice_expiring(repository, options.warn_before, options.shard)
             deliver_pending(settings, repository, retention=options.event_retention)
@@ -109,9 +110,19 @@ def cleanup_job(
                 on_started=monitoring.started if monitoring is not None else None,
                 event_retention=event_retention,
             )
-            reported(0, report.summary)
+            reported(0, report.summary, None)
         deliver_pending(settings, context.repository(), retention=event_retention)
         return report
+
+
+def _counts_as_success(report: RunReport) -> bool:
+    """The ping's verdict on a refresh run: the rule of "the last successful run" (`status`,
+    the metrics), so a run whose only problem is users to reconnect pings success, though
+    it exits 1 (the users are a warning, never a failed run)."""
+    if report.error is not None or report.signal_number is not None:
+        return False
+    counts = {str(result): count for result, count in report.counts.items()}
+    return counts_as_success("refresh", report.outcome, counts)
 
 
 def _settings(command: str, shard: Shard | None, dry_run: bool) -> Settings:
@@ -194,15 +205,16 @@ def _observer(monitoring: Monitoring | None, *, show_progress: bool) -> RunObser
 @contextmanager
 def _reported(
     monitoring: Monitoring | None, repository: Repository
-) -> Iterator[Callable[[int, str], None]]:
-    """Report the run's end to the ping and the metrics file, errors included.
+) -> Iterator[Callable[[int, str, bool | None], None]]:
+    """Report the run's end to the ping and the metrics file, errors included: the ping
+    says success for a run that counts as one (`_counts_as_success`), else exit 0.
 
     A run that found the lock held reports nothing: the run holding it will.
     """
 
-    def finished(exit_code: int, summary: str) -> None:
+    def finished(exit_code: int, summary: str, success: bool | None = None) -> None:
         if monitoring is not None:
-            monitoring.finished(exit_code, summary, repository, utcnow())
+            monitoring.finished(exit_code, summary, repository, utcnow(), success=success)
 
     try:
         yield finished

@@ -230,8 +230,16 @@ class Monitoring:
             self._pinger.cancel()
 
     def finished(
-        self, exit_code: int, summary: str, repository: Repository | None, now: datetime
+        self,
+        exit_code: int,
+        summary: str,
+        repository: Repository | None,
+        now: datetime,
+        *,
+        success: bool | None = None,
     ) -> None:
+        """Write the metrics file and ping the end: success if `success` says so (a refresh
+        whose only problem is users to reconnect), else if the exit code is 0."""
         if self._metrics_file is not None and repository is not None:
             try:
                 write_metrics(self._metrics_file, self._command, repository, now, self._window)
@@ -239,6 +247,7 @@ class Monitoring:
                 log.error("could not write the metrics file %s: %s", self._metrics_file, error)
         if self._pinger is not None:
             self._pinger.finish(
-                exit_code == 0, f"{self._command} on {socket.gethostname()}: {summary}"
+                exit_code == 0 if success is None else success,
+                f"{self._command} on {socket.gethostname()}: {summary}",
             )
             self._pinger.close()

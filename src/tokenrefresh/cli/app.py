@@ -12,9 +12,10 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from tokenrefresh import __version__
 from tokenrefresh.errors import TokenRefreshError, UsageError
@@ -22,6 +23,7 @@ from tokenrefresh.scrub import safe_text, scrub
 
 __all__ = [
     "EXIT_CLOSED_PIPE",
+    "FIRST_RUN_HELP",
     "accounts_app",
     "app",
     "db_app",
@@ -40,12 +42,58 @@ log = logging.getLogger("tokenrefresh")
 # Not 1, which says accounts failed: here the work was done, only its output went unread.
 EXIT_CLOSED_PIPE = 141
 
+# What a first run needs, at the end of `tokenrefresh --help`; each paragraph after "\b" is
+# printed as written (not rewrapped), within 80 columns.
+FIRST_RUN_HELP = """\b
+A first run needs, from the environment (each also as NAME_FILE, a file):
+  TOKENREFRESH_ENCRYPTION_KEYS  the key(s): tokenrefresh keys generate
+  TOKENREFRESH_DATABASE_URL     optional: SQLite in ~/.local/share by default
+  TIKTOK_CLIENT_KEY             your TikTok app's client key
+  TIKTOK_CLIENT_SECRET          and its client secret
+Secrets are never options. The README explains each, section "Configuration".
+"""
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
+
+class _Group(TyperGroup):
+    """The root group: a usage error for an option names where its bad value came from."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as error:
+            _name_the_source(error)
+            raise
+
+
+def _name_the_source(error: typer.BadParameter) -> None:
+    """Typer's hint for an option with an environment variable names both, wherever the
+    value came from (`'--window' (env var: 'TOKENREFRESH_WINDOW')`): name the option for a
+    value from the command line, the variable for one from the environment."""
+    param, ctx = error.param, error.ctx
+    envvar = getattr(param, "envvar", None)
+    opts = getattr(param, "opts", None)
+    if error.param_hint is not None or param is None or ctx is None or not envvar or not opts:
+        return
+    if type(error).__name__ == "MissingParameter":
+        return
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    option = " / ".join(f"'{opt}'" for opt in opts)
+    if getattr(source, "name", None) == "ENVIRONMENT":
+        names = [envvar] if isinstance(envvar, str) else list(envvar)
+        variable = next((name for name in names if name in os.environ), names[0])
+        error.param_hint = f"{variable} (the environment variable for {option})"
+    elif getattr(source, "name", None) == "COMMANDLINE":
+        error.param_hint = option
+
+
 app = typer.Typer(
+    cls=_Group,
     name="tokenrefresh",
     help="Keeps TikTok OAuth tokens fresh: refreshes, stores them encrypted, flags rejected ones.",
+    epilog=FIRST_RUN_HELP,
     no_args_is_help=True,
     # Tracebacks with local variables would print tokens: never.
     pretty_exceptions_enable=False,
@@ -170,9 +218,5 @@ def root(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
-    """Keeps TikTok OAuth tokens fresh.
-
-    Configuration comes from the environment (each variable also as NAME_FILE):
-    TOKENREFRESH_DATABASE_URL, TOKENREFRESH_ENCRYPTION_KEYS, TIKTOK_CLIENT_KEY,
-    TIKTOK_CLIENT_SECRET, TIKTOK_API_BASE_URL. Secrets are never command-line options.
-    """
+    """Keeps TikTok OAuth tokens fresh (the app's `help=` and FIRST_RUN_HELP are what
+    `tokenrefresh --help` shows)."""

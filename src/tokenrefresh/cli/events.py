@@ -9,11 +9,14 @@ import typer
 
 from tokenrefresh import defaults
 from tokenrefresh.cli.app import events_app, handles_errors, setup
-from tokenrefresh.cli.options import AsJson, EventRetention, Quiet
+from tokenrefresh.cli.options import AsJson, EventRetention, Quiet, seconds_option
+from tokenrefresh.durations import Seconds
 from tokenrefresh.events.records import EventType
 from tokenrefresh.settings import Settings
 
 __all__ = ["events_deliver", "events_list", "events_secret"]
+
+_BUDGET = Seconds(60.0)  # seconds that `events deliver` spends delivering, at most
 
 
 @events_app.command("list")
@@ -54,8 +57,11 @@ def events_deliver(
     event_retention: EventRetention = defaults.EVENT_RETENTION,
     budget: Annotated[
         float,
-        typer.Option(min=0.1, metavar="SECONDS", help="Seconds to spend delivering, at most."),
-    ] = 60.0,
+        seconds_option(
+            "How long to spend delivering, at most: 10s, 2m, or seconds (10, 0.5).",
+            minimum=0.1,
+        ),
+    ] = _BUDGET,
     now: Annotated[
         bool,
         typer.Option("--now", help="Retry every pending event at once, whatever its back-off."),

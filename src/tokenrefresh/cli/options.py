@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from tokenrefresh import defaults
-from tokenrefresh.durations import parse_duration
+from tokenrefresh.durations import parse_duration, parse_seconds
 from tokenrefresh.errors import UsageError
 from tokenrefresh.storage.records import Shard
 
@@ -34,6 +34,7 @@ __all__ = [
     "as_positive_duration",
     "as_shard",
     "duration_option",
+    "seconds_option",
     "window_option",
 ]
 
@@ -59,6 +60,44 @@ def as_positive_duration(text: str | timedelta) -> timedelta:
     return value
 
 
+def seconds_parser(minimum: float, maximum: float | None = None) -> Any:
+    """The parser of a SECONDS-or-DURATION option: `20s`, `1m`, or a bare number of seconds
+    (`20`, `0.5`: these options took plain seconds before durations), within the bounds."""
+
+    def as_seconds(text: str | float) -> float:
+        if isinstance(text, int | float):  # the default, already a number
+            return float(text)
+        try:
+            value = parse_seconds(text)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        if value < minimum:
+            raise typer.BadParameter(f"{text.strip()!r} is less than the minimum, {minimum:g}s")
+        if maximum is not None and value > maximum:
+            raise typer.BadParameter(f"{text.strip()!r} is more than the maximum, {maximum:g}s")
+        return value
+
+    return as_seconds
+
+
+def seconds_option(
+    help_text: str,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+    envvar: str | None = None,
+) -> Any:
+    """A DURATION option that also takes a bare number of seconds; its value is in seconds,
+    its default a `Seconds`, shown as written (`[default: 20s]`)."""
+    return typer.Option(
+        parser=seconds_parser(minimum, maximum),
+        envvar=envvar,
+        metavar="DURATION",
+        show_default=True,
+        help=help_text,
+    )
+
+
 def as_shard(text: str) -> Shard:
     index, _, count = text.partition("/")
     if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
@@ -80,12 +119,12 @@ AsJson = Annotated[
 ]
 HttpTimeout = Annotated[
     float,
-    typer.Option(
-        min=0.1,
-        max=defaults.MAX_HTTP_TIMEOUT,
-        metavar="SECONDS",
+    seconds_option(
+        "How long one call to TikTok may take, connect to last byte: 20s, 1m, or seconds "
+        "(20, 0.5); from 0.1s to 60s.",
+        minimum=0.1,
+        maximum=defaults.MAX_HTTP_TIMEOUT,
         envvar="TOKENREFRESH_HTTP_TIMEOUT",
-        help="Seconds one call to TikTok may take, connect to last byte (at most 60).",
     ),
 ]
 LogFormatOption = Annotated[
