@@ -68,20 +68,25 @@ class Accounts:
             created=counts.created, updated=counts.updated, unchanged=counts.unchanged
         )
 
-    def list(self, status: str | None = None) -> list[AccountView]:
-        """Every account, or those with this status (`active`, `expired`, `disabled`)."""
-        return self._repository.list_accounts(AccountStatus(status) if status else None)
+    def list(
+        self, status: str | None = None, missing_scopes: Iterable[str] = ()
+    ) -> list[AccountView]:
+        """Every account, or those with this status (`active`, `expired`, `disabled`),
+        and of those, with `missing_scopes`, the ones whose consent lacks one of them."""
+        return self._repository.list_accounts(
+            AccountStatus(status) if status else None, missing_scopes=frozenset(missing_scopes)
+        )
 
     def get(self, account_id: int | None = None, open_id: str | None = None) -> AccountView:
         if open_id is not None:
             found = self._repository.find_account(open_id)
             if found is None:
-                raise AccountNotFound(f"no account with open_id {open_id!r}")
+                raise AccountNotFound(f"no account with open_id {open_id!r}", open_id=open_id)
             return found
         assert account_id is not None
         account = self._repository.get_account(account_id)
         if account is None:
-            raise AccountNotFound(f"no account with id {account_id}")
+            raise AccountNotFound(f"no account with id {account_id}", account_id=account_id)
         return account
 
     def details(self, account_id: int, attempts: int) -> AccountDetails:
@@ -90,13 +95,13 @@ class Accounts:
 
     def remove(self, account_id: int) -> None:
         if not self._repository.remove_account(account_id):
-            raise AccountNotFound(f"no account with id {account_id}")
+            raise AccountNotFound(f"no account with id {account_id}", account_id=account_id)
 
     def set_enabled(self, account_id: int, enabled: bool) -> AccountView:
         """Disable an account, or make it active again if it has a usable refresh token."""
         if not enabled:
             if not self._repository.disable(account_id):
-                raise AccountNotFound(f"no account with id {account_id}")
+                raise AccountNotFound(f"no account with id {account_id}", account_id=account_id)
             return self.get(account_id)
         if not self._repository.enable(account_id):
             account = self.get(account_id)  # AccountNotFound if there is none

@@ -14,14 +14,14 @@ app".
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from tokenrefresh import defaults
 from tokenrefresh.context import Context
-from tokenrefresh.errors import AccountNotFound, InvalidArgument
+from tokenrefresh.errors import AccountNotFound, ConfigurationError, InvalidArgument
 from tokenrefresh.refresh.on_demand import DEFAULT_WAIT, AccessToken, LazyEndpoint, OnDemand
 from tokenrefresh.settings import (
     API_BASE_URL,
@@ -31,8 +31,9 @@ from tokenrefresh.settings import (
     ENCRYPTION_KEYS,
     Settings,
 )
-from tokenrefresh.storage.engine import describe_url
+from tokenrefresh.storage.engine import default_database_path, describe_url
 from tokenrefresh.storage.records import AccountView
+from tokenrefresh.storage.repository import Repository
 
 if TYPE_CHECKING:
     from tokenrefresh.connections import Connected, Connections, Revoked
@@ -49,9 +50,11 @@ class TokenStore:
     """Fresh access tokens, connect and revoke, for one database of accounts.
 
     Configuration is explicit (keyword arguments) or `TokenStore.from_env()` (the CLI's
-    environment variables and their `_FILE` variants). Opening checks the database schema
-    (SQLite is migrated, as by the CLI) and that the keys read what is stored; TikTok is
-    only contacted when a token must be refreshed.
+    environment variables and their `_FILE` variants). A store never creates a database:
+    without a configured one it opens the CLI's embedded default if there is one, and
+    raises ConfigurationError naming where it looked if not. Opening checks the database
+    schema (SQLite is migrated, as by the CLI) and that the keys read what is stored;
+    TikTok is only contacted when a token must be refreshed.
     """
 
     def __init__(
@@ -107,8 +110,10 @@ class TokenStore:
         self._lock = threading.Lock()
         self._context = Context(settings, pool_size=pool_size)
         try:
-            # A store is for an existing database: only the embedded default is created.
-            self._repository = self._context.repository()
+            # A store is for an existing database, never a new empty one (whose accounts
+            # would all be AccountNotFound): not even the CLI's embedded default.
+            _check_default_database(settings)
+            self._repository = Repository(self._context.engine(allow_default=False))
             cipher = self._context.cipher(verify_with=self._repository)
         except BaseException:
             self._context.close()
@@ -124,16 +129,21 @@ class TokenStore:
         account_id: int | None = None,
         open_id: str | None = None,
         min_valid: timedelta = DEFAULT_MIN_VALID,
+        scopes: Iterable[str] = (),
     ) -> AccessToken:
         """The account's access token, valid for at least `min_valid` from now: the stored
         one, or the account refreshed now. Exactly one of `account_id` and `open_id`.
+
+        `scopes` (e.g. {"video.publish"}): the scopes the caller needs. If the account's
+        consent lacks one, ReconnectNeeded (`reason` "missing_scope", `missing_scopes`)
+        before any refresh: its user must connect it again, granting them.
 
         Raises AccountNotFound, ReconnectNeeded, MinValidUnreachable, RefreshesSuspended,
         TemporarilyUnavailable, ConfigurationError or InvalidArgument (all under
         TokenRefreshError).
         """
         return self._tokens.access_token(
-            account_id=account_id, open_id=open_id, min_valid=min_valid
+            account_id=account_id, open_id=open_id, min_valid=min_valid, scopes=scopes
         )
 
     def account(self, *, account_id: int | None = None, open_id: str | None = None) -> AccountView:
@@ -147,7 +157,9 @@ class TokenStore:
         )
         if found is None:
             which = f"id {account_id}" if open_id is None else f"open_id {open_id!r}"
-            raise AccountNotFound(f"no account with {which}")
+            raise AccountNotFound(
+                f"no account with {which}", account_id=account_id, open_id=open_id
+            )
         return found
 
     def connect(
@@ -203,3 +215,18 @@ class TokenStore:
                     self._repository, self._cipher, client, self._tokens
                 )
             return self._connections
+
+
+def _check_default_database(settings: Settings) -> None:
+    """ConfigurationError if no database is configured and the CLI's embedded one is not
+    there: the CLI creates it on first use, a library never does."""
+    if settings.database_url is not None:
+        return
+    path = default_database_path()
+    if not path.is_file():
+        raise ConfigurationError(
+            f"no database: {DATABASE_URL} (or {DATABASE_URL}_FILE) is not set, and there is "
+            f"no embedded database at {path} (the default, which only the command line "
+            f"creates). Set {DATABASE_URL} to the database your tokenrefresh installation "
+            "uses, or run `tokenrefresh db upgrade` to create the embedded one",
+        )

@@ -175,7 +175,9 @@ class Connections:
             raise TemporarilyUnavailable(
                 f"revoking account {account.id} failed: it was refreshed moments ago and "
                 "TikTok's answer gave its access token no usable lifetime; nothing was "
-                "changed, try again in a minute"
+                "changed, try again in a minute",
+                account_id=account.id,
+                open_id=account.open_id,
             ) from None
         if token is not None:
             try:
@@ -188,7 +190,9 @@ class Connections:
             except RefreshFailed as failed:
                 raise TemporarilyUnavailable(
                     f"revoking account {account.id} failed: {failed.reason}; nothing was "
-                    "changed, try again"
+                    "changed, try again",
+                    account_id=account.id,
+                    open_id=account.open_id,
                 ) from None
         reason = "revoked" + (" at TikTok" if at_tiktok else "") + ": its user must connect again"
         self._repository.mark_revoked(account.id, reason)
@@ -225,7 +229,8 @@ def _unusable(reason: str) -> ReconnectNeeded:
     return ReconnectNeeded(
         f"{reason}. The tokens TikTok issued cannot be stored without a refresh token and a "
         "usable open_id, so they were discarded and nothing was stored; the authorization "
-        "code is spent: ask the user to authorize again"
+        "code is spent: ask the user to authorize again",
+        reason="unusable_grant",
     )
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "RECONNECT_REASONS",
     "AccountNotFound",
     "ClientRejected",
     "ConfigError",
@@ -37,68 +38,130 @@ EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_LOCKED = 75  # EX_TEMPFAIL from sysexits.h: "try again later"
 
+# ReconnectNeeded's `reason`: why the account's user must connect it again. Stable: apps
+# branch on these strings (the README lists them).
+RECONNECT_REASONS = frozenset(
+    {
+        "expired",  # TikTok rejected its refresh token (revoked by its user, or ran out)
+        "refresh_token_expired",  # its refresh token is past its expiry here
+        "no_refresh_token",  # its tokens were erased (cleanup after it expired)
+        "revoked",  # revoked on purpose (`accounts revoke`)
+        "disabled",  # excluded by hand: `accounts enable` brings it back, no user needed
+        "missing_scope",  # its consent lacks a scope the caller asked for
+        "unusable_grant",  # connect: TikTok's answer could not be stored
+    }
+)
+
 
 class TokenRefreshError(Exception):
-    """Base of every error tokenrefresh reports; carries its exit code."""
+    """Base of every error tokenrefresh reports; carries its exit code.
+
+    And data for an app to act on: `reason`, a short stable machine string (each class has
+    its own default; the account errors give the precise one, see REASONS), and the
+    account it is about, `account_id` and `open_id` (None where unknown or not about one).
+    """
 
     exit_code: int = EXIT_FAILURES
+    reason: str = "error"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        account_id: int | None = None,
+        open_id: str | None = None,
+    ) -> None:
         super().__init__(message or (self.__doc__ or type(self).__name__).strip())
+        if reason is not None:
+            self.reason = reason
+        self.account_id = account_id
+        self.open_id = open_id
 
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled (multiprocessing, a task queue) with its data, not only its message.
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt(
+    cls: type[TokenRefreshError], args: tuple[object, ...], data: dict[str, object]
+) -> TokenRefreshError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(data)
+    return error
 
 
 class UsageError(TokenRefreshError):
     """The command line or its input is not valid."""
 
     exit_code = EXIT_USAGE
+    reason = "usage"
 
 
 class InvalidArgument(UsageError, ValueError):
     """An argument of a library call is out of range (also a ValueError)."""
 
+    reason = "invalid_argument"
+
 
 class AccountNotFound(UsageError):
     """No account has that id or open_id."""
+
+    reason = "not_found"
 
 
 class ImportFileError(UsageError):
     """The import file is not valid; nothing was imported."""
 
+    reason = "import_file"
 
-class ConfigError(TokenRefreshError):
+
+class ConfigurationError(TokenRefreshError):
     """The configuration is missing or wrong."""
 
     exit_code = EXIT_CONFIG
+    reason = "configuration"
 
 
-# The library's name for it (`from tokenrefresh import ConfigurationError`).
-ConfigurationError = ConfigError
+# The name the code base has long used; the class (shown in reprs and tracebacks) is
+# ConfigurationError, the library's name for it.
+ConfigError = ConfigurationError
 
 
 class DecryptionError(ConfigError):
     """A stored token cannot be decrypted with any key in TOKENREFRESH_ENCRYPTION_KEYS."""
 
+    reason = "decryption"
+
 
 class SchemaNotCurrent(ConfigError):
     """The database schema is not at the current revision: run `tokenrefresh db upgrade`."""
 
+    reason = "schema_not_current"
+
 
 class ClientRejected(ConfigError):
     """TikTok rejected the app's own credentials (TIKTOK_CLIENT_KEY / TIKTOK_CLIENT_SECRET)."""
+
+    reason = "client_rejected"
 
 
 class LockHeld(TokenRefreshError):
     """Another run holds the lock; this one did nothing."""
 
     exit_code = EXIT_LOCKED
+    reason = "locked"
 
 
 class NoUsableToken(TokenRefreshError):
     """The account has no access token that can be used now."""
+
+    reason = "no_usable_token"
 
 
 class MinValidUnreachable(TokenRefreshError):
@@ -107,22 +170,44 @@ class MinValidUnreachable(TokenRefreshError):
     Ask with a smaller `min_valid`; not a failure that passes by itself."""
 
     exit_code = EXIT_USAGE
+    reason = "min_valid_unreachable"
 
 
 class ReconnectNeeded(NoUsableToken):
     """The account's user must connect the TikTok account again: TikTok rejected its refresh
-    token, or it expired, or the account was revoked, disabled or has no tokens."""
+    token, or it expired, or the account was revoked, disabled or has no tokens, or it lacks
+    a scope the caller needs (`missing_scopes`). `reason` says which (RECONNECT_REASONS)."""
+
+    reason = "reconnect"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        account_id: int | None = None,
+        open_id: str | None = None,
+        missing_scopes: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(message, reason=reason, account_id=account_id, open_id=open_id)
+        self.missing_scopes = missing_scopes
 
 
 class TemporarilyUnavailable(TokenRefreshError):
     """No fresh token now, for a reason that may pass: TikTok or the database failed, or
     another process is still refreshing the account. Try again later."""
 
+    reason = "temporarily_unavailable"
+
 
 class DatabaseError(TemporarilyUnavailable):
     """The database could not be reached or failed during the command."""
+
+    reason = "database"
 
 
 class RefreshesSuspended(DatabaseError):
     """A new token pair could not be stored, so this store refuses refreshes (without calling
     TikTok) until the database takes writes again; tokens still valid are handed out."""
+
+    reason = "suspended"

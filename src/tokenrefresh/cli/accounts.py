@@ -50,6 +50,15 @@ __all__ = [
 
 
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ScopeOption = Annotated[
+    list[str],
+    typer.Option(
+        "--scope",
+        metavar="SCOPE",
+        help="A scope the token must carry; an account whose consent lacks it is exit 1, "
+        "its user must reconnect (repeat the option, or a,b).",
+    ),
+]
 RedirectUri = Annotated[
     str,
     typer.Option(
@@ -104,6 +113,15 @@ def accounts_list(
             help="Only accounts with this status.",
         ),
     ] = None,
+    missing_scope: Annotated[
+        list[str],
+        typer.Option(
+            "--missing-scope",
+            metavar="SCOPE",
+            help="Only accounts whose consent lacks this scope (repeat the option, or a,b: "
+            "those lacking any of them), e.g. video.publish.",
+        ),
+    ] = [],  # noqa: B006 - Typer's way of saying "none given"
     as_json: AsJson = False,
 ) -> None:
     """List accounts (never their tokens)."""
@@ -113,8 +131,9 @@ def accounts_list(
     from tokenrefresh.context import Context
     from tokenrefresh.render import renderer
 
+    lacking = _scopes(missing_scope, "--missing-scope")
     with Context(Settings.from_env()) as context:
-        accounts = Accounts(context.repository()).list(status.value if status else None)
+        accounts = Accounts(context.repository()).list(status.value if status else None, lacking)
     renderer(as_json=as_json).accounts(accounts, utcnow())
 
 
@@ -154,6 +173,7 @@ def accounts_token(
             zero_ok=True,
         ),
     ] = defaults.MIN_VALID,
+    scope: ScopeOption = [],  # noqa: B006 - Typer's way of saying "none given"
     http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
 ) -> None:
     """Print the account's access token, and only it, for apps and scripts.
@@ -166,6 +186,7 @@ def accounts_token(
     account_id, open_id = account_key(account, open_id)
     if min_valid < timedelta(0):
         raise UsageError("--min-valid must not be negative")
+    scopes = _scopes(scope, "--scope")
     from tokenrefresh.context import Context
     from tokenrefresh.refresh.on_demand import LazyEndpoint, OnDemand
 
@@ -174,7 +195,7 @@ def accounts_token(
         cipher = context.cipher(verify_with=repository)
         client = LazyEndpoint(lambda: context.client(read_timeout=http_timeout))
         token = OnDemand(repository, cipher, client).access_token(
-            account_id=account_id, open_id=open_id, min_valid=min_valid
+            account_id=account_id, open_id=open_id, min_valid=min_valid, scopes=scopes
         )
     sys.stdout.write(token.token + "\n")
 
@@ -188,7 +209,7 @@ def accounts_authorize_url(
         typer.Option(
             "--scope",
             metavar="SCOPE",
-            help="A scope to ask for (repeat the option; default user.info.basic).",
+            help="A scope to ask for (repeat the option, or a,b; default user.info.basic).",
         ),
     ] = [],  # noqa: B006 - Typer's way of saying "none given"
     pkce: Annotated[
@@ -213,6 +234,7 @@ def accounts_authorize_url(
         new_state,
     )
 
+    scopes = _scopes(scope, "--scope")
     settings = Settings.from_env()
     credentials = settings.require_client_credentials()
     try:
@@ -225,7 +247,7 @@ def accounts_authorize_url(
         url = authorize_url(
             client_key=credentials.client_key,
             redirect_uri=redirect_uri,
-            scopes=scope or ["user.info.basic"],
+            scopes=list(scopes) or ["user.info.basic"],
             state=state,
             code_challenge=code_challenge(verifier) if verifier else None,
             base_url=settings.authorize_url,
@@ -352,6 +374,17 @@ def _connections(context: Context, http_timeout: float) -> Connections:
     cipher = context.cipher(verify_with=repository)
     client = context.client(read_timeout=http_timeout)
     return Connections(repository, cipher, client, OnDemand(repository, cipher, client))
+
+
+def _scopes(values: list[str], option: str) -> tuple[str, ...]:
+    """The scopes of a repeatable option, each value split at commas (TikTok joins scopes
+    with commas, so no scope holds one); exit 2 naming the option for a bad one."""
+    from tokenrefresh.scopes import check_scopes
+
+    try:
+        return check_scopes(values)
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}") from None
 
 
 def _confirm(yes: bool, doing: str, question: str) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +40,7 @@ from tokenrefresh.refresh.account import AccountRefresher, Pacing
 from tokenrefresh.refresh.control import ON_DEMAND, RunControl
 from tokenrefresh.refresh.pacing import Throttle
 from tokenrefresh.refresh.report import RECONNECT_HOW, REJECTED_WHY, AccountResult, Result
+from tokenrefresh.scopes import check_scopes, granted_scopes
 from tokenrefresh.storage.records import AccountStatus, TokenState
 from tokenrefresh.storage.repository import GrantNotStored, Repository
 
@@ -126,10 +127,13 @@ class OnDemand:
         account_id: int | None = None,
         open_id: str | None = None,
         min_valid: timedelta,
+        scopes: Iterable[str] = (),
     ) -> AccessToken:
-        """The account's access token, valid for at least `min_valid` from now.
+        """The account's access token, valid for at least `min_valid` from now, of a
+        consent that granted every one of `scopes` (checked before anything else is done).
 
-        Raises AccountNotFound, ReconnectNeeded (its user must connect again),
+        Raises AccountNotFound, ReconnectNeeded (its user must connect again, also to grant
+        a missing scope),
         MinValidUnreachable (TikTok's tokens do not last that long), RefreshesSuspended (a
         pair could not be stored, and the database still refuses writes),
         TemporarilyUnavailable (TikTok or the database failed, or another refresh of the
@@ -137,12 +141,16 @@ class OnDemand:
         valid long enough.
         """
         _check_min_valid(min_valid)
+        try:
+            wanted = frozenset(check_scopes(scopes))
+        except ValueError as error:
+            raise InvalidArgument(f"scopes: {error}") from None
         state = self._state(account_id, open_id)
-        token = self._fresh(state, min_valid)
+        token = self._fresh(state, min_valid, wanted)
         if token is not None:
             return token
         with self._lock_for(state.id):
-            return self._refreshed(state.id, min_valid)
+            return self._refreshed(state.id, min_valid, wanted)
 
     def _state(self, account_id: int | None, open_id: str | None) -> TokenState:
         if (account_id is None) == (open_id is None):
@@ -150,16 +158,28 @@ class OnDemand:
         state = self._repository.token_state(account_id, open_id)
         if state is None:
             which = f"id {account_id}" if open_id is None else f"open_id {open_id!r}"
-            raise AccountNotFound(f"no account with {which}")
+            raise AccountNotFound(
+                f"no account with {which}", account_id=account_id, open_id=open_id
+            )
         return state
 
-    def _fresh(self, state: TokenState, min_valid: timedelta) -> AccessToken | None:
+    def _fresh(
+        self, state: TokenState, min_valid: timedelta, wanted: frozenset[str]
+    ) -> AccessToken | None:
         """The stored token if it is good for `min_valid`; ReconnectNeeded if the account
-        can never be refreshed; None if a refresh is needed."""
+        can never be refreshed, or its consent lacks a scope in `wanted`; None if a refresh
+        is needed."""
         now = self._clock()
-        usable = _usable_problem(state, now)
-        if usable is not None:
-            raise ReconnectNeeded(f"account {state.id} ({state.open_id}) {usable}")
+        problem = _usable_problem(state, now)
+        if problem is not None:
+            reason, usable = problem
+            raise ReconnectNeeded(
+                f"account {state.id} ({state.open_id}) {usable}",
+                reason=reason,
+                account_id=state.id,
+                open_id=state.open_id,
+            )
+        _check_scopes(state, wanted)
         if state.access_token_ciphertext is None or state.access_expires_at < now + min_valid:
             return None
         return AccessToken(
@@ -170,7 +190,9 @@ class OnDemand:
             scope=state.scope,
         )
 
-    def _refreshed(self, account_id: int, min_valid: timedelta) -> AccessToken:
+    def _refreshed(
+        self, account_id: int, min_valid: timedelta, wanted: frozenset[str]
+    ) -> AccessToken:
         """Take the lease and refresh, or wait for whoever holds it; then read again."""
         give_up = time.monotonic() + self._wait
         pause = _POLL_FIRST
@@ -178,7 +200,7 @@ class OnDemand:
             self._client.ready()  # missing credentials: a ConfigError, not an account failure
         while True:
             state = self._state(account_id, None)
-            token = self._fresh(state, min_valid)  # another caller may have refreshed it
+            token = self._fresh(state, min_valid, wanted)  # another caller may have refreshed it
             if token is not None:
                 return token
             _check_pacing(state, min_valid, self._clock())
@@ -188,7 +210,7 @@ class OnDemand:
                 if claim is not None:
                     # Read under the lease: the generation the refresh compares against.
                     state = self._state(account_id, None)
-                    token = self._fresh(state, min_valid)
+                    token = self._fresh(state, min_valid, wanted)
                     if token is not None:
                         return token
                     _check_pacing(state, min_valid, self._clock())
@@ -196,18 +218,21 @@ class OnDemand:
                     try:
                         result = self._refresher(give_up).refresh(claim)
                     except GrantNotStored as error:
-                        self._suspension.start(account_id, error.reason)
+                        self._suspension.start(account_id, error.detail)
                         raise
                     if result is not None and result.result == Result.LOST:
                         self._suspension.start(account_id, result.detail or "lost")
                     if result is None or result.result != Result.SKIPPED:
-                        return self._after(account_id, result, min_valid)
+                        return self._after(account_id, result, min_valid, wanted)
                     # A newer pair was stored meanwhile (an import): read that one.
                     continue
             if time.monotonic() + pause >= give_up:
                 raise TemporarilyUnavailable(
                     f"account {account_id} is being refreshed by another process, which did "
-                    f"not finish within {self._wait:.0f}s; try again"
+                    f"not finish within {self._wait:.0f}s; try again",
+                    reason="busy",
+                    account_id=account_id,
+                    open_id=state.open_id,
                 )
             time.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
@@ -219,13 +244,17 @@ class OnDemand:
         return AccountRefresher(self._client, self._cipher, clock=self._clock, pacing=pacing)
 
     def _after(
-        self, account_id: int, result: AccountResult | None, min_valid: timedelta
+        self,
+        account_id: int,
+        result: AccountResult | None,
+        min_valid: timedelta,
+        wanted: frozenset[str],
     ) -> AccessToken:
         """The refreshed token, or why there is none."""
         if result is not None and result.result == Result.REFRESHED:
             self._failed_at.pop(account_id, None)
             state = self._state(account_id, None)
-            token = self._fresh(state, min_valid)
+            token = self._fresh(state, min_valid, wanted)
             if token is not None:
                 return token
             raise _unreachable(state, min_valid)
@@ -233,17 +262,28 @@ class OnDemand:
             why = result.detail or "TikTok rejected its refresh token"
             raise ReconnectNeeded(
                 f"account {account_id} ({result.open_id}): {why}; its user {REJECTED_WHY}; "
-                f"its user must reconnect {RECONNECT_HOW})"
+                f"its user must reconnect {RECONNECT_HOW})",
+                reason="expired",
+                account_id=account_id,
+                open_id=result.open_id,
             )
         detail = result.detail if result is not None else "the refresh was stopped"
         message = f"account {account_id} could not be refreshed now: {detail}"
         self._failed_at[account_id] = (time.monotonic(), message)
-        raise TemporarilyUnavailable(message)
+        open_id = result.open_id if result is not None else None
+        raise TemporarilyUnavailable(
+            message, reason="refresh_failed", account_id=account_id, open_id=open_id
+        )
 
     def _check_recent_failure(self, state: TokenState) -> None:
         failed = self._failed_at.get(state.id)
         if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_FAILURE:
-            raise TemporarilyUnavailable(f"{failed[1]} (not tried again yet)")
+            raise TemporarilyUnavailable(
+                f"{failed[1]} (not tried again yet)",
+                reason="refresh_failed",
+                account_id=state.id,
+                open_id=state.open_id,
+            )
 
     def _lock_for(self, account_id: int) -> threading.Lock:
         with self._guard:
@@ -334,23 +374,46 @@ def _unreachable(state: TokenState, min_valid: timedelta) -> MinValidUnreachable
         f"account {state.id} ({state.open_id}) was refreshed at {iso(issued) if issued else '?'} "
         f"and its token is valid until {iso(state.access_expires_at)}: {gives}; asked for "
         f"{format_duration(min_valid)}. It is not refreshed again within "
-        f"{format_duration(REFRESH_PACING)} of a refresh; ask with a smaller min_valid"
+        f"{format_duration(REFRESH_PACING)} of a refresh; ask with a smaller min_valid",
+        account_id=state.id,
+        open_id=state.open_id,
     )
 
 
-def _usable_problem(state: TokenState, now: datetime) -> str | None:
-    """Why the account can never give a token without its user, or None."""
+def _check_scopes(state: TokenState, wanted: frozenset[str]) -> None:
+    """ReconnectNeeded (`missing_scope`) if the account's consent lacks one of `wanted`."""
+    missing = wanted - granted_scopes(state.scope)
+    if not missing:
+        return
+    names = ", ".join(sorted(missing))
+    what = "the scope" if len(missing) == 1 else "the scopes"
+    stored = f"its consent grants {state.scope[:200]!r}" if state.scope else "no scope is stored"
+    raise ReconnectNeeded(
+        f"account {state.id} ({state.open_id}) lacks {what} {names} ({stored}): its user must "
+        f"connect it again, granting {names}",
+        reason="missing_scope",
+        account_id=state.id,
+        open_id=state.open_id,
+        missing_scopes=missing,
+    )
+
+
+def _usable_problem(state: TokenState, now: datetime) -> tuple[str, str] | None:
+    """Why the account can never give a token without its user (a ReconnectNeeded reason
+    and the words), or None."""
     if state.status == AccountStatus.EXPIRED:
-        return (
+        return "expired", (
             f"is expired: TikTok rejected its refresh token (its user {REJECTED_WHY}); its "
             f"user must reconnect {RECONNECT_HOW})"
         )
     if state.status == AccountStatus.REVOKED:
-        return "was revoked: its user must connect the TikTok account again"
+        return "revoked", "was revoked: its user must connect the TikTok account again"
     if state.status == AccountStatus.DISABLED:
-        return "is disabled (`tokenrefresh accounts enable` makes it active again)"
+        return "disabled", "is disabled (`tokenrefresh accounts enable` makes it active again)"
     if not state.has_refresh_token:
-        return "has no stored refresh token: its user must reconnect"
+        return "no_refresh_token", "has no stored refresh token: its user must reconnect"
     if state.refresh_expires_at <= now:
-        return "has a refresh token past its expiry: its user must reconnect"
+        return "refresh_token_expired", (
+            "has a refresh token past its expiry: its user must reconnect"
+        )
     return None

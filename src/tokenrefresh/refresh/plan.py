@@ -110,7 +110,8 @@ class Plan:
             raise AccountNotFound(
                 f"no account with id {listed}"
                 if len(missing) == 1
-                else f"no accounts with ids {listed}"
+                else f"no accounts with ids {listed}",
+                account_id=missing[0] if len(missing) == 1 else None,
             )
 
     def _why(self, candidate: Candidate) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, insert, select, update
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tokenrefresh.defaults import FAILING_AFTER
 from tokenrefresh.errors import DatabaseError, ImportFileError
+from tokenrefresh.scopes import granted_scopes
 from tokenrefresh.storage.database import Database, chunks
 from tokenrefresh.storage.models import Account, SpentRefreshToken
 from tokenrefresh.storage.outbox import record_recovered
@@ -196,12 +198,25 @@ class AccountQueries(Database):
         return refusals
 
     def list_accounts(
-        self, status: AccountStatus | None = None, limit: int | None = None
+        self,
+        status: AccountStatus | None = None,
+        limit: int | None = None,
+        *,
+        missing_scopes: Collection[str] = (),
     ) -> list[AccountView]:
-        query = select(*ACCOUNT_VIEW_COLUMNS).order_by(Account.id).limit(limit)
+        """Accounts by id; with `missing_scopes`, only those whose stored scope lacks at
+        least one of them (read as `scopes.granted_scopes` reads it, the same on every
+        database: a LIKE would be case-blind on SQLite only)."""
+        query = select(*ACCOUNT_VIEW_COLUMNS).order_by(Account.id)
         if status is not None:
             query = query.where(Account.status == status.value)
-        return [account_view(row) for row in self.rows(query)]
+        if not missing_scopes:
+            return [account_view(row) for row in self.rows(query.limit(limit))]
+        wanted = frozenset(missing_scopes)
+        lacking = (
+            account_view(row) for row in self.rows(query) if wanted - granted_scopes(row.scope)
+        )
+        return list(islice(lacking, limit))
 
     def get_account(self, account_id: int) -> AccountView | None:
         query = select(*ACCOUNT_VIEW_COLUMNS).where(Account.id == account_id)

@@ -80,12 +80,14 @@ GRANT_WRITE_BACKOFF = 0.5  # seconds, doubled after each failed attempt
 class GrantNotStored(DatabaseError):
     """A new token pair was received from TikTok but could not be stored."""
 
-    def __init__(self, reason: str) -> None:
+    reason = "not_stored"
+
+    def __init__(self, detail: str) -> None:
         super().__init__(
-            f"TikTok issued a new token pair but the database did not take it ({reason}); "
+            f"TikTok issued a new token pair but the database did not take it ({detail}); "
             "its user may have to reconnect"
         )
-        self.reason = reason  # the database's last error, safe to show
+        self.detail = detail  # the database's last error, safe to show
 
 
 class ClaimQueries(Database):
