@@ -167,10 +167,8 @@ def secret_file_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    "mode", [0o644, 0o640, 0o604, 0o620, 0o602, 0o666], ids=lambda mode: f"{mode:04o}"
-)
-def test_a_secret_file_open_to_group_or_others_is_warned_about(
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602, 0o666], ids=lambda mode: f"{mode:04o}")
+def test_a_secret_file_open_to_others_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tokenrefresh.settings")
@@ -180,10 +178,30 @@ def test_a_secret_file_open_to_group_or_others_is_warned_about(
     settings = Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
     assert settings.client_secret == Secret(CLIENT_SECRET)  # a warning, not an error
     assert secret_file_warnings(caplog) == [
-        f"TIKTOK_CLIENT_SECRET_FILE ({secret_file}) can be read or written by group or others "
+        f"TIKTOK_CLIENT_SECRET_FILE ({secret_file}) can be read or written by any user "
         f"(mode {mode:04o}): it holds a secret; chmod 600 {secret_file}"
     ]
     assert CLIENT_SECRET[:8] not in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another group needs root")
+@pytest.mark.parametrize("mode", [0o640, 0o620, 0o660, 0o440], ids=lambda mode: f"{mode:04o}")
+def test_group_bits_for_a_group_this_process_is_not_in_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tokenrefresh.settings")
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text(CLIENT_SECRET, encoding="utf-8")
+    stranger = 4242
+    assert stranger not in {os.getegid(), *os.getgroups()}
+    os.chown(secret_file, -1, stranger)
+    secret_file.chmod(mode)
+    Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
+    assert secret_file_warnings(caplog) == [
+        f"TIKTOK_CLIENT_SECRET_FILE ({secret_file}) can be read or written by group {stranger}, "
+        f"which this process is not in (mode {mode:04o}): it holds a secret; "
+        f"chmod 600 {secret_file}"
+    ]
 
 
 def test_a_private_secret_file_is_not_warned_about(
@@ -251,25 +269,42 @@ def test_the_mode_of_a_symlinked_secret_file_is_its_target_s(
     (data / "client_secret").chmod(0o644)
     Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(link)})
     assert secret_file_warnings(caplog) == [
-        f"TIKTOK_CLIENT_SECRET_FILE ({link}) can be read or written by group or others "
+        f"TIKTOK_CLIENT_SECRET_FILE ({link}) can be read or written by any user "
         f"(mode 0644): it holds a secret; chmod 600 {link}"
     ]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
-def test_group_read_of_a_file_owned_by_another_user_is_how_it_is_shared(
+def test_group_read_through_a_group_of_this_process_is_how_it_is_shared(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Kubernetes with fsGroup: a root-owned 0440 file readable through the pod's group."""
+    """Kubernetes with fsGroup: a root-owned 0440 file, its group the pod's fsGroup, which
+    the process has as a supplementary group. The process's own group counts too."""
     caplog.set_level(logging.WARNING, logger="tokenrefresh.settings")
     secret_file = tmp_path / "client_secret"
     secret_file.write_text(CLIENT_SECRET, encoding="utf-8")
-    os.chown(secret_file, 4242, os.getegid())
+    environ = {"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)}
+    fs_group = 4243
+    groups = os.getgroups()
+    assert fs_group not in {os.getegid(), *groups}
+    os.chown(secret_file, 4242, fs_group)
     secret_file.chmod(0o440)
-    Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
-    assert secret_file_warnings(caplog) == []
+    os.setgroups([*groups, fs_group])  # as the kubelet starts the pod's process
+    try:
+        Settings.from_env(environ)
+        assert secret_file_warnings(caplog) == []
+    finally:
+        os.setgroups(groups)
+    Settings.from_env(environ)  # without that group, the same file is a stranger's
+    assert len(secret_file_warnings(caplog)) == 1
+    caplog.clear()
+    for owner in (4242, os.geteuid()):  # the effective gid: ours, whoever owns the file
+        os.chown(secret_file, owner, os.getegid())
+        secret_file.chmod(0o640)
+        Settings.from_env(environ)
+        assert secret_file_warnings(caplog) == []
     secret_file.chmod(0o444)  # others too: that is a warning whoever owns it
-    Settings.from_env({"TIKTOK_CLIENT_SECRET_FILE": str(secret_file)})
+    Settings.from_env(environ)
     assert len(secret_file_warnings(caplog)) == 1
 
 

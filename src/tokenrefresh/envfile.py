@@ -3,6 +3,11 @@
 A FIFO would block the open or the read forever, and a device such as /dev/zero never
 ends: both are refused before they are read, and what is read is bounded anyway. A symlink
 to a regular file is fine: Kubernetes mounts Secrets so.
+
+Who else may read a secret's file (`shared_with`): others' permission bits always count;
+group bits only when the file's group is not one of this process's own. Group read is how
+a file is shared *with* the process: Kubernetes with `fsGroup` mounts a Secret root-owned,
+mode 0440, group the pod's group; a host may do the same with a service's group.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 from tokenrefresh.errors import ConfigError
 
-__all__ = ["MAX_FILE_BYTES", "file_kind", "read_small_file"]
+__all__ = ["MAX_FILE_BYTES", "file_kind", "read_small_file", "shared_with"]
 
 # A `_FILE` holds one value (a key list, a URL, a secret): a few KiB at most. More means
 # the wrong file, and reading it whole could take the memory of the host.
@@ -70,3 +75,22 @@ def file_kind(mode: int) -> str:
         (stat.S_ISSOCK, "a socket"),
     )
     return next((kind for test, kind in kinds if test(mode)), "a special file")
+
+
+def shared_with(status: os.stat_result) -> str | None:
+    """Who besides this process may read or write the file `status` describes, in words
+    ("any user", "group 4242, which this process is not in"); None when nobody (root aside).
+
+    Others' read or write bit always counts. A group bit counts only when the file's group
+    is none of this process's groups (its effective gid, or a supplementary group such as
+    a pod's fsGroup): then the file's group is a stranger's, not the way it was shared."""
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        return "any user"
+    if mode & (stat.S_IRGRP | stat.S_IWGRP) and status.st_gid not in _own_groups():
+        return f"group {status.st_gid}, which this process is not in"
+    return None
+
+
+def _own_groups() -> set[int]:
+    return {os.getegid(), *os.getgroups()}

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
-from tokenrefresh.envfile import read_small_file
+from tokenrefresh.envfile import read_small_file, shared_with
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.events.checks import (
     notify_url_list,
@@ -256,30 +256,20 @@ def _read_webhook(env: Mapping[str, str]) -> tuple[str | None, str | None]:
 
 
 def _warn_if_not_private(name: str, file_name: str, status: os.stat_result) -> None:
-    """A warning, not an error: Kubernetes mounts Secrets 0644 unless told otherwise.
+    """A warning, not an error: Kubernetes mounts Secrets 0644 unless told otherwise. The
+    rule (envfile.shared_with): others' bits, or group bits of a group we are not in.
 
     `status` is the opened file's own (a symlink's target, as Kubernetes mounts are)."""
-    if _open_to_others(status):
+    if who := shared_with(status):
         log.warning(
-            "%s_FILE (%s) can be read or written by group or others (mode %04o): "
+            "%s_FILE (%s) can be read or written by %s (mode %04o): "
             "it holds a secret; chmod 600 %s",
             name,
             file_name,
+            who,
             stat.S_IMODE(status.st_mode),
             file_name,
         )
-
-
-def _open_to_others(status: os.stat_result) -> bool:
-    """Others may read or write it, its group may write it, or read it though it is ours.
-
-    Group read of a file owned by another user is how it is shared with us (Kubernetes
-    with fsGroup mounts a Secret root-owned, 0440): there chmod 600 would lock us out.
-    """
-    mode = stat.S_IMODE(status.st_mode)
-    if mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
-        return True
-    return bool(mode & stat.S_IRGRP) and status.st_uid == os.geteuid()
 
 
 def _parse_keys(text: str) -> tuple[Secret, ...]:
