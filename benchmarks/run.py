@@ -1518,7 +1518,9 @@ def in_process_queries(
             return [
                 (st, p)
                 for st, p in captured
-                if st.lstrip().upper().startswith("SELECT") and "alembic_version" not in st
+                # WITH: the claim's CTE (SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE)
+                if st.lstrip().upper().startswith(("SELECT", "WITH"))
+                and "alembic_version" not in st
             ]
 
         wanted: list[tuple[str, str, Any, bool]] = []
@@ -1533,14 +1535,14 @@ def in_process_queries(
         wanted.append(("claim (FOR UPDATE SKIP LOCKED)", st, p, True))
         for index, (st, p) in enumerate(capture(lambda: repository.stats(utcnow(), WINDOW))):
             wanted.append((f"stats #{index + 1}: {_select_list(st)}", st, p, False))
-        ((st, p),) = capture(lambda: repository.list_accounts(AccountStatus.EXPIRED.value, 50))
+        ((st, p),) = capture(lambda: repository.list_accounts(AccountStatus.EXPIRED, 50))
         wanted.append(("status: accounts to reconnect (limit 50)", st, p, False))
         for label, call in (
             ("status: last runs", repository.last_runs),
             ("status: last successful runs", repository.last_successful_runs),
         ):
-            ((st, p),) = capture(call)
-            wanted.append((label, st, p, False))
+            for index, (st, p) in enumerate(capture(call)):  # the newest runs, then pages
+                wanted.append((label if index == 0 else f"{label} #{index + 1}", st, p, False))
     finally:
         engine.dispose()
 
