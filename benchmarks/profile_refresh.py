@@ -20,19 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run import (
-    DEFAULT_ADMIN_URL,
-    BenchDatabase,
-    Harness,
-    Settings,
-    log,
-    md_table,
-    run_process,
-)
-
-from standin import TikTokStandIn
+from bench.common import default_admin_url, log, md_table
+from bench.harness import Harness, Settings
+from bench.processes import run_process
 
 GROUPS = (
     ("sqlalchemy", "SQLAlchemy"),
@@ -67,23 +57,22 @@ def main() -> int:
     parser.add_argument("--gil", action="store_true", help="only samples holding the GIL")
     parser.add_argument("--output", type=Path, help="keep the collapsed stacks here")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    parser.add_argument("--admin-url", default=default_admin_url())
     args = parser.parse_args()
     py_spy = shutil.which(args.py_spy) or args.py_spy
 
     settings = Settings(
-        accounts=args.accounts, serial_accounts=0, concurrency=[args.concurrency],
-        latency=args.latency, repeat=1, scale_accounts=0, due_percent=1.0, selection_runs=1,
-        memory_accounts=0, memory_baseline=0, memory_repeat=1, startup_runs=1,
-        only=[], admin_url=args.admin_url, output=None, quick=False,
-    )  # fmt: skip
+        accounts=args.accounts,
+        concurrency=[args.concurrency],
+        latency=args.latency,
+        repeat=1,
+        admin_url=args.admin_url,
+    )
     with tempfile.TemporaryDirectory(prefix="tokenrefresh-profile-") as tmp:
         harness = Harness(settings, Path(tmp))
-        harness.db = BenchDatabase(args.admin_url)
         try:
-            harness.db.create()
-            harness.standin = TikTokStandIn().start()
-            harness.cli("db", "upgrade", "--quiet").check()
+            harness.start_database()
+            assert harness.standin is not None
             harness.import_due_accounts(args.accounts)
             harness.standin.latency = args.latency
             stacks = Path(tmp) / "stacks.txt"
@@ -104,9 +93,7 @@ def main() -> int:
             if args.output:
                 args.output.write_text(text, encoding="utf-8")
         finally:
-            if harness.standin is not None:
-                harness.standin.stop()
-            harness.db.drop()
+            harness.close()
     print(summarize(text, args))
     return 0
 
