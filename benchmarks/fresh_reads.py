@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import secrets
 import statistics
@@ -22,13 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import default_admin_url, median
+from bench.database import BenchDatabase
+from bench.processes import clean_environment
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tokenrefresh import TokenStore
-
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def import_accounts(env: dict[str, str], count: int) -> None:
@@ -49,7 +47,7 @@ def import_accounts(env: dict[str, str], count: int) -> None:
         [sys.executable, "-m", "tokenrefresh", "accounts", "import", "-q"],
         input=lines,
         text=True,
-        env={**os.environ, **env},
+        env=env,
         check=True,
     )
 
@@ -74,40 +72,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--reads", type=int, default=5000)
-    parser.add_argument(
-        "--admin-url",
-        default=os.environ.get("TOKENREFRESH_TEST_DATABASE_URL", DEFAULT_ADMIN_URL),
-    )
+    parser.add_argument("--admin-url", default=default_admin_url())
     args = parser.parse_args()
     key = Fernet.generate_key().decode()
     results: dict[str, dict[str, float]] = {}
+    database = BenchDatabase(args.admin_url)
     with tempfile.TemporaryDirectory() as home:
+        base = clean_environment(Path(home))
         sqlite = {
-            "HOME": home,
             "TOKENREFRESH_DATABASE_URL": f"sqlite:///{Path(home) / 'bench.db'}",
             "TOKENREFRESH_ENCRYPTION_KEYS": key,
         }
-        name = f"tokenrefresh_bench_{secrets.token_hex(4)}"
-        admin = create_engine(
-            make_url(args.admin_url).set(drivername="postgresql+psycopg"),
-            isolation_level="AUTOCOMMIT",
-        )
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        postgres = {"TOKENREFRESH_DATABASE_URL": database.url, "TOKENREFRESH_ENCRYPTION_KEYS": key}
+        database.create()
         try:
-            postgres_url = make_url(args.admin_url).set(database=name)
-            postgres = {
-                "HOME": home,
-                "TOKENREFRESH_DATABASE_URL": postgres_url.render_as_string(hide_password=False),
-                "TOKENREFRESH_ENCRYPTION_KEYS": key,
-            }
             for env in (sqlite, postgres):
                 subprocess.run(
                     [sys.executable, "-m", "tokenrefresh", "db", "upgrade", "--create", "-q"],
-                    env={**os.environ, **env},
+                    env={**base, **env},
                     check=True,
                 )
-                import_accounts(env, args.accounts)
+                import_accounts({**base, **env}, args.accounts)
             # Side by side, alternating, three rounds each: medians of the rounds.
             rounds: dict[str, list[dict[str, float]]] = {"sqlite": [], "postgresql": []}
             for _ in range(3):
@@ -115,13 +100,10 @@ def main() -> int:
                     rounds[label].append(measure(env, args.accounts, args.reads))
             for label, measured in rounds.items():
                 results[label] = {
-                    field: statistics.median(m[field] for m in measured)
-                    for field in ("rate", "p50", "p99")
+                    field: median([m[field] for m in measured]) for field in ("rate", "p50", "p99")
                 }
         finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+            database.drop()
     print(f"fresh reads, one thread, {args.reads} reads over {args.accounts} accounts")
     print("| database | reads/s | p50 | p99 | target (>= 1000/s, p99 < 5 ms) |")
     print("|---|---|---|---|---|")
