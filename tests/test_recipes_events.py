@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,28 @@ import pytest
 from typer.testing import CliRunner
 
 import test_deploy
+from conftest import PostgresServer
 from helpers import import_line
 from receiver import Receiver, running_receiver
 from standin import TikTokStandIn
 from test_deploy import Unit, parse_unit
 from test_deploy import values as values  # a fixture
+from test_recipes_container import (
+    CONTAINER,
+    IMAGE_UID,
+    SETPRIV,
+    block,
+    docker_run,
+    docker_runs,
+    instructions,
+    moved,
+    prepare_secrets,
+    run_container,
+)
+from test_recipes_container import (
+    _remove_the_folders_made as _remove_the_folders_made,  # the fixture that cleans up
+)
+from test_recipes_container import image_root as image_root  # a fixture
 from test_recipes_cron import (
     VENV_BIN,
     Install,
@@ -36,7 +54,6 @@ from test_recipes_cron import (
     crontab_jobs,
     generate_key,
     home,  # noqa: F401 (a fixture)
-    readme_cron_block,
     run_admin,
     run_job,
     step_2,
@@ -102,8 +119,18 @@ def answers(receiver: Receiver) -> dict[str, str]:
     return {"webhook-url": receiver.url + "\n", "notify-urls": notify_url(receiver) + "\n"}
 
 
-def standin_for(client_key: str, client_secret: str) -> TikTokStandIn:
-    return TikTokStandIn(client_key=client_key, client_secret=client_secret).start()
+@pytest.fixture
+def standin_for() -> Iterator[Callable[[str, str], TikTokStandIn]]:
+    """The stand-in, started for the recipe's client credentials; stopped after the test."""
+    started: list[TikTokStandIn] = []
+
+    def start(client_key: str, client_secret: str) -> TikTokStandIn:
+        started.append(TikTokStandIn(client_key=client_key, client_secret=client_secret))
+        return started[-1].start()
+
+    yield start
+    for standin in started:
+        standin.stop()
 
 
 def rejected_account(standin: TikTokStandIn) -> str:
@@ -148,13 +175,13 @@ def assert_delivered(receiver: Receiver) -> None:
 
 
 @pytest.mark.usefixtures("home")
-def test_cron_events_as_the_readme_says(tmp_path: Path, receiver: Receiver) -> None:
+def test_cron_events_as_the_readme_says(
+    tmp_path: Path, receiver: Receiver, standin_for: Callable[[str, str], TikTokStandIn]
+) -> None:
     install = Install(tmp_path, VENV_BIN)
     step_2(install, Path.home(), TOKENREFRESH_ENCRYPTION_KEYS=generate_key())
     standin = standin_for("cron-recipe-client-key", "cron-recipe-client-secret")
     typed = answers(receiver)
-    block = readme_cron_block()  # the install block: the files' place and modes
-    assert "/etc/tokenrefresh" in block
     steps = readme_block(ROOT / "README.md", "cron:events")
     assert any("pip install '.[notify]'" in line for line in steps)
     assert importlib.util.find_spec("apprise"), "the notify extra (test extra) is installed"
@@ -193,7 +220,6 @@ def test_cron_events_as_the_readme_says(tmp_path: Path, receiver: Receiver) -> N
     assert (deliver.returncode, deliver.stdout, deliver.stderr) == (0, "", "")
     status = run_admin(install.crontab_file, "status", "--json")
     assert json.loads(status.stdout)["events"]["delivery_configured"] is True
-    standin.stop()
 
 
 # ----------------------------------------------------------------------------- systemd
@@ -210,7 +236,10 @@ def uncommented_units(folder: Path) -> dict[str, Unit]:
 
 
 def test_systemd_events_as_the_readme_says(
-    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    standin_for: Callable[[str, str], TikTokStandIn],
 ) -> None:
     host = Host(tmp_path)
     host.write_secrets()
@@ -257,7 +286,6 @@ def test_systemd_events_as_the_readme_says(
     assert_delivered(receiver)
     status = host.admin(admin, ["status", "--json"])
     assert json.loads(status.stdout)["events"]["delivery_configured"] is True
-    standin.stop()
 
 
 # ----------------------------------------------------------------------------- Kubernetes
@@ -268,6 +296,7 @@ def test_kubernetes_events_as_the_readme_says(
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
     values: dict[str, str],
+    standin_for: Callable[[str, str], TikTokStandIn],
 ) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir(mode=0o700)
@@ -338,4 +367,66 @@ def test_kubernetes_events_as_the_readme_says(
     (container,) = test_deploy.pod_spec(refresh)["containers"]
     assert run(*container["args"]).exit_code == 1
     assert_delivered(receiver)
-    standin.stop()
+
+
+# ----------------------------------------------------------------------------- container
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SETPRIV is None or os.geteuid() != 0, reason="needs root and setpriv")
+def test_container_events_as_the_readme_says(
+    image_root: Path,
+    postgres_server: PostgresServer,
+    receiver: Receiver,
+    standin_for: Callable[[str, str], TikTokStandIn],
+) -> None:
+    """The secrets block with its events lines uncommented, then the events `docker run`
+    block's refresh as uid 10001, in the image's Python (which has Apprise)."""
+    installs = [rest for keyword, rest in instructions() if keyword == "RUN" and "pip" in rest]
+    assert any(rest.endswith('"$1[notify]"') for rest in installs), "the image has Apprise"
+    typed = answers(receiver)
+    name = postgres_server.empty_database()
+    try:
+        url = postgres_server.url(name).render_as_string(hide_password=False)
+        here = prepare_secrets(
+            image_root,
+            url,
+            edit=lambda script: uncommented(script, CONTAINER_LINES),
+            answers="check-client-key\ncheck-client-secret\n"
+            + typed["webhook-url"]
+            + typed["notify-urls"],
+        )
+        secrets = here / "secrets"
+        for file in ("webhook-url", "webhook-secret", "notify-urls"):
+            status = (secrets / file).stat()
+            assert (status.st_uid, status.st_mode & 0o777) == (IMAGE_UID, 0o600), file
+        receiver.secret = (secrets / "webhook-secret").read_text().strip()
+
+        (line,) = docker_runs(block(CONTAINER / "README.md", "container-run-events"))
+        (plain,) = docker_runs(block(CONTAINER / "README.md", "container-run"))
+        events_options, plain_options = docker_run(line)[:3], docker_run(plain)[:3]
+        for mine, theirs in zip(events_options, plain_options, strict=True):
+            assert set(theirs) <= set(mine), "the run block's options, and the events ones"
+        variables = dict(v.split("=", 1) for v in docker_run(line)[1])
+        mounted = {v.split(":")[1]: here / "secrets" for v in docker_run(line)[0]}
+        assert_settings({k: moved(v, mounted) for k, v in variables.items()}, receiver)
+
+        standin = standin_for("check-client-key", "check-client-secret")
+        run_container(image_root, plain, here)  # db upgrade
+        imported = CliRunner().invoke(
+            app,
+            ["accounts", "import", "-q", "-"],
+            input=rejected_account(standin),
+            env={
+                "TOKENREFRESH_DATABASE_URL": url,
+                "TOKENREFRESH_ENCRYPTION_KEYS": (secrets / "encryption-keys").read_text(),
+            },
+        )
+        assert imported.exit_code == 0, imported.output
+        (refresh,), _ = run_container(
+            image_root, line, here, exit_code=1, extra={"TIKTOK_API_BASE_URL": standin.base_url}
+        )
+        assert "chmod" not in refresh.stderr
+        assert_delivered(receiver)
+    finally:
+        postgres_server.drop(name)
