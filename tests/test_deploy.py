@@ -48,6 +48,9 @@ SECRET_NAMES = (
     config.CLIENT_SECRET,
     config.PING_URL,
     config.CLEANUP_PING_URL,
+    config.WEBHOOK_URL,
+    config.WEBHOOK_SECRET,
+    config.NOTIFY_URLS,
 )
 CONFIG_PREFIXES = ("TOKENREFRESH_", "TIKTOK_")
 SECRET_FILE_DIR = PurePosixPath("/etc/tokenrefresh")

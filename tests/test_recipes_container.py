@@ -24,7 +24,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -157,7 +157,8 @@ def image_root() -> Iterator[Path]:
     try:
         subprocess.run([usable[0], "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-        subprocess.run([*pip, "--disable-pip-version-check", str(context)], check=True)
+        # As the Containerfile: the wheel with the notify extra (Apprise).
+        subprocess.run([*pip, "--disable-pip-version-check", f"{context}[notify]"], check=True)
     finally:
         os.umask(umask)
     yield root
@@ -190,10 +191,16 @@ def docker_run(line: str) -> tuple[list[str], list[str], list[str], list[str]]:
 
 
 def run_container(
-    image_root: Path, line: str, here: Path, *commands: list[str]
+    image_root: Path,
+    line: str,
+    here: Path,
+    *commands: list[str],
+    exit_code: int = 0,
+    extra: Mapping[str, str] | None = None,
 ) -> tuple[list[Any], dict[str, Path]]:
     """The `docker run` line's container, once per command (its own arguments first), as
-    uid 10001: its volumes, its variables, the image's ENV, all paths moved here."""
+    uid 10001: its volumes, its variables, the image's ENV, all paths moved here. The
+    line's own command must exit `exit_code`, the others 0; `extra`: a test's variables."""
     volumes, variables, tmpfs, arguments = docker_run(line)
     # The image's VOLUME /data is 10001's, 0700 (a named volume, or an anonymous one);
     # a tmpfs is 1777.
@@ -211,18 +218,26 @@ def run_container(
     for variable in variables:
         name, _, value = variable.partition("=")
         environment[name] = moved(value, places)
+    environment |= extra or {}
     results = []
     for command in (arguments, *commands):
         result = as_user([*entrypoint(), *command], environment, AS_IMAGE_USER)
-        assert result.returncode == 0, (command, result.stderr)
+        expected = exit_code if command is arguments else 0
+        assert result.returncode == expected, (command, result.stderr)
         assert "chmod" not in result.stderr
         results.append(result)
     return results, places
 
 
-def prepare_secrets(image_root: Path, database_url: str) -> Path:
-    """The README's secrets block, run as written in a fresh folder (umask 022 before it)."""
-    script = block(CONTAINER / "README.md", "container-secrets")
+def prepare_secrets(
+    image_root: Path,
+    database_url: str,
+    edit: Callable[[str], str] = str,
+    answers: str = "check-client-key\ncheck-client-secret\n",
+) -> Path:
+    """The README's secrets block, run as written in a fresh folder (umask 022 before it);
+    `edit` (uncommenting lines, say) first, `answers` typed at its prompts."""
+    script = edit(block(CONTAINER / "README.md", "container-secrets"))
     replacements = {
         "docker run --rm tokenrefresh:0.2.0 ": "tokenrefresh ",
         "sudo ": "",
@@ -237,7 +252,7 @@ def prepare_secrets(image_root: Path, database_url: str) -> Path:
     try:
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
-            input="check-client-key\ncheck-client-secret\n",
+            input=answers,
             env={"PATH": f"{bin_folder}:/usr/bin:/bin", "HOME": str(here), "LANG": "C.UTF-8"},
             cwd=here,
             capture_output=True,

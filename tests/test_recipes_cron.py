@@ -82,11 +82,14 @@ def run_job(crontab: str, command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_admin(crontab_file: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+def run_admin(
+    crontab_file: Path, *args: str, stdin: str | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
     """tokenrefresh-admin from a shell whose environment has `extra` too."""
     return subprocess.run(
         [str(ADMIN), "--crontab", str(crontab_file), *args],
         env={"HOME": os.environ["HOME"], "PATH": os.environ["PATH"], **extra},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,

@@ -23,6 +23,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,10 +133,13 @@ class Host:
             (directory / credential).chmod(0o400)
         return directory
 
-    def run(self, environment: dict[str, str], argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, environment: dict[str, str], argv: list[str], stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         assignments = [f"{name}={value}" for name, value in environment.items()]
         return subprocess.run(
             ["env", "-i", *assignments, str(TOKENREFRESH), *argv],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=120,
@@ -151,16 +155,21 @@ class Host:
             "CREDENTIALS_DIRECTORY": str(credentials),
         }
 
-    def admin(self, admin: Admin, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    def admin(
+        self, admin: Admin, argv: list[str], stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         (state_directory,) = admin.values("StateDirectory")
         credentials = self.start("tokenrefresh-admin", admin.credentials(), state_directory)
         environment = self.basics(credentials)
         for name, value in admin.environment().items():
             value = value.replace("$credentials", str(credentials))
             environment[name] = str(self.state_root) if value == STATE_ROOT else self.path(value)
-        return self.run(environment, argv)
+        return self.run(environment, argv, stdin)
 
-    def service(self, unit: Unit) -> subprocess.CompletedProcess[str]:
+    def service(
+        self, unit: Unit, extra: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The unit's ExecStart= as systemd starts it (`extra`: a test's own variables)."""
         state_directory = unit.value("Service", "StateDirectory")
         credentials = self.start(unit.name, unit.credentials(), state_directory)
         specifiers = {"d": str(credentials), "S": str(self.state_root), "n": unit.name}
@@ -168,7 +177,7 @@ class Host:
         environment |= {k: expand(v, specifiers) for k, v in unit.environment().items()}
         executable, *argv = shlex.split(unit.value("Service", "ExecStart"))
         assert executable == "/opt/tokenrefresh/bin/tokenrefresh"
-        return self.run(environment, argv)
+        return self.run(environment | dict(extra or {}), argv)
 
 
 @pytest.fixture
@@ -179,8 +188,12 @@ def host(tmp_path: Path) -> Host:
 
 def test_tokenrefresh_admin_has_the_units_identity_and_configuration() -> None:
     """The manual commands see what the timers see: same user, state, credentials, files."""
-    admin = Admin.from_readme()
-    refresh = Unit.load("tokenrefresh-refresh.service")
+    assert_admin_has_the_units_configuration(
+        Admin.from_readme(), Unit.load("tokenrefresh-refresh.service")
+    )
+
+
+def assert_admin_has_the_units_configuration(admin: Admin, refresh: Unit) -> None:
     assert admin.executable == shlex.split(refresh.value("Service", "ExecStart"))[0]
     for key in ("User", "Group", "StateDirectory", "StateDirectoryMode"):
         assert admin.values(key) == refresh.values("Service", key), key
