@@ -1,4 +1,5 @@
-"""The cron recipe as written: README "Cron", crontab.example and deploy/cron/tokenrefresh-admin.
+"""The cron recipe as written: docs/deployment.md "Cron", crontab.example and
+deploy/cron/tokenrefresh-admin.
 
 Jobs run the way cron runs them: `/bin/sh -c COMMAND` in an empty environment with HOME,
 LOGNAME, SHELL=/bin/sh and PATH=/usr/bin:/bin, then the crontab's variable lines. The only
@@ -24,7 +25,7 @@ import pytest
 
 from test_deploy import CRONTAB, ROOT, command_options
 
-README = ROOT / "README.md"
+CRON_DOCS = ROOT / "docs" / "deployment.md"
 ADMIN = ROOT / "deploy" / "cron" / "tokenrefresh-admin"
 VENV_BIN = Path(sys.executable).parent
 CRON_PATH = "/usr/bin:/bin"  # cron's PATH, until the crontab sets its own
@@ -199,9 +200,9 @@ def test_the_wrapper_runs_tokenrefresh_with_exactly_the_crontab_jobs_configurati
 
 
 def readme_cron_block() -> str:
-    text = README.read_text(encoding="utf-8")
+    text = CRON_DOCS.read_text(encoding="utf-8")
     match = re.search(r"<!-- cron:install -->\s*```sh\n(.*?)```", text, re.DOTALL)
-    assert match, "README has the cron:install block"
+    assert match, "docs/deployment.md has the cron:install block"
     return match.group(1)
 
 
@@ -273,8 +274,8 @@ def test_from_the_quick_start_to_cron_the_key_is_kept(tmp_path: Path, home: Path
 
 
 def readme_logged_jobs() -> dict[str, str]:
-    """The README's job lines that append their output to a log file."""
-    text = README.read_text(encoding="utf-8")
+    """The cron page's job lines that append their output to a log file."""
+    text = CRON_DOCS.read_text(encoding="utf-8")
     block = text[text.index("**Output without mail.**") :].split("```")[1]
     return crontab_jobs(block)
 

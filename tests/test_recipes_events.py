@@ -182,7 +182,7 @@ def test_cron_events_as_the_readme_says(
     step_2(install, Path.home(), TOKENREFRESH_ENCRYPTION_KEYS=generate_key())
     standin = standin_for("cron-recipe-client-key", "cron-recipe-client-secret")
     typed = answers(receiver)
-    steps = readme_block(ROOT / "README.md", "cron:events")
+    steps = readme_block(ROOT / "docs" / "deployment.md", "cron:events")
     assert any("pip install '.[notify]'" in line for line in steps)
     assert importlib.util.find_spec("apprise"), "the notify extra (test extra) is installed"
     crontab = ""

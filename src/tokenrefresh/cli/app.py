@@ -50,7 +50,7 @@ A first run needs, from the environment (each also as NAME_FILE, a file):
   TOKENREFRESH_DATABASE_URL     optional: SQLite in ~/.local/share by default
   TIKTOK_CLIENT_KEY             your TikTok app's client key
   TIKTOK_CLIENT_SECRET          and its client secret
-Secrets are never options. The README explains each, section "Configuration".
+Secrets are never options. docs/configuration.md in the source explains each.
 """
 
 P = ParamSpec("P")
