@@ -115,7 +115,8 @@ Quiet = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing unless something went wrong.")
 ]
 AsJson = Annotated[
-    bool, typer.Option("--json", help="Print stable JSON (shapes in the README); never a token.")
+    bool,
+    typer.Option("--json", help="Print stable JSON (shapes in docs/commands.md); never a token."),
 ]
 HttpTimeout = Annotated[
     float,
