@@ -14,7 +14,7 @@ import pytest
 
 import tokenrefresh
 from receiver import Receiver, closed_port, running_receiver
-from tokenrefresh.outbound.call import BoundedClient, CallFailed
+from tokenrefresh.adapters.outbound.call import BoundedClient, CallFailed
 
 SOURCE = Path(tokenrefresh.__file__).parent
 HTTP_MODULES = ("requests", "urllib3", "http.client", "urllib.request", "httpx", "aiohttp")

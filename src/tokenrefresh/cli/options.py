@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tokenrefresh import defaults
-from tokenrefresh.durations import parse_duration, parse_seconds
+from tokenrefresh.base import defaults
+from tokenrefresh.base.durations import parse_duration, parse_seconds
 from tokenrefresh.errors import UsageError
 from tokenrefresh.storage.records import Shard
 
