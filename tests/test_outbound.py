@@ -44,7 +44,7 @@ def test_only_the_outbound_package_speaks_http() -> None:
             for module in HTTP_MODULES
         )
     }
-    assert speaking == {"outbound/call.py", "outbound/deadline.py"}
+    assert speaking == {"adapters/outbound/call.py", "adapters/outbound/deadline.py"}
     sessions = [
         path.name for path in SOURCE.rglob("*.py") if "requests.Session()" in path.read_text()
     ]

@@ -1,6 +1,6 @@
 """The Typer app, its sub-commands, and the one place where errors become exit codes.
 
-Secrets are never options: they come from the environment or files (see `settings.py`).
+Secrets are never options: they come from the environment or files (see `base/settings.py`).
 """
 
 from __future__ import annotations

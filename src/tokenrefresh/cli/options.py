@@ -1,6 +1,6 @@
 """Options several commands share, and the parsers of durations and shards.
 
-Every default comes from `defaults.py`, which the services read too.
+Every default comes from `base/defaults.py`, which the services read too.
 """
 
 from __future__ import annotations

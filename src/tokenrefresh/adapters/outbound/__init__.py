@@ -5,6 +5,7 @@
 - `deadline.py`: the watchdog that ends a call at its deadline, however the bytes arrive;
 - `body.py`: reading an answer's body within its cap, and decoding it no further.
 
-TikTok (`tiktok/client.py`), webhooks (`events/webhook.py`) and pings (`monitoring.py`) use
-it; nothing is imported here, so that importing a submodule stays cheap.
+TikTok (`adapters/tiktok/client.py`), webhooks (`services/events/webhook.py`) and pings
+(`services/monitoring.py`) use it; nothing is imported here, so that importing a submodule
+stays cheap.
 """
