@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, make_url
 from typer.testing import CliRunner
 
 from standin import IssuedTokens, TikTokStandIn
-from tokenrefresh import scrub
+from tokenrefresh.base import scrub
 from tokenrefresh.cli import app
 from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import create_database_engine

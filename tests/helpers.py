@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 
 from conftest import CliResult, process_env
 from standin import IssuedTokens
-from tokenrefresh.crypto import TokenCipher
-from tokenrefresh.settings import Secret
+from tokenrefresh.adapters.crypto import TokenCipher
+from tokenrefresh.base.settings import Secret
 from tokenrefresh.storage.models import Account, Attempt, Base
 from tokenrefresh.storage.records import AttemptRecord
 

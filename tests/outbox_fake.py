@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from tokenrefresh.events.records import PendingEvent
+from tokenrefresh.base.events.records import PendingEvent
 
 
 @dataclass

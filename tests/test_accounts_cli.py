@@ -23,7 +23,7 @@ from helpers import (
     stored_tokens,
 )
 from standin import IssuedTokens, TikTokStandIn, tiktok_error
-from tokenrefresh.clock import utcnow
+from tokenrefresh.base.clock import utcnow
 from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.repository import Repository
 

@@ -22,21 +22,22 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from tokenrefresh import outcomes, tiktok
-from tokenrefresh.outcomes import (
+from tokenrefresh.adapters import tiktok
+from tokenrefresh.adapters.tiktok import (
+    MAX_ACCESS_LIFETIME,
+    MAX_REFRESH_LIFETIME,
+    MAX_RETRY_AFTER,
+    interpret_answer,
+)
+from tokenrefresh.base import outcomes
+from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
     TikTokError,
     TokenGrant,
     UserTokenRejected,
 )
-from tokenrefresh.scrub import FRAGMENT, MASK, safe_text
-from tokenrefresh.tiktok import (
-    MAX_ACCESS_LIFETIME,
-    MAX_REFRESH_LIFETIME,
-    MAX_RETRY_AFTER,
-    interpret_answer,
-)
+from tokenrefresh.base.scrub import FRAGMENT, MASK, safe_text
 
 PRESENTED = "rft.Presented-Token_0123456789abcdef"
 CLIENT_SECRET = "client-secret-9f8e7d6c5b4a"

@@ -30,10 +30,10 @@ from typer.testing import CliRunner
 from conftest import process_env
 from helpers import AddAccounts, account, import_line, refuse_token_writes, rejected_attempt
 from standin import IssuedTokens, TikTokStandIn
+from tokenrefresh.base.defaults import MAX_HTTP_TIMEOUT
 from tokenrefresh.cli import app
-from tokenrefresh.defaults import MAX_HTTP_TIMEOUT
-from tokenrefresh.refresh.on_demand import DEFAULT_WAIT
-from tokenrefresh.refresh.pacing import RetryPolicy
+from tokenrefresh.services.refresh.on_demand import DEFAULT_WAIT
+from tokenrefresh.services.refresh.pacing import RetryPolicy
 from tokenrefresh.storage import leases
 from tokenrefresh.storage.claims import DEFAULT_LEASE
 from tokenrefresh.storage.leases import HOST_CHARS, lease_owner, process_space

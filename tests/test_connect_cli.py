@@ -14,7 +14,7 @@ from conftest import Cli
 from helpers import AddAccounts, account, all_rows, assert_no_secret, set_account, stored_tokens
 from standin import Reply, TikTokStandIn, tiktok_error
 from tokenrefresh import ReconnectNeeded, TokenStore
-from tokenrefresh.tiktok.consent import code_challenge
+from tokenrefresh.adapters.tiktok.consent import code_challenge
 
 REDIRECT = "https://app.example/tiktok/callback"
 

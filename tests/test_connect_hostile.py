@@ -18,7 +18,7 @@ from conftest import Cli, process_env
 from helpers import AddAccounts, account, all_rows, assert_no_secret, stored_tokens
 from standin import REVOKE_PATH, Reply, TikTokStandIn, tiktok_error
 from tokenrefresh import InvalidArgument, ReconnectNeeded, TokenStore
-from tokenrefresh.tiktok.consent import code_challenge
+from tokenrefresh.adapters.tiktok.consent import code_challenge
 
 REDIRECT = "https://app.example/tiktok/callback"
 VERIFIER = "v" * 20 + "-._~" + "w" * 40

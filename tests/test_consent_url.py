@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from standin_consent import challenge_of
-from tokenrefresh.tiktok import (
+from tokenrefresh.adapters.tiktok import (
     AUTHORIZE_URL,
     authorize_url,
     check_redirect_uri,
@@ -21,7 +21,7 @@ from tokenrefresh.tiktok import (
     new_code_verifier,
     new_state,
 )
-from tokenrefresh.tiktok.consent import MAX_CODE_LENGTH, check_code, check_code_verifier
+from tokenrefresh.adapters.tiktok.consent import MAX_CODE_LENGTH, check_code, check_code_verifier
 
 # RFC 7636, appendix B.
 RFC_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"

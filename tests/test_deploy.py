@@ -31,9 +31,9 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from standin import TikTokStandIn
-from tokenrefresh import settings as config
+from tokenrefresh.base import settings as config
+from tokenrefresh.base.settings import Settings
 from tokenrefresh.cli import app
-from tokenrefresh.settings import Settings
 from tokenrefresh.storage.engine import default_database_path
 
 ROOT = Path(__file__).resolve().parent.parent

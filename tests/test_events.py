@@ -17,7 +17,7 @@ from sqlalchemy import Engine, update
 from conftest import Cli
 from helpers import AddAccounts, account, assert_no_secret, set_account, table
 from standin import TikTokStandIn, tiktok_error
-from tokenrefresh.defaults import FAILING_AFTER
+from tokenrefresh.base.defaults import FAILING_AFTER
 from tokenrefresh.storage.models import OutboxEvent
 
 REDIRECT = "https://app.example/tiktok/callback"

@@ -36,16 +36,16 @@ from sqlalchemy import Engine
 from conftest import Cli
 from helpers import AddAccounts, account, stored_tokens, table
 from standin import Reply, TikTokStandIn
-from tokenrefresh.outcomes import (
+from tokenrefresh.adapters.tiktok import TikTokClient
+from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
     TikTokError,
     TokenGrant,
     UserTokenRejected,
 )
-from tokenrefresh.scrub import FRAGMENT
-from tokenrefresh.settings import ClientCredentials, Secret
-from tokenrefresh.tiktok import TikTokClient
+from tokenrefresh.base.scrub import FRAGMENT
+from tokenrefresh.base.settings import ClientCredentials, Secret
 
 CLIENT_SECRET = "test-client-secret"  # the stand-in's default
 PRESENTED = "rft.PresentedToken-Abc123_xyz-7890qrsTUV"  # scripted replies accept any token

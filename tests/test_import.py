@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from conftest import Cli
 from helpers import account, set_account, snapshot
-from tokenrefresh.clock import utcnow
+from tokenrefresh.base.clock import utcnow
 from tokenrefresh.storage.models import AccountStatus
 from tokenrefresh.storage.records import AccountView
 from tokenrefresh.storage.repository import Repository

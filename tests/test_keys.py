@@ -19,9 +19,9 @@ from sqlalchemy.engine import make_url
 from conftest import Cli
 from helpers import assert_no_secret, new_key, sqlite_files, stored_tokens, table
 from standin import IssuedTokens, TikTokStandIn
-from tokenrefresh.crypto import TokenCipher
-from tokenrefresh.keys import rotate_keys
-from tokenrefresh.settings import Secret, Settings
+from tokenrefresh.adapters.crypto import TokenCipher
+from tokenrefresh.base.settings import Secret, Settings
+from tokenrefresh.services.keys import rotate_keys
 from tokenrefresh.storage.records import TokenCiphertexts
 from tokenrefresh.storage.repository import Repository
 

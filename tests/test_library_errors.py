@@ -28,9 +28,9 @@ from tokenrefresh import (
     TemporarilyUnavailable,
     TokenStore,
 )
-from tokenrefresh.accounts import Accounts
 from tokenrefresh.errors import RECONNECT_REASONS, ConfigError
-from tokenrefresh.refresh.plan import Plan, RefreshOptions
+from tokenrefresh.services.accounts import Accounts
+from tokenrefresh.services.refresh.plan import Plan, RefreshOptions
 from tokenrefresh.storage.repository import GrantNotStored, Repository
 
 # ----------------------------------------------------------------------------- no database

@@ -13,10 +13,10 @@ from sqlalchemy import Engine, text
 
 from conftest import Cli, process_env
 from standin import TikTokStandIn
-from tokenrefresh.context import Context
+from tokenrefresh.adapters.context import Context
+from tokenrefresh.adapters.locks import AdvisoryLock, advisory_key
+from tokenrefresh.base.settings import Secret, Settings
 from tokenrefresh.errors import LockHeld
-from tokenrefresh.locks import AdvisoryLock, advisory_key
-from tokenrefresh.settings import Secret, Settings
 from tokenrefresh.storage.records import Shard
 
 

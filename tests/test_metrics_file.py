@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli
-from tokenrefresh.monitoring import MetricsPathRefused, write_atomically
+from tokenrefresh.services.monitoring import MetricsPathRefused, write_atomically
 
 # The metrics file does not depend on the database: one is enough.
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from outbox_fake import FakeOutbox
 from receiver import Receiver, Reply, closed_port, running_receiver
+from tokenrefresh.base.events.records import DeliveryReport
+from tokenrefresh.base.scrub import safe_text
 from tokenrefresh.errors import ConfigError
-from tokenrefresh.events.delivery import deliver
-from tokenrefresh.events.notify import Notifier, digest
-from tokenrefresh.events.records import DeliveryReport
-from tokenrefresh.events.webhook import WebhookSender
-from tokenrefresh.scrub import safe_text
+from tokenrefresh.services.events.delivery import deliver
+from tokenrefresh.services.events.notify import Notifier, digest
+from tokenrefresh.services.events.webhook import WebhookSender
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 

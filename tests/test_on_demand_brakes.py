@@ -32,7 +32,7 @@ from tokenrefresh import (
     TokenStore,
 )
 from tokenrefresh.errors import EXIT_USAGE
-from tokenrefresh.refresh.on_demand import PROBE_INTERVAL
+from tokenrefresh.services.refresh.on_demand import PROBE_INTERVAL
 from tokenrefresh.storage.repository import Repository
 
 SOON = timedelta(minutes=1)  # a stored token this close to its end needs a refresh

@@ -31,7 +31,7 @@ ASKER = """
 import json, sys, time
 from datetime import timedelta
 from tokenrefresh import MinValidUnreachable, TokenStore, TemporarilyUnavailable
-from tokenrefresh.refresh import on_demand
+from tokenrefresh.services.refresh import on_demand
 
 on_demand.REFRESH_PACING = timedelta(0)
 

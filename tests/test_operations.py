@@ -426,9 +426,9 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_does_not(
 
 
 def test_a_ping_body_never_carries_a_secret_or_a_control_character(pings: PingReceiver) -> None:
-    from tokenrefresh.monitoring import Pinger
-    from tokenrefresh.scrub import MASK, register_secret
-    from tokenrefresh.settings import Secret
+    from tokenrefresh.base.scrub import MASK, register_secret
+    from tokenrefresh.base.settings import Secret
+    from tokenrefresh.services.monitoring import Pinger
 
     secret = "ping-body-secret-0123456789"
     register_secret(secret)

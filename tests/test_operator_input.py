@@ -19,9 +19,9 @@ from sqlalchemy import Engine
 from conftest import Cli, process_env
 from helpers import assert_only_a_refused_run_was_recorded, counts, runs, snapshot
 from standin import IssuedTokens, TikTokStandIn
-from tokenrefresh.envfile import MAX_FILE_BYTES
+from tokenrefresh.base.envfile import MAX_FILE_BYTES
+from tokenrefresh.base.settings import Settings
 from tokenrefresh.errors import ConfigError
-from tokenrefresh.settings import Settings
 
 RunProcess = Callable[..., subprocess.CompletedProcess[str]]
 NOT_REGULAR = "not a regular file: point it at a file that holds the value"

@@ -14,7 +14,7 @@ import pytest
 
 import tokenrefresh
 from receiver import Receiver, closed_port, running_receiver
-from tokenrefresh.outbound.call import BoundedClient, CallFailed
+from tokenrefresh.adapters.outbound.call import BoundedClient, CallFailed
 
 SOURCE = Path(tokenrefresh.__file__).parent
 HTTP_MODULES = ("requests", "urllib3", "http.client", "urllib.request", "httpx", "aiohttp")
@@ -44,7 +44,7 @@ def test_only_the_outbound_package_speaks_http() -> None:
             for module in HTTP_MODULES
         )
     }
-    assert speaking == {"outbound/call.py", "outbound/deadline.py"}
+    assert speaking == {"adapters/outbound/call.py", "adapters/outbound/deadline.py"}
     sessions = [
         path.name for path in SOURCE.rglob("*.py") if "requests.Session()" in path.read_text()
     ]

@@ -8,8 +8,13 @@ from datetime import timedelta
 import pytest
 
 from conftest import Cli
-from tokenrefresh.durations import format_duration, parse_duration
-from tokenrefresh.refresh.pacing import CircuitBreaker, FailureBackoff, RetryPolicy, Throttle
+from tokenrefresh.base.durations import format_duration, parse_duration
+from tokenrefresh.services.refresh.pacing import (
+    CircuitBreaker,
+    FailureBackoff,
+    RetryPolicy,
+    Throttle,
+)
 
 
 class FakeClock:

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import Cli, process_env
 from helpers import AddAccounts, finish, start
-from tokenrefresh.monitoring import PING_TIMEOUT, STOPPING_PING_TIMEOUT
+from tokenrefresh.services.monitoring import PING_TIMEOUT, STOPPING_PING_TIMEOUT
 
 pytestmark = [
     pytest.mark.slow,

@@ -67,8 +67,8 @@ from test_recipes_systemd import (
     Host,
     assert_admin_has_the_units_configuration,
 )
+from tokenrefresh.base.settings import Settings
 from tokenrefresh.cli import app
-from tokenrefresh.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 OPEN_ID = "creator-rejected"

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from conftest import Cli, CliResult, process_env
 from helpers import AddAccounts, account, import_line, import_lines, stored_tokens, table
 from standin import TikTokStandIn, tiktok_error
-from tokenrefresh.defaults import FAILING_AFTER
+from tokenrefresh.base.defaults import FAILING_AFTER
 from tokenrefresh.storage.engine import create_database_engine
 from tokenrefresh.storage.repository import Repository
 

@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 
 from helpers import finish, import_lines, start
 from standin import IssuedTokens, Reply, TikTokStandIn
-from tokenrefresh.crypto import TokenCipher
-from tokenrefresh.settings import Secret
+from tokenrefresh.adapters.crypto import TokenCipher
+from tokenrefresh.base.settings import Secret
 from tokenrefresh.storage.models import Account
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -20,7 +20,7 @@ from conftest import Cli
 from helpers import AddAccounts, account, import_line, set_account, snapshot, stored_tokens
 from standin import TikTokStandIn
 from tokenrefresh import InvalidArgument, ReconnectNeeded, TokenStore
-from tokenrefresh.scopes import check_scopes, granted_scopes
+from tokenrefresh.base.scopes import check_scopes, granted_scopes
 
 REDIRECT = "https://app.example/tiktok/callback"
 

@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tokenrefresh.scrub import FRAGMENT, MASK, Redactor, register_secret, safe_text, scrub
+from tokenrefresh.base.scrub import FRAGMENT, MASK, Redactor, register_secret, safe_text, scrub
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits + "._-~+/=!*"
 secrets_ = st.text(alphabet=TOKEN_ALPHABET, min_size=FRAGMENT, max_size=90)

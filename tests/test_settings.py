@@ -18,10 +18,10 @@ from sqlalchemy import Engine
 from conftest import Cli
 from helpers import assert_only_a_refused_run_was_recorded, snapshot
 from standin import TikTokStandIn
+from tokenrefresh.base.events.checks import webhook_url_problem
+from tokenrefresh.base.scrub import MASK, scrub
+from tokenrefresh.base.settings import DEFAULT_API_BASE_URL, Secret, Settings, database_url_secrets
 from tokenrefresh.errors import ConfigError
-from tokenrefresh.events.checks import webhook_url_problem
-from tokenrefresh.scrub import MASK, scrub
-from tokenrefresh.settings import DEFAULT_API_BASE_URL, Secret, Settings, database_url_secrets
 from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import resolve_database_url
 

@@ -22,14 +22,14 @@ from sqlalchemy import Engine, insert, select, update
 
 from conftest import Cli
 from standin import IssuedTokens, TikTokStandIn, tiktok_error
-from tokenrefresh.accounts import Accounts
-from tokenrefresh.clock import utcnow
-from tokenrefresh.logs import configure_logging
-from tokenrefresh.refresh.plan import Plan, RefreshOptions
+from tokenrefresh.base.clock import utcnow
+from tokenrefresh.base.logs import configure_logging
+from tokenrefresh.base.scrub import MASK, register_secret, safe_text
 from tokenrefresh.render import renderer
 from tokenrefresh.render.terminal import Terminal as TerminalOutput
-from tokenrefresh.scrub import MASK, register_secret, safe_text
-from tokenrefresh.status import collect_status
+from tokenrefresh.services.accounts import Accounts
+from tokenrefresh.services.refresh.plan import Plan, RefreshOptions
+from tokenrefresh.services.status import collect_status
 from tokenrefresh.storage.models import Account, AccountStatus, Attempt, Run
 from tokenrefresh.storage.repository import Repository
 
@@ -288,7 +288,7 @@ def test_a_registered_secret_is_scrubbed_from_json_and_text() -> None:
     register_secret(secret)
     stream = io.StringIO()
     output = renderer(as_json=True, stream=stream)
-    from tokenrefresh.status import HealthCheck, HealthProblem, Severity
+    from tokenrefresh.services.status import HealthCheck, HealthProblem, Severity
 
     output.health(HealthCheck([]))  # ours: untouched
     output.health(HealthCheck([HealthProblem(Severity.WARNING, f"echo {secret[2:20]}")]))

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 
 from standin import FORM_CONTENT_TYPE, TOKEN_PATH, IssuedTokens, Reply, TikTokStandIn
-from tokenrefresh.outcomes import (
+from tokenrefresh.adapters.tiktok import TikTokClient
+from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
     TikTokError,
     TokenGrant,
     UserTokenRejected,
 )
-from tokenrefresh.settings import ClientCredentials, Secret
-from tokenrefresh.tiktok import TikTokClient
+from tokenrefresh.base.settings import ClientCredentials, Secret
 
 TIMEOUT = 0.3  # the whole call's deadline
 SLOWER_THAN_TIMEOUT = 1.0

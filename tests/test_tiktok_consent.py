@@ -16,7 +16,8 @@ from urllib.parse import unquote
 import pytest
 
 from standin import FORM_CONTENT_TYPE, TOKEN_PATH, Reply, TikTokStandIn
-from tokenrefresh.outcomes import (
+from tokenrefresh.adapters.tiktok import TikTokClient, code_challenge, new_code_verifier
+from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
     TikTokError,
@@ -24,9 +25,8 @@ from tokenrefresh.outcomes import (
     UnusableGrant,
     UserTokenRejected,
 )
-from tokenrefresh.scrub import FRAGMENT
-from tokenrefresh.settings import ClientCredentials, Secret
-from tokenrefresh.tiktok import TikTokClient, code_challenge, new_code_verifier
+from tokenrefresh.base.scrub import FRAGMENT
+from tokenrefresh.base.settings import ClientCredentials, Secret
 
 TIMEOUT = 0.3
 SLOWER_THAN_TIMEOUT = 1.0

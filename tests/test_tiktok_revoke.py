@@ -22,21 +22,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from standin import FORM_CONTENT_TYPE, REVOKE_PATH, IssuedTokens, Reply, TikTokStandIn
-from tokenrefresh.outcomes import (
+from tokenrefresh.adapters.tiktok import (
+    TikTokClient,
+    interpret_code_answer,
+    interpret_revoke_answer,
+)
+from tokenrefresh.adapters.tiktok.revoke_answer import INVALID_TOKEN_CODES
+from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
     TikTokError,
     TokenGrant,
     UserTokenRejected,
 )
-from tokenrefresh.scrub import FRAGMENT, safe_text
-from tokenrefresh.settings import ClientCredentials, Secret
-from tokenrefresh.tiktok import (
-    TikTokClient,
-    interpret_code_answer,
-    interpret_revoke_answer,
-)
-from tokenrefresh.tiktok.revoke_answer import INVALID_TOKEN_CODES
+from tokenrefresh.base.scrub import FRAGMENT, safe_text
+from tokenrefresh.base.settings import ClientCredentials, Secret
 
 TIMEOUT = 0.3
 SLOWER_THAN_TIMEOUT = 1.0

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from conftest import Cli
 from helpers import account, assert_no_secret, assert_only_a_refused_run_was_recorded, snapshot
 from standin import AUTHORIZE_PATH, TikTokStandIn
-from tokenrefresh.settings import DEFAULT_AUTHORIZE_URL, Settings
+from tokenrefresh.base.settings import DEFAULT_AUTHORIZE_URL, Settings
 
 CALLBACK = "http://127.0.0.1:8766/callback"
 VAR = "TIKTOK_AUTHORIZE_URL"

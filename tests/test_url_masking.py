@@ -14,9 +14,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conftest import Cli, PostgresServer
+from tokenrefresh.base.scrub import register_secret
+from tokenrefresh.base.settings import Settings, database_url_secrets
 from tokenrefresh.errors import ConfigError
-from tokenrefresh.scrub import register_secret
-from tokenrefresh.settings import Settings, database_url_secrets
 from tokenrefresh.storage.engine import (
     create_database_engine,
     describe_db_error,

@@ -17,8 +17,8 @@ from standardwebhooks import Webhook
 
 from outbox_fake import FakeOutbox
 from receiver import HUGE, Receiver, Reply, closed_port, running_receiver
-from tokenrefresh.events.records import PendingEvent
-from tokenrefresh.events.webhook import DeliveryFailed, WebhookSender
+from tokenrefresh.base.events.records import PendingEvent
+from tokenrefresh.services.events.webhook import DeliveryFailed, WebhookSender
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 PAYLOAD = (

@@ -16,9 +16,9 @@ import pytest
 
 from outbox_fake import FakeOutbox
 from receiver import Receiver, Reply, closed_port, running_receiver
-from tokenrefresh.events.delivery import backoff, deliver
-from tokenrefresh.events.records import DeliveryReport
-from tokenrefresh.events.webhook import WebhookSender
+from tokenrefresh.base.events.records import DeliveryReport
+from tokenrefresh.services.events.delivery import backoff, deliver
+from tokenrefresh.services.events.webhook import WebhookSender
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 EXPIRED = "account.expired"

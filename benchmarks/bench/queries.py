@@ -56,8 +56,8 @@ def in_process_queries(
     db: BenchDatabase, repeats: int
 ) -> tuple[dict[str, list[float]], list[Plan]]:
     """Time the repository's calls on this database, capture their SQL, explain it."""
-    from tokenrefresh.clock import utcnow
-    from tokenrefresh.status import collect_status
+    from tokenrefresh.base.clock import utcnow
+    from tokenrefresh.services.status import collect_status
     from tokenrefresh.storage import schema
     from tokenrefresh.storage.engine import create_database_engine
     from tokenrefresh.storage.records import AccountStatus, Due

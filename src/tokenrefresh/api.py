@@ -19,11 +19,9 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from tokenrefresh import defaults
-from tokenrefresh.context import Context
-from tokenrefresh.errors import AccountNotFound, ConfigurationError, InvalidArgument
-from tokenrefresh.refresh.on_demand import DEFAULT_WAIT, AccessToken, LazyEndpoint, OnDemand
-from tokenrefresh.settings import (
+from tokenrefresh.adapters.context import Context
+from tokenrefresh.base import defaults
+from tokenrefresh.base.settings import (
     API_BASE_URL,
     CLIENT_KEY,
     CLIENT_SECRET,
@@ -31,13 +29,20 @@ from tokenrefresh.settings import (
     ENCRYPTION_KEYS,
     Settings,
 )
+from tokenrefresh.errors import AccountNotFound, ConfigurationError, InvalidArgument
+from tokenrefresh.services.refresh.on_demand import (
+    DEFAULT_WAIT,
+    AccessToken,
+    LazyEndpoint,
+    OnDemand,
+)
 from tokenrefresh.storage.engine import default_database_path, describe_url
 from tokenrefresh.storage.records import AccountView
 from tokenrefresh.storage.repository import Repository
 
 if TYPE_CHECKING:
-    from tokenrefresh.connections import Connected, Connections, Revoked
-    from tokenrefresh.tiktok import TikTokClient
+    from tokenrefresh.adapters.tiktok import TikTokClient
+    from tokenrefresh.services.connections import Connected, Connections, Revoked
 
 __all__ = ["DEFAULT_MIN_VALID", "AccessToken", "TokenStore"]
 
@@ -206,7 +211,7 @@ class TokenStore:
             return self._context.client(read_timeout=self._http_timeout)
 
     def _consent(self) -> Connections:
-        from tokenrefresh.connections import Connections
+        from tokenrefresh.services.connections import Connections
 
         with self._lock:
             if self._connections is None:

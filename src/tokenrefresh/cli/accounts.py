@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tokenrefresh import defaults
+from tokenrefresh.base import defaults
+from tokenrefresh.base.scrub import safe_text
+from tokenrefresh.base.settings import Settings
 from tokenrefresh.cli.app import accounts_app, errors_as_json, handles_errors, setup
 from tokenrefresh.cli.input import read_code, read_lines
 from tokenrefresh.cli.options import (
@@ -25,14 +27,12 @@ from tokenrefresh.cli.options import (
     duration_option,
 )
 from tokenrefresh.errors import UsageError
-from tokenrefresh.scrub import safe_text
-from tokenrefresh.settings import Settings
 from tokenrefresh.storage.records import AccountStatus
 
 if TYPE_CHECKING:
-    from tokenrefresh.accounts import Accounts
-    from tokenrefresh.connections import Connections
-    from tokenrefresh.context import Context
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.services.accounts import Accounts
+    from tokenrefresh.services.connections import Connections
     from tokenrefresh.storage.records import AccountView
 
 __all__ = [
@@ -89,9 +89,9 @@ def accounts_import(
 ) -> None:
     """Import accounts from JSON Lines (TikTok token response shape); all or nothing."""
     setup(quiet=quiet)
-    from tokenrefresh.accounts import Accounts
-    from tokenrefresh.context import Context
+    from tokenrefresh.adapters.context import Context
     from tokenrefresh.render import renderer
+    from tokenrefresh.services.accounts import Accounts
 
     lines = read_lines(file)
     with Context(Settings.from_env()) as context:
@@ -126,10 +126,10 @@ def accounts_list(
 ) -> None:
     """List accounts (never their tokens)."""
     setup()
-    from tokenrefresh.accounts import Accounts
-    from tokenrefresh.clock import utcnow
-    from tokenrefresh.context import Context
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.base.clock import utcnow
     from tokenrefresh.render import renderer
+    from tokenrefresh.services.accounts import Accounts
 
     lacking = _scopes(missing_scope, "--missing-scope")
     with Context(Settings.from_env()) as context:
@@ -149,10 +149,10 @@ def accounts_show(
 ) -> None:
     """Show one account and its recent refresh attempts (never a token)."""
     setup()
-    from tokenrefresh.accounts import Accounts
-    from tokenrefresh.clock import utcnow
-    from tokenrefresh.context import Context
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.base.clock import utcnow
     from tokenrefresh.render import renderer
+    from tokenrefresh.services.accounts import Accounts
 
     with Context(Settings.from_env()) as context:
         accounts = Accounts(context.repository())
@@ -187,8 +187,8 @@ def accounts_token(
     if min_valid < timedelta(0):
         raise UsageError("--min-valid must not be negative")
     scopes = _scopes(scope, "--scope")
-    from tokenrefresh.context import Context
-    from tokenrefresh.refresh.on_demand import LazyEndpoint, OnDemand
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.services.refresh.on_demand import LazyEndpoint, OnDemand
 
     with Context(Settings.from_env(), pool_size=2) as context:
         repository = context.repository()
@@ -226,7 +226,7 @@ def accounts_authorize_url(
 
     The page is TikTok's, or the one TIKTOK_AUTHORIZE_URL names (a local stand-in's)."""
     setup()
-    from tokenrefresh.tiktok.consent import (
+    from tokenrefresh.adapters.tiktok.consent import (
         authorize_url,
         check_redirect_uri,
         code_challenge,
@@ -282,7 +282,7 @@ def accounts_connect(
     failure prints {"error": {"code": <exit code>, "message": "..."}} on stdout too.
     """
     setup()
-    from tokenrefresh.context import Context
+    from tokenrefresh.adapters.context import Context
 
     with errors_as_json(as_json):
         code, verifier = read_code()
@@ -359,16 +359,16 @@ def accounts_remove(
 
 @contextmanager
 def _consent_context() -> Iterator[tuple[Context, Accounts]]:
-    from tokenrefresh.accounts import Accounts
-    from tokenrefresh.context import Context
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.services.accounts import Accounts
 
     with Context(Settings.from_env(), pool_size=2) as context:
         yield context, Accounts(context.repository())
 
 
 def _connections(context: Context, http_timeout: float) -> Connections:
-    from tokenrefresh.connections import Connections
-    from tokenrefresh.refresh.on_demand import OnDemand
+    from tokenrefresh.services.connections import Connections
+    from tokenrefresh.services.refresh.on_demand import OnDemand
 
     repository = context.repository()
     cipher = context.cipher(verify_with=repository)
@@ -379,7 +379,7 @@ def _connections(context: Context, http_timeout: float) -> Connections:
 def _scopes(values: list[str], option: str) -> tuple[str, ...]:
     """The scopes of a repeatable option, each value split at commas (TikTok joins scopes
     with commas, so no scope holds one); exit 2 naming the option for a bad one."""
-    from tokenrefresh.scopes import check_scopes
+    from tokenrefresh.base.scopes import check_scopes
 
     try:
         return check_scopes(values)
@@ -420,8 +420,8 @@ def accounts_enable(account: AccountArgument = None, open_id: OpenIdOption = Non
 
 def _set_enabled(account: str | None, open_id: str | None, *, enabled: bool) -> None:
     setup()
-    from tokenrefresh.accounts import Accounts
-    from tokenrefresh.context import Context
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.services.accounts import Accounts
 
     with Context(Settings.from_env()) as context:
         accounts = Accounts(context.repository())

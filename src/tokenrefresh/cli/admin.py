@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
+from tokenrefresh.base.settings import Settings
 from tokenrefresh.cli.app import db_app, handles_errors, keys_app, setup
 from tokenrefresh.cli.options import AsJson, Quiet
 from tokenrefresh.errors import EXIT_CONFIG, EXIT_OK
-from tokenrefresh.settings import Settings
 
 __all__ = ["db_current", "db_upgrade", "keys_check", "keys_generate", "keys_rotate"]
 
@@ -18,7 +18,7 @@ __all__ = ["db_current", "db_upgrade", "keys_check", "keys_generate", "keys_rota
 @handles_errors
 def keys_generate() -> None:
     """Print a new Fernet key (put it first in TOKENREFRESH_ENCRYPTION_KEYS)."""
-    from tokenrefresh.crypto import generate_key
+    from tokenrefresh.adapters.crypto import generate_key
 
     typer.echo(generate_key())
 
@@ -28,9 +28,9 @@ def keys_generate() -> None:
 def keys_rotate(as_json: AsJson = False, quiet: Quiet = False) -> None:
     """Re-encrypt every stored token with the first key, so older keys can be dropped."""
     setup(quiet=quiet)
-    from tokenrefresh.context import Context
-    from tokenrefresh.keys import rotate_keys
+    from tokenrefresh.adapters.context import Context
     from tokenrefresh.render import renderer
+    from tokenrefresh.services.keys import rotate_keys
 
     with Context(Settings.from_env()) as context:
         report = rotate_keys(context.repository(), context.cipher())
@@ -43,9 +43,9 @@ def keys_rotate(as_json: AsJson = False, quiet: Quiet = False) -> None:
 def keys_check(as_json: AsJson = False) -> None:
     """Count stored tokens per key; exit 3 if any token cannot be decrypted."""
     setup()
-    from tokenrefresh.context import Context
-    from tokenrefresh.keys import check_keys
+    from tokenrefresh.adapters.context import Context
     from tokenrefresh.render import renderer
+    from tokenrefresh.services.keys import check_keys
 
     with Context(Settings.from_env()) as context:
         report = check_keys(context.repository(), context.cipher())
@@ -69,8 +69,8 @@ def db_upgrade(
 ) -> None:
     """Create the schema or migrate it to the newest revision."""
     setup(quiet=quiet)
-    from tokenrefresh.context import Context
-    from tokenrefresh.migrate import upgrade_schema
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.services.migrate import upgrade_schema
 
     with Context(Settings.from_env()) as context:
         report = upgrade_schema(context, create=create)
@@ -90,9 +90,9 @@ def db_current(as_json: AsJson = False) -> None:
     """Show the schema revision of the database and the one this version needs
     (exit 3 if they differ)."""
     setup()
-    from tokenrefresh.context import Context
-    from tokenrefresh.migrate import schema_status
+    from tokenrefresh.adapters.context import Context
     from tokenrefresh.render.terminal import Terminal
+    from tokenrefresh.services.migrate import schema_status
 
     with Context(Settings.from_env()) as context:
         report = schema_status(context)

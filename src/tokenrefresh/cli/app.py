@@ -1,6 +1,6 @@
 """The Typer app, its sub-commands, and the one place where errors become exit codes.
 
-Secrets are never options: they come from the environment or files (see `settings.py`).
+Secrets are never options: they come from the environment or files (see `base/settings.py`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from tokenrefresh import __version__
+from tokenrefresh.base.scrub import safe_text, scrub
+from tokenrefresh.base.version import __version__
 from tokenrefresh.errors import TokenRefreshError, UsageError
-from tokenrefresh.scrub import safe_text, scrub
 
 __all__ = [
     "EXIT_CLOSED_PIPE",
@@ -124,7 +124,7 @@ app.add_typer(events_app, name="events", no_args_is_help=True)
 
 def setup(verbose: int = 0, quiet: bool = False, json_lines: bool = False) -> None:
     """Logging for this command: -q errors only, -v info, -vv debug."""
-    from tokenrefresh.logs import configure_logging
+    from tokenrefresh.base.logs import configure_logging
 
     if verbose and quiet:
         raise UsageError("--verbose and --quiet exclude each other")

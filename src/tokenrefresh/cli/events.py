@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from tokenrefresh import defaults
+from tokenrefresh.base import defaults
+from tokenrefresh.base.durations import Seconds
+from tokenrefresh.base.events.records import EventType
+from tokenrefresh.base.settings import Settings
 from tokenrefresh.cli.app import events_app, handles_errors, setup
 from tokenrefresh.cli.options import AsJson, EventRetention, Quiet, seconds_option
-from tokenrefresh.durations import Seconds
-from tokenrefresh.events.records import EventType
-from tokenrefresh.settings import Settings
 
 __all__ = ["events_deliver", "events_list", "events_secret"]
 
@@ -38,8 +38,8 @@ def events_list(
 ) -> None:
     """Show recorded events, newest first, with their delivery state."""
     setup()
-    from tokenrefresh.clock import utcnow
-    from tokenrefresh.context import Context
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.base.clock import utcnow
     from tokenrefresh.render import renderer
 
     with Context(Settings.from_env()) as context:
@@ -74,10 +74,10 @@ def events_deliver(
     From cron: `-q` prints nothing unless a delivery failed or events were dropped.
     """
     setup(quiet=quiet)
-    from tokenrefresh.clock import utcnow
-    from tokenrefresh.context import Context
-    from tokenrefresh.events.announce import deliver_pending, delivery_configured
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.base.clock import utcnow
     from tokenrefresh.render import renderer
+    from tokenrefresh.services.events.announce import deliver_pending, delivery_configured
 
     settings = Settings.from_env()
     with Context(settings) as context:
@@ -101,6 +101,6 @@ def events_deliver(
 @handles_errors
 def events_secret() -> None:
     """Print a new webhook signing secret (whsec_..., for TOKENREFRESH_WEBHOOK_SECRET)."""
-    from tokenrefresh.events.checks import new_webhook_secret
+    from tokenrefresh.base.events.checks import new_webhook_secret
 
     typer.echo(new_webhook_secret())

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tokenrefresh import defaults
+from tokenrefresh.base import defaults
 from tokenrefresh.cli.app import app, handles_errors, print_error, setup
 from tokenrefresh.cli.options import (
     AsJson,
@@ -101,9 +101,9 @@ def refresh(
 ) -> None:
     """Refresh every access token that expires within the window: the cron job."""
     setup(verbose, quiet, log_format is LogFormat.json)
-    from tokenrefresh.jobs import JobOptions, refresh_job
-    from tokenrefresh.refresh.plan import RefreshOptions
     from tokenrefresh.render import renderer
+    from tokenrefresh.services.jobs import JobOptions, refresh_job
+    from tokenrefresh.services.refresh.plan import RefreshOptions
 
     options = RefreshOptions(
         window=window,
@@ -148,8 +148,8 @@ def cleanup(
     """Expire accounts past their refresh token's expiry, erase dead tokens, prune history
     and old events."""
     setup(verbose, quiet, log_format is LogFormat.json)
-    from tokenrefresh.jobs import JobOptions, cleanup_job
     from tokenrefresh.render import renderer
+    from tokenrefresh.services.jobs import JobOptions, cleanup_job
 
     report = cleanup_job(
         retention, JobOptions(dry_run, metrics_file), event_retention=event_retention
@@ -187,12 +187,12 @@ def status(
 ) -> None:
     """Accounts by status, tokens expiring soon or overdue, reconnects needed, last runs."""
     setup()
-    from tokenrefresh.clock import utcnow
-    from tokenrefresh.context import Context
-    from tokenrefresh.events.announce import delivery_configured
+    from tokenrefresh.adapters.context import Context
+    from tokenrefresh.base.clock import utcnow
+    from tokenrefresh.base.settings import Settings
     from tokenrefresh.render import renderer
-    from tokenrefresh.settings import Settings
-    from tokenrefresh.status import check_health, collect_status
+    from tokenrefresh.services.events.announce import delivery_configured
+    from tokenrefresh.services.status import check_health, collect_status
 
     settings = Settings.from_env()
     with Context(settings) as context:

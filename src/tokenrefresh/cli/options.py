@@ -1,6 +1,6 @@
 """Options several commands share, and the parsers of durations and shards.
 
-Every default comes from `defaults.py`, which the services read too.
+Every default comes from `base/defaults.py`, which the services read too.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tokenrefresh import defaults
-from tokenrefresh.durations import parse_duration, parse_seconds
+from tokenrefresh.base import defaults
+from tokenrefresh.base.durations import parse_duration, parse_seconds
 from tokenrefresh.errors import UsageError
 from tokenrefresh.storage.records import Shard
 

@@ -14,12 +14,12 @@ from tokenrefresh.render.json import JsonRenderer
 from tokenrefresh.render.text import TextRenderer
 
 if TYPE_CHECKING:
-    from tokenrefresh.accounts import AccountDetails, ImportReport
-    from tokenrefresh.cleanup import CleanupReport
-    from tokenrefresh.events.records import DeliveryReport
-    from tokenrefresh.keys import KeyCheckReport, RotateReport
-    from tokenrefresh.refresh.report import RunReport
-    from tokenrefresh.status import HealthCheck, StatusReport
+    from tokenrefresh.base.events.records import DeliveryReport
+    from tokenrefresh.services.accounts import AccountDetails, ImportReport
+    from tokenrefresh.services.cleanup import CleanupReport
+    from tokenrefresh.services.keys import KeyCheckReport, RotateReport
+    from tokenrefresh.services.refresh.report import RunReport
+    from tokenrefresh.services.status import HealthCheck, StatusReport
     from tokenrefresh.storage.outbox import EventView, OutboxStats
     from tokenrefresh.storage.records import AccountView
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from tokenrefresh.logs import terminal_safe_json
+from tokenrefresh.base.logs import terminal_safe_json
 from tokenrefresh.render.values import CELL_LIMIT, shown
 
 __all__ = ["Terminal"]

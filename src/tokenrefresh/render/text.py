@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tokenrefresh.durations import format_duration
-from tokenrefresh.refresh.report import RECONNECT_HOW, REJECTED_WHY
+from tokenrefresh.base.durations import format_duration
 from tokenrefresh.render.json import account_json
 from tokenrefresh.render.terminal import Terminal
 from tokenrefresh.render.values import TEXT_LIMIT, expiries, relative, shown, timestamp
+from tokenrefresh.services.refresh.report import RECONNECT_HOW, REJECTED_WHY
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from tokenrefresh.accounts import AccountDetails, ImportReport
-    from tokenrefresh.cleanup import CleanupReport
-    from tokenrefresh.events.records import DeliveryReport
-    from tokenrefresh.keys import KeyCheckReport, RotateReport
-    from tokenrefresh.refresh.report import RunReport
-    from tokenrefresh.status import HealthCheck, StatusReport
+    from tokenrefresh.base.events.records import DeliveryReport
+    from tokenrefresh.services.accounts import AccountDetails, ImportReport
+    from tokenrefresh.services.cleanup import CleanupReport
+    from tokenrefresh.services.keys import KeyCheckReport, RotateReport
+    from tokenrefresh.services.refresh.report import RunReport
+    from tokenrefresh.services.status import HealthCheck, StatusReport
     from tokenrefresh.storage.outbox import EventView, OutboxStats
     from tokenrefresh.storage.records import AccountView, RunView
 

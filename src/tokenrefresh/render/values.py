@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from tokenrefresh.clock import iso
-from tokenrefresh.durations import format_duration
-from tokenrefresh.scrub import safe_text, scrub
+from tokenrefresh.base.clock import iso
+from tokenrefresh.base.durations import format_duration
+from tokenrefresh.base.scrub import safe_text, scrub
 from tokenrefresh.storage.records import AccountStatus, AccountView
 
 __all__ = ["CELL_LIMIT", "TEXT_LIMIT", "expiries", "outside", "relative", "shown", "timestamp"]

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tokenrefresh.defaults import FAILING_AFTER
+from tokenrefresh.base.defaults import FAILING_AFTER
+from tokenrefresh.base.scopes import granted_scopes
 from tokenrefresh.errors import DatabaseError, ImportFileError
-from tokenrefresh.scopes import granted_scopes
 from tokenrefresh.storage.database import Database, chunks
 from tokenrefresh.storage.models import Account, SpentRefreshToken
 from tokenrefresh.storage.outbox import record_recovered

@@ -31,7 +31,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from tokenrefresh.defaults import FAILING_AFTER
+from tokenrefresh.base.defaults import FAILING_AFTER
 from tokenrefresh.errors import DatabaseError
 from tokenrefresh.storage.claim_statements import (
     INSERT_ATTEMPT,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Executable, Row
 from sqlalchemy.exc import DBAPIError
 
-from tokenrefresh.clock import Clock, utcnow
+from tokenrefresh.base.clock import Clock, utcnow
 from tokenrefresh.errors import DatabaseError
 from tokenrefresh.storage.engine import describe_db_error
 

@@ -19,9 +19,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 
+from tokenrefresh.base.scrub import safe_text, scrub
+from tokenrefresh.base.settings import DATABASE_URL, Settings, url_authority
 from tokenrefresh.errors import ConfigError
-from tokenrefresh.scrub import safe_text, scrub
-from tokenrefresh.settings import DATABASE_URL, Settings, url_authority
 
 __all__ = [
     "advisory_key",

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from tokenrefresh.base.events.records import EventType
 from tokenrefresh.errors import EXIT_CONFIG, EXIT_FAILURES
-from tokenrefresh.events.records import EventType
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Attempt, Run, SpentRefreshToken
 from tokenrefresh.storage.outbox import record_event

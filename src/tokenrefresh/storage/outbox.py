@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
-from tokenrefresh.events.payload import new_event_id, payload
-from tokenrefresh.events.records import EventType, PendingEvent
+from tokenrefresh.base.events.payload import new_event_id, payload
+from tokenrefresh.base.events.records import EventType, PendingEvent
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Account, OutboxEvent
 from tokenrefresh.storage.records import AccountStatus, Shard
@@ -112,7 +112,7 @@ def record_account_event(
     **extra: Any,
 ) -> bool:
     """An account event, its open_id and label read in the same transaction."""
-    from tokenrefresh.events.payload import account_data
+    from tokenrefresh.base.events.payload import account_data
 
     row = connection.execute(
         select(Account.open_id, Account.label).where(Account.id == account_id)

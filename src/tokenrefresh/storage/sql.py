@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, literal_column, or_, select
 
-from tokenrefresh.scrub import safe_text, scrub
+from tokenrefresh.base.scrub import safe_text, scrub
 from tokenrefresh.storage.models import Account, Attempt, Run
 from tokenrefresh.storage.records import (
     AccountStatus,

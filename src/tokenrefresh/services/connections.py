@@ -1,0 +1,241 @@
+"""Connecting an account (TikTok's authorization-code exchange) and revoking one.
+
+Connect stores the new account exactly as an import of a new consent would (an upsert by
+open_id: a known account gets the new pair and is active again). Revoke asks TikTok to
+revoke the account's access, then erases its tokens and marks it `revoked`: no run
+refreshes it again, and only a new connect (or import) makes it active.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tokenrefresh.adapters.crypto import TokenCipher, fingerprint
+from tokenrefresh.adapters.tiktok.code_answer import checked_open_id
+from tokenrefresh.adapters.tiktok.consent import check_code, check_code_verifier, check_redirect_uri
+from tokenrefresh.base.clock import Clock, utcnow
+from tokenrefresh.base.outcomes import (
+    AppCredentialsRejected,
+    ConsentEndpoint,
+    RefreshFailed,
+    TokenGrant,
+    UnusableGrant,
+    UserTokenRejected,
+)
+from tokenrefresh.errors import (
+    ClientRejected,
+    InvalidArgument,
+    MinValidUnreachable,
+    ReconnectNeeded,
+    TemporarilyUnavailable,
+    UsageError,
+)
+from tokenrefresh.services.refresh.on_demand import OnDemand
+from tokenrefresh.storage.records import AccountView, NewAccount
+from tokenrefresh.storage.repository import Repository
+
+__all__ = ["Connected", "Connections", "Revoked"]
+
+log = logging.getLogger("tokenrefresh.connections")
+
+# TikTok documents a refresh token lifetime of 365 days. When an exchange's answer states
+# none, that is assumed: too short a guess would have `cleanup` mark a good account expired.
+ASSUMED_REFRESH_LIFETIME = timedelta(days=365)
+# Revoking needs an access token that stays valid through the call.
+REVOKE_MIN_VALID = timedelta(minutes=1)
+LABEL_MAX_LENGTH = 255  # accounts.label is VARCHAR(255), as `accounts import` checks
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A connected account: its id and open_id, and whether it was new. Never a token."""
+
+    account_id: int
+    open_id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A revoked account. `at_tiktok`: TikTok confirmed the revocation (False: there was no
+    live token left to revoke, or TikTok said it was invalid already)."""
+
+    account_id: int
+    open_id: str
+    at_tiktok: bool
+
+
+class Connections:
+    """Connect and revoke, over the repository and TikTok's endpoints."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        cipher: TokenCipher,
+        client: ConsentEndpoint,
+        tokens: OnDemand,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._repository = repository
+        self._cipher = cipher
+        self._client = client
+        self._tokens = tokens
+        self._clock = clock
+
+    def connect(
+        self,
+        code: str,
+        *,
+        redirect_uri: str,
+        code_verifier: str | None = None,
+        label: str | None = None,
+    ) -> Connected:
+        """Exchange an authorization code for a token pair and store the account.
+
+        A code TikTok does not accept (used, expired, for another redirect URI, a wrong
+        verifier) is a UsageError (exit 2) and changes nothing.
+        """
+        code, label = _checked(code, redirect_uri, code_verifier, label)
+        try:
+            grant = self._client.exchange_code(
+                code, redirect_uri=redirect_uri, code_verifier=code_verifier
+            )
+        except UserTokenRejected as rejected:
+            raise UsageError(
+                f"{rejected.reason}; nothing was stored. Ask the user to authorize again: "
+                "an authorization code works once, for a few minutes, with the redirect URI "
+                "(and code verifier) it was issued for"
+            ) from None
+        except AppCredentialsRejected as rejected:
+            raise _app_rejected(rejected) from None
+        except UnusableGrant as unusable:
+            raise _unusable(unusable.reason) from None
+        except RefreshFailed as failed:
+            raise TemporarilyUnavailable(
+                f"the code exchange failed: {failed.reason}; nothing was stored"
+            ) from None
+        return self._store(grant, label)
+
+    def _store(self, grant: TokenGrant, label: str | None) -> Connected:
+        # The client checked these; a ConsentEndpoint of another make may not have.
+        if grant.refresh_token is None:
+            raise _unusable("TikTok's answer to the authorization code lacks a refresh token")
+        tokens = tuple(token for token in (grant.access_token, grant.refresh_token) if token)
+        try:
+            open_id = checked_open_id(grant.open_id, tokens)
+        except ValueError as error:
+            raise _unusable(
+                f"TikTok's answer to the authorization code carries no usable open_id: {error}"
+            ) from None
+        now = self._clock()
+        account = NewAccount(
+            line=1,
+            open_id=open_id,
+            label=label,
+            access_expires_at=grant.access_expires_at,
+            refresh_expires_at=grant.refresh_expires_at or now + ASSUMED_REFRESH_LIFETIME,
+            issued_at=now,
+            issued_at_stated=True,
+            scope=grant.scope or "",
+            access_token_ciphertext=(
+                self._cipher.encrypt(grant.access_token) if grant.access_token else None
+            ),
+            refresh_token_ciphertext=self._cipher.encrypt(grant.refresh_token),
+            refresh_token_fingerprint=fingerprint(grant.refresh_token),
+        )
+        try:
+            counts = self._repository.import_accounts([account], force=True)
+        except Exception:
+            log.error(
+                "TikTok issued tokens for open_id %s but they could not be stored: the user "
+                "must authorize again",
+                open_id,
+            )
+            raise
+        stored = self._repository.find_account(open_id)
+        assert stored is not None
+        return Connected(stored.id, stored.open_id, created=counts.created == 1)
+
+    def revoke(self, account: AccountView) -> Revoked:
+        """Revoke the account's access at TikTok, then erase its tokens (status revoked).
+
+        If TikTok cannot be reached, nothing changes (TemporarilyUnavailable): an account
+        marked revoked whose tokens still work at TikTok would be the worse mistake.
+        """
+        at_tiktok = False
+        try:
+            token = self._tokens.access_token(account_id=account.id, min_valid=REVOKE_MIN_VALID)
+        except ReconnectNeeded:
+            token = None  # nothing live to revoke: TikTok already refuses its tokens
+        except MinValidUnreachable:
+            # Refreshed moments ago, and TikTok's answer gave no usable lifetime: no token
+            # to revoke with until the pacing lets the account be refreshed again.
+            raise TemporarilyUnavailable(
+                f"revoking account {account.id} failed: it was refreshed moments ago and "
+                "TikTok's answer gave its access token no usable lifetime; nothing was "
+                "changed, try again in a minute",
+                account_id=account.id,
+                open_id=account.open_id,
+            ) from None
+        if token is not None:
+            try:
+                self._client.revoke(token.token)
+                at_tiktok = True
+            except UserTokenRejected:
+                log.info("account %s: TikTok says its token was invalid already", account.id)
+            except AppCredentialsRejected as rejected:
+                raise _app_rejected(rejected) from None
+            except RefreshFailed as failed:
+                raise TemporarilyUnavailable(
+                    f"revoking account {account.id} failed: {failed.reason}; nothing was "
+                    "changed, try again",
+                    account_id=account.id,
+                    open_id=account.open_id,
+                ) from None
+        reason = "revoked" + (" at TikTok" if at_tiktok else "") + ": its user must connect again"
+        self._repository.mark_revoked(account.id, reason)
+        return Revoked(account.id, account.open_id, at_tiktok)
+
+
+def _checked(
+    code: str, redirect_uri: str, code_verifier: str | None, label: str | None
+) -> tuple[str, str | None]:
+    """The code to send (see `check_code`) and the label to store, or an InvalidArgument
+    (exit 2) naming what is wrong with the operator's input, before anything is sent: a
+    code is spent at TikTok whether or not what it brings can then be stored."""
+    try:
+        code = check_code(code)
+    except ValueError as error:
+        raise InvalidArgument(str(error)) from None
+    if code_verifier is not None:
+        try:
+            check_code_verifier(code_verifier)
+        except ValueError as error:
+            raise InvalidArgument(f"the code verifier is not one: {error} (RFC 7636)") from None
+    try:
+        check_redirect_uri(redirect_uri)
+    except ValueError as error:
+        raise InvalidArgument(f"--redirect-uri: {error}") from None
+    if label is not None:
+        label = label.strip() if isinstance(label, str) else ""
+        if not label or len(label) > LABEL_MAX_LENGTH:
+            raise InvalidArgument(f"--label: a label is 1 to {LABEL_MAX_LENGTH} characters")
+    return code, label
+
+
+def _unusable(reason: str) -> ReconnectNeeded:
+    return ReconnectNeeded(
+        f"{reason}. The tokens TikTok issued cannot be stored without a refresh token and a "
+        "usable open_id, so they were discarded and nothing was stored; the authorization "
+        "code is spent: ask the user to authorize again",
+        reason="unusable_grant",
+    )
+
+
+def _app_rejected(rejected: AppCredentialsRejected) -> ClientRejected:
+    return ClientRejected(
+        "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
+        f"TIKTOK_CLIENT_SECRET): {rejected.reason}"
+    )

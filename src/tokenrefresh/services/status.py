@@ -1,0 +1,154 @@
+"""`status`: what the operator needs to know, from a handful of indexed queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from tokenrefresh.base.clock import iso
+from tokenrefresh.base.durations import format_duration
+from tokenrefresh.storage.outbox import OutboxStats
+from tokenrefresh.storage.records import AccountStatus, AccountView, RunView, Stats
+from tokenrefresh.storage.repository import Repository
+
+__all__ = [
+    "HealthCheck",
+    "HealthProblem",
+    "Severity",
+    "StatusReport",
+    "check_health",
+    "collect_status",
+]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    generated_at: datetime
+    window: timedelta
+    stats: Stats
+    reconnect: list[AccountView]
+    reconnect_count: int
+    last_runs: dict[str, RunView]
+    last_successful_runs: dict[str, RunView]
+    events: OutboxStats = field(default_factory=lambda: OutboxStats(0, None))
+    delivery_configured: bool = False
+    # False: no TOKENREFRESH_ENCRYPTION_KEYS, so no stored token can be read or refreshed.
+    keys_configured: bool = True
+
+
+# Events pending longer than this, with somewhere to deliver them, are worth a warning.
+EVENTS_STUCK_AFTER = timedelta(hours=1)
+
+
+def collect_status(
+    repository: Repository,
+    now: datetime,
+    window: timedelta,
+    reconnect_limit: int,
+    *,
+    delivery_configured: bool = False,
+    keys_configured: bool = True,
+) -> StatusReport:
+    stats = repository.stats(now, window)
+    return StatusReport(
+        generated_at=now,
+        window=window,
+        stats=stats,
+        reconnect=repository.reconnect_needed(now, reconnect_limit),
+        # Three disjoint groups: expired; past the refresh token's expiry but not yet marked
+        # by cleanup; and in date but with no token stored (nothing can refresh them).
+        reconnect_count=(
+            stats.by_status[AccountStatus.EXPIRED]
+            + stats.past_refresh_expiry
+            + stats.without_tokens
+        ),
+        last_runs=repository.last_runs(),
+        last_successful_runs=repository.last_successful_runs(),
+        events=repository.outbox_stats(),
+        delivery_configured=delivery_configured,
+        keys_configured=keys_configured,
+    )
+
+
+class Severity(StrEnum):
+    """How bad a health problem is; its value is what Nagios and `--json` show."""
+
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def exit_code(self) -> int:
+        """The Nagios exit code: 0 ok, 1 warning, 2 critical."""
+        return {Severity.OK: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}[self]
+
+
+@dataclass(frozen=True)
+class HealthProblem:
+    severity: Severity
+    message: str
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """What `status --check` reports: the problems, most severe first; none when healthy."""
+
+    problems: list[HealthProblem]
+
+    @property
+    def severity(self) -> Severity:
+        """The worst problem's severity (the one rule for the exit code and the output)."""
+        return max(
+            (problem.severity for problem in self.problems),
+            key=list(Severity).index,
+            default=Severity.OK,
+        )
+
+
+def check_health(report: StatusReport, max_age: timedelta) -> HealthCheck:
+    """Critical: the refresh is not keeping up (no success within max_age, or active
+    accounts whose access token already expired). Warning: users must reconnect."""
+    problems: list[HealthProblem] = []
+    last_ok = report.last_successful_runs.get("refresh")
+    if last_ok is None:
+        problems.append(HealthProblem(Severity.CRITICAL, "no refresh run has succeeded yet"))
+    else:
+        finished = last_ok.finished_at or last_ok.started_at
+        if report.generated_at - finished > max_age:
+            problems.append(
+                HealthProblem(
+                    Severity.CRITICAL,
+                    "the last successful refresh finished at "
+                    f"{iso(finished)}, more than "
+                    f"{format_duration(max_age)} ago",
+                )
+            )
+    if report.stats.overdue:
+        problems.append(
+            HealthProblem(
+                Severity.CRITICAL,
+                f"{report.stats.overdue} active account(s) have an expired access token",
+            )
+        )
+    if report.reconnect_count:
+        problems.append(
+            HealthProblem(
+                Severity.WARNING,
+                f"{report.reconnect_count} account(s) need their user to reconnect",
+            )
+        )
+    oldest = report.events.oldest_pending_at
+    if (
+        report.delivery_configured
+        and oldest is not None
+        and report.generated_at - oldest > EVENTS_STUCK_AFTER
+    ):
+        problems.append(
+            HealthProblem(
+                Severity.WARNING,
+                f"{report.events.pending} event(s) not delivered; the oldest since "
+                f"{iso(oldest)} (is the webhook receiver down?)",
+            )
+        )
+    return HealthCheck(problems)
