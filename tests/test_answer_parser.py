@@ -27,6 +27,7 @@ from tokenrefresh.adapters.tiktok import (
     MAX_ACCESS_LIFETIME,
     MAX_REFRESH_LIFETIME,
     MAX_RETRY_AFTER,
+    Answer,
     interpret_answer,
 )
 from tokenrefresh.base import outcomes
@@ -154,9 +155,7 @@ def interpret(
 ) -> TokenGrant | TikTokError:
     """The grant, or the outcome exception; anything else propagates and fails the test."""
     try:
-        return interpret_answer(
-            status, headers, body, sent_at=sent_at, elapsed=0.25, secrets=secrets
-        )
+        return interpret_answer(Answer(status, headers, body, sent_at, 0.25), secrets)
     except (UserTokenRejected, AppCredentialsRejected, RefreshFailed) as error:
         return error
 

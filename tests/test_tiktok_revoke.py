@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from standin import FORM_CONTENT_TYPE, REVOKE_PATH, IssuedTokens, Reply, TikTokStandIn
 from tokenrefresh.adapters.tiktok import (
+    Answer,
     TikTokClient,
     interpret_code_answer,
     interpret_revoke_answer,
@@ -550,7 +551,8 @@ def assert_shows_no_secret(secrets: tuple[str, ...], *texts: str | None) -> None
 def revoke_outcome(status: int, headers: dict[str, str], body: bytes) -> TikTokError | None:
     """None (revoked), or the outcome exception; anything else propagates and fails."""
     try:
-        interpret_revoke_answer(status, headers, body, elapsed=0.1, secrets=REVOKE_SECRETS)
+        answer = Answer(status, headers, body, datetime.now(UTC), 0.1)
+        interpret_revoke_answer(answer, REVOKE_SECRETS)
     except (UserTokenRejected, AppCredentialsRejected, RefreshFailed) as error:
         return error
     return None
@@ -559,14 +561,8 @@ def revoke_outcome(status: int, headers: dict[str, str], body: bytes) -> TikTokE
 def code_outcome(status: int, headers: dict[str, str], body: bytes) -> TokenGrant | TikTokError:
     """The grant, or the outcome exception; anything else propagates and fails."""
     try:
-        return interpret_code_answer(
-            status,
-            headers,
-            body,
-            sent_at=datetime.now(UTC),
-            elapsed=0.1,
-            secrets=CODE_SECRETS,
-        )
+        answer = Answer(status, headers, body, datetime.now(UTC), 0.1)
+        return interpret_code_answer(answer, CODE_SECRETS)
     except (UserTokenRejected, AppCredentialsRejected, RefreshFailed) as error:
         return error
 

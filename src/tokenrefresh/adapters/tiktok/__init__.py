@@ -9,6 +9,8 @@ with any Retry-After). Nothing above this package sees requests, status codes or
 - `client.py`: the HTTP call (one bounded `_post` for all three, through `outbound`);
 - `answer.py`: the pure interpretation of a token answer (a refresh);
 - `code_answer.py`, `revoke_answer.py`: the same for a code exchange and a revoke;
+- `reading.py`: what all three read first (`Answer`: the body as JSON, its tokens, log_id,
+  Retry-After);
 - `consent.py`: the consent URL, state and PKCE values (no HTTP).
 """
 
@@ -36,6 +38,7 @@ from tokenrefresh.adapters.tiktok.consent import (
     new_code_verifier,
     new_state,
 )
+from tokenrefresh.adapters.tiktok.reading import Answer
 from tokenrefresh.adapters.tiktok.revoke_answer import interpret_revoke_answer
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "MAX_ACCESS_LIFETIME",
     "MAX_REFRESH_LIFETIME",
     "MAX_RETRY_AFTER",
+    "Answer",
     "ChallengeEncoding",
     "TikTokClient",
     "authorize_url",

@@ -1,5 +1,5 @@
-"""What TikTok's answer means: `interpret_answer` is pure, status, headers and body bytes in,
-a TokenGrant or one of three exceptions out, whatever the bytes are.
+"""What TikTok's answer means: `interpret_answer` is pure, an `Answer` (status, headers and body
+bytes) in, a TokenGrant or one of three exceptions out, whatever the bytes are.
 
 TikTok answers errors in the body, with statuses that are not documented and have been
 seen to be 200, so the body's `error` is read whatever the status. But an answer that
@@ -10,15 +10,26 @@ descriptions scrubbed of every fragment of the call's secrets, then bounded.
 
 from __future__ import annotations
 
-import email.utils
-import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from tokenrefresh.adapters.outbound.body import header_value
+from tokenrefresh.adapters.tiktok.reading import (
+    MAX_RETRY_AFTER,
+    NUMBER_TEXT_LIMIT,
+    TOKEN_LIKE,
+    Answer,
+    identifier,
+    json_number,
+    log_id,
+    non_empty_str,
+    raise_if_busy,
+    read_answer,
+    retry_after,
+)
 from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
@@ -41,7 +52,6 @@ __all__ = [
     "unread_answer",
 ]
 
-MAX_RETRY_AFTER = 3600.0  # seconds: a longer Retry-After (or a date further off) is cut to this
 # Longer lifetimes are cut to these: refreshing sooner than needed is always safe.
 MAX_ACCESS_LIFETIME = timedelta(days=1)  # the longest TikTok ever documented
 MAX_REFRESH_LIFETIME = timedelta(days=366)
@@ -60,26 +70,15 @@ RETRYABLE_CODES = frozenset(
 UNRECOGNISED_CODE = "an unrecognised error code"
 ROTATED = "the token may have been rotated"  # what a refresh cut short after sending may have done
 
-_TOKEN_LIKE = re.compile(r"\b(?:act|rft|clt)\.[A-Za-z0-9._~!*+/=-]{4,}")
 _ERROR_CODE_SHAPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
-_LOG_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _UNSIGNED_NUMBER = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_SIGNED_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_NUMBER_TEXT_LIMIT = 100  # a longer "number" is not one
 
 
 # ----------------------------------------------------------------------------- the answer
 
 
 def interpret_answer(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    sent_at: datetime,
-    elapsed: float,
-    secrets: tuple[str, ...],
-    rejection_context: str | None = None,
+    answer: Answer, secrets: tuple[str, ...], *, rejection_context: str | None = None
 ) -> TokenGrant:
     """One answer of the token endpoint as a TokenGrant, or one of the three outcome exceptions.
 
@@ -88,27 +87,19 @@ def interpret_answer(
     `rejection_context`: what a UserTokenRejected was about, put before its reason with ": "
     ("the authorization code was not accepted"); None (a refresh) leaves the reason as is.
     """
-    fields, notes = _json_object(body)
-    secrets = (*secrets, *_tokens_in(fields))
-    details: dict[str, Any] = {
-        "http_status": status,
-        "log_id": _log_id(fields, headers, secrets),
-        "elapsed": elapsed,
-    }
-    if fields is not None and _non_empty_str(fields.get("refresh_token")) is not None:
+    fields, notes, secrets, details = read_answer(answer, secrets)
+    status, headers, sent_at = answer.status, answer.headers, answer.sent_at
+    if fields is not None and non_empty_str(fields.get("refresh_token")) is not None:
         # A new refresh token may mean the old one is spent: keeping it is the only safe choice.
         return _grant(fields, status, sent_at, details, secrets, notes)
     if fields is not None:
-        _raise_error_field(fields, status, headers, details, secrets, rejection_context)
-    if status == 429 or status >= 500:
-        raise RefreshFailed(
-            f"HTTP {status} from TikTok", retry_after=_retry_after(headers), **details
-        )
+        _raise_error_field(fields, answer, details, secrets, rejection_context)
+    raise_if_busy(status, headers, details)
     if status != 200:
         raise RefreshFailed(f"unexpected HTTP {status} from TikTok", **details)
     if fields is None:
         raise RefreshFailed("TikTok's answer is not a JSON object", **details)
-    if _non_empty_str(fields.get("access_token")) is None:
+    if non_empty_str(fields.get("access_token")) is None:
         raise RefreshFailed(
             "TikTok's answer carries neither an access token nor a refresh token", **details
         )
@@ -117,13 +108,13 @@ def interpret_answer(
 
 def _raise_error_field(
     fields: Mapping[str, Any],
-    status: int,
-    headers: Mapping[str, str],
+    answer: Answer,
     details: dict[str, Any],
     secrets: tuple[str, ...],
     rejection_context: str | None,
 ) -> None:
     """Raise the outcome the body's `error` names, if it names one."""
+    status = answer.status
     code, description = _error_of(fields)
     if code is None:
         return
@@ -138,7 +129,7 @@ def _raise_error_field(
     raise RefreshFailed(
         reason,
         retryable=shown_code in RETRYABLE_CODES or status == 429 or status >= 500,
-        retry_after=_retry_after(headers),
+        retry_after=retry_after(answer.headers),
         **details,
     )
 
@@ -148,7 +139,7 @@ def error_reason(
 ) -> tuple[str | None, str]:
     """The error code if it looks like one and shows no secret (else None), and the reason:
     "code (HTTP status): description", the description scrubbed and bounded."""
-    shown_code = _identifier(code, _ERROR_CODE_SHAPE, secrets)
+    shown_code = identifier(code, _ERROR_CODE_SHAPE, secrets)
     reason = f"{shown_code or UNRECOGNISED_CODE} (HTTP {status})"
     if description:
         reason += f": {_shown(description, secrets)}"
@@ -164,8 +155,8 @@ def _grant(
     notes: tuple[str, ...],
 ) -> TokenGrant:
     """The grant in an answer that has at least one token; what was odd goes into notes."""
-    access_token = _non_empty_str(fields.get("access_token"))
-    refresh_token = _non_empty_str(fields.get("refresh_token"))
+    access_token = non_empty_str(fields.get("access_token"))
+    refresh_token = non_empty_str(fields.get("refresh_token"))
     odd = list(notes)
     if refresh_token is None:
         odd.append("no refresh_token: the stored one is kept")
@@ -244,7 +235,7 @@ def _beside_a_new_token(
         notes.append(f"HTTP {status} with {what}")
     code, _ = _error_of(fields)
     if code is not None:
-        shown = _identifier(code, _ERROR_CODE_SHAPE, secrets) or UNRECOGNISED_CODE
+        shown = identifier(code, _ERROR_CODE_SHAPE, secrets) or UNRECOGNISED_CODE
         notes.append(f"error {shown} beside {what}: kept")
     return notes
 
@@ -267,9 +258,9 @@ def _positive_seconds(value: object) -> Decimal | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        if len(text) > _NUMBER_TEXT_LIMIT or not _UNSIGNED_NUMBER.fullmatch(text):
+        if len(text) > NUMBER_TEXT_LIMIT or not _UNSIGNED_NUMBER.fullmatch(text):
             return None
-        value = _number(text)
+        value = json_number(text)
     if isinstance(value, int | float):  # not from the parser (Decimal), but from callers' dicts
         value = Decimal(value)
     if isinstance(value, Decimal) and value.is_finite() and value > 0:
@@ -297,122 +288,20 @@ def _error_of(fields: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """(code, description) of the OAuth or the data-API error shape; code None: no error."""
     error = fields.get("error")
     if isinstance(error, str) and error:
-        return error, _non_empty_str(fields.get("error_description"))
+        return error, non_empty_str(fields.get("error_description"))
     if isinstance(error, Mapping):
-        code = _non_empty_str(error.get("code"))
+        code = non_empty_str(error.get("code"))
         if code in (None, "ok"):
             return None, None
-        return code, _non_empty_str(error.get("message"))
+        return code, non_empty_str(error.get("message"))
     return None, None
-
-
-def _log_id(
-    fields: Mapping[str, Any] | None, headers: Mapping[str, str], secrets: tuple[str, ...]
-) -> str | None:
-    """The body's log_id (either shape), else the X-Tt-Logid header: only if it looks like one."""
-    candidates: list[object] = []
-    if fields is not None:
-        error = fields.get("error")
-        if isinstance(error, Mapping):
-            candidates.append(error.get("log_id"))
-        candidates.append(fields.get("log_id"))
-    candidates.append(header_value(headers, "X-Tt-Logid"))
-    for candidate in candidates:
-        log_id = _identifier(candidate, _LOG_ID_SHAPE, secrets)
-        if log_id is not None:
-            return log_id
-    return None
-
-
-def _identifier(value: object, shape: re.Pattern[str], secrets: tuple[str, ...]) -> str | None:
-    """The value if it has the shape and holds no fragment of a secret or token, else None."""
-    if not isinstance(value, str) or not shape.fullmatch(value):
-        return None
-    if _TOKEN_LIKE.search(value) or scrub(value, *secrets) != value:
-        return None
-    return value
 
 
 def _shown(text: str, secrets: tuple[str, ...]) -> str:
     """Text from TikTok, safe to store and show: no fragment of a secret or token, no
     control character, at most REASON_TEXT_LIMIT characters."""
     scrubbed = scrub(text[:TEXT_INPUT_LIMIT], *secrets)
-    return safe_text(_TOKEN_LIKE.sub(MASK, scrubbed), REASON_TEXT_LIMIT)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Retry-After in seconds from now (delta-seconds or an HTTP date), within [0, 3600];
-    None if absent or unreadable."""
-    value = header_value(headers, "Retry-After")
-    if value is None:
-        return None
-    text = value.strip()
-    if len(text) > _NUMBER_TEXT_LIMIT:
-        return None
-    if _SIGNED_NUMBER.fullmatch(text):
-        seconds = float(_number(text))  # inf for an absurd exponent: clamped below
-    else:
-        seconds_or_none = _seconds_until(text)
-        if seconds_or_none is None:
-            return None
-        seconds = seconds_or_none
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def _seconds_until(http_date: str) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(http_date)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return (when - datetime.now(UTC)).total_seconds()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-def _json_object(body: bytes) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
-    """The body as a JSON object (None if it is not one), and a note if bytes were replaced.
-
-    Numbers come as Decimal, so no size of number can overflow. Invalid UTF-8 is replaced
-    rather than refused: a stray byte in a description must not cost a new token pair."""
-    try:
-        return _as_object(_loads(body)), ()
-    except UnicodeDecodeError:
-        pass
-    except (ValueError, RecursionError):
-        return None, ()
-    try:
-        value = _loads(body.decode("utf-8", "replace"))
-    except (ValueError, RecursionError):
-        return None, ()
-    return _as_object(value), ("the answer is not valid UTF-8: invalid bytes were replaced",)
-
-
-def _loads(document: bytes | str) -> object:
-    return json.loads(document, parse_int=_number, parse_float=_number)
-
-
-def _number(text: str) -> Decimal:
-    """A JSON number, exactly; an exponent too large even for Decimal gives ±Infinity or 0."""
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return Decimal(float(text))  # float() saturates to inf or 0.0 instead of failing
-
-
-def _as_object(value: object) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
-
-
-def _tokens_in(fields: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The tokens an answer carries: never to be shown in anything made from it."""
-    if fields is None:
-        return ()
-    tokens = (fields.get("access_token"), fields.get("refresh_token"))
-    return tuple(token for token in tokens if isinstance(token, str) and token)
-
-
-def _non_empty_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return safe_text(TOKEN_LIKE.sub(MASK, scrubbed), REASON_TEXT_LIMIT)
 
 
 def unread_answer(
@@ -433,6 +322,6 @@ def unread_answer(
         reason,
         maybe_processed=rotated,
         http_status=status,
-        log_id=_identifier(header_value(headers, "X-Tt-Logid"), _LOG_ID_SHAPE, secrets),
+        log_id=log_id(None, headers, secrets),  # the header's, as no body was read
         elapsed=elapsed,
     )

@@ -6,7 +6,6 @@ longer than `timeout`. What the bytes mean: `answer.py`, `code_answer.py`, `revo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -18,6 +17,7 @@ from tokenrefresh.adapters.outbound.call import (
 )
 from tokenrefresh.adapters.tiktok.answer import ROTATED, interpret_answer, unread_answer
 from tokenrefresh.adapters.tiktok.code_answer import CODE_USED, interpret_code_answer
+from tokenrefresh.adapters.tiktok.reading import Answer
 from tokenrefresh.adapters.tiktok.revoke_answer import REVOKED, interpret_revoke_answer
 from tokenrefresh.base.outcomes import (
     RefreshFailed,
@@ -71,15 +71,7 @@ class TikTokClient:
         """Present the refresh token once; a grant, or one of the three outcome exceptions."""
         secrets = (refresh_token, self._credentials.client_secret.reveal())
         fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        answer = self._post(self._url, fields, secrets, ROTATED)
-        return interpret_answer(
-            answer.status,
-            answer.headers,
-            answer.body,
-            sent_at=answer.sent_at,
-            elapsed=answer.elapsed,
-            secrets=secrets,
-        )
+        return interpret_answer(self._post(self._url, fields, secrets, ROTATED), secrets)
 
     def exchange_code(
         self, code: str, *, redirect_uri: str, code_verifier: str | None = None
@@ -100,15 +92,7 @@ class TikTokClient:
         fields = {"code": code, "grant_type": "authorization_code", "redirect_uri": redirect_uri}
         if code_verifier is not None:
             fields["code_verifier"] = code_verifier
-        answer = self._post(self._url, fields, secrets, CODE_USED)
-        return interpret_code_answer(
-            answer.status,
-            answer.headers,
-            answer.body,
-            sent_at=answer.sent_at,
-            elapsed=answer.elapsed,
-            secrets=secrets,
-        )
+        return interpret_code_answer(self._post(self._url, fields, secrets, CODE_USED), secrets)
 
     def revoke(self, access_token: str) -> None:
         """Revoke the user's access token (and with it the app's access to the account).
@@ -118,16 +102,14 @@ class TikTokClient:
             raise ValueError("an access token is required")
         secrets = (access_token, self._credentials.client_secret.reveal())
         answer = self._post(self._revoke_url, {"token": access_token}, secrets, REVOKED)
-        interpret_revoke_answer(
-            answer.status, answer.headers, answer.body, elapsed=answer.elapsed, secrets=secrets
-        )
+        interpret_revoke_answer(answer, secrets)
 
     def close(self) -> None:
         self._http.close()
 
     def _post(
         self, url: str, fields: Mapping[str, str], secrets: tuple[str, ...], if_processed: str
-    ) -> _Posted:
+    ) -> Answer:
         """One form POST of the app's credentials and `fields` within the deadline: status,
         headers and the decoded, capped body. `if_processed`: what a failure after sending
         may have done at TikTok ("the token may have been rotated")."""
@@ -152,7 +134,7 @@ class TikTokClient:
             ) from None
         except CallFailed as failure:
             raise self._failure(failure, if_processed) from None
-        return _Posted(answer.status, answer.headers, answer.body, sent_at, answer.elapsed)
+        return Answer(answer.status, answer.headers, answer.body, sent_at, answer.elapsed)
 
     def _failure(self, failure: CallFailed, if_processed: str) -> RefreshFailed:
         """A call without an answer; says whether TikTok may have seen it."""
@@ -172,17 +154,6 @@ class TikTokClient:
         return RefreshFailed(
             reason, maybe_processed=True, http_status=failure.status, elapsed=elapsed
         )
-
-
-@dataclass(frozen=True)
-class _Posted:
-    """What one POST brought back, and when it was sent (expiries count from then)."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    sent_at: datetime
-    elapsed: float
 
 
 def _form_body(form: Mapping[str, str]) -> bytes:

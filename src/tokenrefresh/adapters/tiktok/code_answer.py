@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from decimal import Decimal
 
-from tokenrefresh.adapters.tiktok.answer import _json_object, _tokens_in, interpret_answer
+from tokenrefresh.adapters.tiktok.answer import interpret_answer
+from tokenrefresh.adapters.tiktok.reading import Answer, json_object, tokens_in
 from tokenrefresh.base.outcomes import TokenGrant, UnusableGrant
 from tokenrefresh.base.scrub import scrub
 
@@ -39,35 +39,19 @@ _OPEN_ID_SHAPE = re.compile(r"[!-~]+")  # visible ASCII: no space, no control ch
 _UNUSABLE = "TikTok's answer to the authorization code"
 
 
-def interpret_code_answer(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    sent_at: datetime,
-    elapsed: float,
-    secrets: tuple[str, ...],
-) -> TokenGrant:
+def interpret_code_answer(answer: Answer, secrets: tuple[str, ...]) -> TokenGrant:
     """One answer to an authorization-code grant as a TokenGrant with a refresh token and a
     checked open_id, or one of the three outcome exceptions (UnusableGrant, a RefreshFailed,
     for tokens that cannot be stored); total, and no fragment of `secrets` (the code, the
     client secret, the verifier) or of a token in the body is ever shown."""
-    grant = interpret_answer(
-        status,
-        headers,
-        body,
-        sent_at=sent_at,
-        elapsed=elapsed,
-        secrets=secrets,
-        rejection_context=CODE_REJECTED,
-    )
+    grant = interpret_answer(answer, secrets, rejection_context=CODE_REJECTED)
     details = {"http_status": grant.http_status, "log_id": grant.log_id, "elapsed": grant.elapsed}
     if grant.refresh_token is None:
         raise UnusableGrant(f"{_UNUSABLE} lacks a refresh token", **details)
-    fields, _ = _json_object(body)  # the open_id as sent, before `interpret_answer` cut it
+    fields, _ = json_object(answer.body)  # the open_id as sent, before `interpret_answer` cut it
     raw = fields.get("open_id") if fields is not None else None
     try:
-        open_id = checked_open_id(raw, (*secrets, *_tokens_in(fields)))
+        open_id = checked_open_id(raw, (*secrets, *tokens_in(fields)))
     except ValueError as error:
         raise UnusableGrant(f"{_UNUSABLE} carries no usable open_id: {error}", **details) from None
     return dataclasses.replace(grant, open_id=open_id)

@@ -1,5 +1,6 @@
-"""What TikTok's answer to a revoke means: `interpret_revoke_answer` is pure, status, headers
-and body bytes in, None (revoked) or one of the three outcome exceptions out, whatever the bytes.
+"""What TikTok's answer to a revoke means: `interpret_revoke_answer` is pure, an `Answer`
+(status, headers and body bytes) in, None (revoked) or one of the three outcome exceptions
+out, whatever the bytes.
 
 Believing a revoke worked when it did not is the costly mistake (the app keeps access the
 user asked to end), so only a 2xx with an empty body or a JSON object without an error is a
@@ -16,14 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tokenrefresh.adapters.tiktok.answer import (
-    APP_REJECTIONS,
-    _json_object,
-    _log_id,
-    _retry_after,
-    _tokens_in,
-    error_reason,
-)
+from tokenrefresh.adapters.tiktok.answer import APP_REJECTIONS, error_reason
+from tokenrefresh.adapters.tiktok.reading import Answer, raise_if_busy, read_answer, retry_after
 from tokenrefresh.base.outcomes import AppCredentialsRejected, RefreshFailed, UserTokenRejected
 
 __all__ = [
@@ -52,33 +47,18 @@ REQUEST_ERRORS = frozenset(
 )
 
 
-def interpret_revoke_answer(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    elapsed: float,
-    secrets: tuple[str, ...],
-) -> None:
+def interpret_revoke_answer(answer: Answer, secrets: tuple[str, ...]) -> None:
     """None if TikTok revoked the token; else UserTokenRejected (already invalid),
     AppCredentialsRejected or RefreshFailed. Pure and total; `secrets` (the access token,
     the client secret) and any token in the body never appear in a reason."""
-    fields, _ = _json_object(body)
-    secrets = (*secrets, *_tokens_in(fields))
-    details: dict[str, Any] = {
-        "http_status": status,
-        "log_id": _log_id(fields, headers, secrets),
-        "elapsed": elapsed,
-    }
+    fields, _, secrets, details = read_answer(answer, secrets)
+    status, headers = answer.status, answer.headers
     if fields is not None and not _names_no_error(fields.get("error")):
-        _raise_error(fields, status, headers, details, secrets)
-    if status == 429 or status >= 500:
-        raise RefreshFailed(
-            f"HTTP {status} from TikTok", retry_after=_retry_after(headers), **details
-        )
+        _raise_error(fields, answer, details, secrets)
+    raise_if_busy(status, headers, details)
     if not 200 <= status < 300:
         raise RefreshFailed(f"unexpected HTTP {status} from TikTok", **details)
-    if fields is None and body.strip():
+    if fields is None and answer.body.strip():
         raise RefreshFailed(
             "TikTok's answer to the revoke is neither empty nor a JSON object", **details
         )
@@ -92,11 +72,7 @@ def _names_no_error(error: object) -> bool:
 
 
 def _raise_error(
-    fields: Mapping[str, Any],
-    status: int,
-    headers: Mapping[str, str],
-    details: dict[str, Any],
-    secrets: tuple[str, ...],
+    fields: Mapping[str, Any], answer: Answer, details: dict[str, Any], secrets: tuple[str, ...]
 ) -> None:
     """Raise the outcome an answer's `error` names (OAuth or data-API shape). An error field
     of any other shape is an unrecognised code: never a success."""
@@ -108,7 +84,7 @@ def _raise_error(
     shown_code, reason = error_reason(
         code if isinstance(code, str) else "",
         description if isinstance(description, str) and description else None,
-        status,
+        answer.status,
         secrets,
     )
     details = {**details, "error_code": shown_code}
@@ -119,7 +95,7 @@ def _raise_error(
     # Unknown codes are retryable: only a request TikTok called wrong is not worth repeating.
     raise RefreshFailed(
         reason,
-        retryable=status == 429 or status >= 500 or shown_code not in REQUEST_ERRORS,
-        retry_after=_retry_after(headers),
+        retryable=answer.status == 429 or answer.status >= 500 or shown_code not in REQUEST_ERRORS,
+        retry_after=retry_after(answer.headers),
         **details,
     )
