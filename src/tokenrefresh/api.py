@@ -161,10 +161,7 @@ class TokenStore:
             else self._repository.find_account(str(open_id))
         )
         if found is None:
-            which = f"id {account_id}" if open_id is None else f"open_id {open_id!r}"
-            raise AccountNotFound(
-                f"no account with {which}", account_id=account_id, open_id=open_id
-            )
+            raise AccountNotFound.by_key(account_id, open_id)
         return found
 
     def connect(

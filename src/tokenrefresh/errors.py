@@ -114,6 +114,12 @@ class AccountNotFound(UsageError):
 
     reason = "not_found"
 
+    @classmethod
+    def by_key(cls, account_id: int | None, open_id: str | None) -> AccountNotFound:
+        """`no account with id N`, or `with open_id 'X'` when the key is an open_id."""
+        which = f"id {account_id}" if open_id is None else f"open_id {open_id!r}"
+        return cls(f"no account with {which}", account_id=account_id, open_id=open_id)
+
 
 class ImportFileError(UsageError):
     """The import file is not valid; nothing was imported."""

@@ -81,12 +81,12 @@ class Accounts:
         if open_id is not None:
             found = self._repository.find_account(open_id)
             if found is None:
-                raise AccountNotFound(f"no account with open_id {open_id!r}", open_id=open_id)
+                raise AccountNotFound.by_key(None, open_id)
             return found
         assert account_id is not None
         account = self._repository.get_account(account_id)
         if account is None:
-            raise AccountNotFound(f"no account with id {account_id}", account_id=account_id)
+            raise AccountNotFound.by_key(account_id, None)
         return account
 
     def details(self, account_id: int, attempts: int) -> AccountDetails:
@@ -95,13 +95,13 @@ class Accounts:
 
     def remove(self, account_id: int) -> None:
         if not self._repository.remove_account(account_id):
-            raise AccountNotFound(f"no account with id {account_id}", account_id=account_id)
+            raise AccountNotFound.by_key(account_id, None)
 
     def set_enabled(self, account_id: int, enabled: bool) -> AccountView:
         """Disable an account, or make it active again if it has a usable refresh token."""
         if not enabled:
             if not self._repository.disable(account_id):
-                raise AccountNotFound(f"no account with id {account_id}", account_id=account_id)
+                raise AccountNotFound.by_key(account_id, None)
             return self.get(account_id)
         if not self._repository.enable(account_id):
             account = self.get(account_id)  # AccountNotFound if there is none

@@ -66,12 +66,8 @@ class Cleanup:
         self, retention: timedelta, event_retention: timedelta = defaults.EVENT_RETENTION
     ) -> CleanupReport:
         """The dry run: what would change, with no lock and no write."""
-        now = self._clock()
-        repository = self._repository
-        report = CleanupReport(
-            dry_run=True, started_at=now, retention=retention, event_retention=event_retention
-        )
-        report.expired = repository.past_refresh_expiry(now, MAX_LISTED)
+        report = self._started(True, retention, event_retention)
+        now, repository = report.started_at, self._repository
         report.expired_count = len(report.expired)
         report.tokens_erased = repository.count_tokens_to_erase(now)
         report.attempts_pruned, report.runs_pruned = repository.count_history_before(
@@ -89,12 +85,8 @@ class Cleanup:
         event_retention: timedelta = defaults.EVENT_RETENTION,
     ) -> CleanupReport:
         """Expire, erase and prune under the cleanup lock; the run is recorded."""
-        now = self._clock()
-        repository = self._repository
-        report = CleanupReport(
-            dry_run=False, started_at=now, retention=retention, event_retention=event_retention
-        )
-        report.expired = repository.past_refresh_expiry(now, MAX_LISTED)
+        report = self._started(False, retention, event_retention)
+        now, repository = report.started_at, self._repository
         with lock:
             report.run_id = repository.start_run(
                 "cleanup", host=socket.gethostname(), pid=os.getpid(), shard=None
@@ -122,4 +114,16 @@ class Cleanup:
             repository.finish_run(
                 report.run_id, outcome="ok", exit_code=EXIT_OK, counts=report.counts, message=None
             )
+        return report
+
+    def _started(
+        self, dry_run: bool, retention: timedelta, event_retention: timedelta
+    ) -> CleanupReport:
+        """The report of a run starting now, with the accounts past their refresh expiry
+        (at most MAX_LISTED), which a run expires and a dry run lists."""
+        now = self._clock()
+        report = CleanupReport(
+            dry_run=dry_run, started_at=now, retention=retention, event_retention=event_retention
+        )
+        report.expired = self._repository.past_refresh_expiry(now, MAX_LISTED)
         return report

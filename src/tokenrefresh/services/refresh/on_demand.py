@@ -157,10 +157,7 @@ class OnDemand:
             raise TypeError("give exactly one of account_id and open_id")
         state = self._repository.token_state(account_id, open_id)
         if state is None:
-            which = f"id {account_id}" if open_id is None else f"open_id {open_id!r}"
-            raise AccountNotFound(
-                f"no account with {which}", account_id=account_id, open_id=open_id
-            )
+            raise AccountNotFound.by_key(account_id, open_id)
         return state
 
     def _fresh(
