@@ -16,11 +16,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from tokenrefresh.adapters.context import Context
 from tokenrefresh.base import defaults
+from tokenrefresh.base.closing import Closing
 from tokenrefresh.base.settings import (
     API_BASE_URL,
     CLIENT_KEY,
@@ -51,7 +51,7 @@ DEFAULT_HTTP_TIMEOUT = 30.0  # seconds: a whole call to TikTok, connect to last 
 DEFAULT_POOL_SIZE = 4
 
 
-class TokenStore:
+class TokenStore(Closing):
     """Fresh access tokens, connect and revoke, for one database of accounts.
 
     Configuration is explicit (keyword arguments) or `TokenStore.from_env()` (the CLI's
@@ -188,17 +188,6 @@ class TokenStore:
                 return
             self._closed = True
         self._context.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"TokenStore({describe_url(self._context.database_url)})"

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tokenrefresh.adapters.locks import AdvisoryLock, FileRunLock, RunLock
+from tokenrefresh.base.closing import Closing
 from tokenrefresh.base.settings import Settings
 from tokenrefresh.errors import ConfigError
 from tokenrefresh.storage.engine import (
@@ -42,7 +43,7 @@ def lock_name(command: str, shard: Shard | None = None) -> str:
     return f"tokenrefresh:{command}" + (f":shard={shard}" if shard else "")
 
 
-class Context:
+class Context(Closing):
     """What one command invocation builds from its Settings (each at most once).
 
     `pool_size`: the database connections it may hold at once (a refresh run: see
@@ -170,9 +171,3 @@ class Context:
             self._client.close()
         if self._engine is not None:
             self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -38,6 +38,7 @@ from tokenrefresh.adapters.outbound.body import (
     read_capped,
 )
 from tokenrefresh.adapters.outbound.deadline import Call, DeadlineAdapter, Watchdog
+from tokenrefresh.base.closing import Closing
 from tokenrefresh.base.scrub import register_secret
 from tokenrefresh.base.settings import basic_auth_secrets
 from tokenrefresh.base.version import __version__
@@ -102,7 +103,7 @@ class AnswerUnreadable(UnreadableBody):
         self.elapsed = elapsed
 
 
-class BoundedClient:
+class BoundedClient(Closing):
     """Bounded POSTs: one requests.Session per thread (keep-alive), one watchdog thread.
 
     `timeout`: seconds for a whole call (a call may ask for less); `max_body_bytes`: the
@@ -162,12 +163,6 @@ class BoundedClient:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
-
-    def __enter__(self) -> BoundedClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _send(
         self,

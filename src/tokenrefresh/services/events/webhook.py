@@ -15,11 +15,11 @@ from __future__ import annotations
 import http
 import math
 from datetime import UTC, datetime
-from types import TracebackType
 
 from standardwebhooks import Webhook
 
 from tokenrefresh.adapters.outbound.call import BoundedClient, CallFailed
+from tokenrefresh.base.closing import Closing
 from tokenrefresh.base.events.checks import webhook_secret_key, webhook_url_problem
 from tokenrefresh.base.events.records import PendingEvent
 
@@ -42,7 +42,7 @@ class DeliveryFailed(Exception):
         self.receiver_unavailable = receiver_unavailable
 
 
-class WebhookSender:
+class WebhookSender(Closing):
     """Signs and POSTs events to one receiver. Not thread-safe: one sender per thread."""
 
     def __init__(self, url: str, secret: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -89,17 +89,6 @@ class WebhookSender:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> WebhookSender:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def refusal_reason(status: int) -> str:
