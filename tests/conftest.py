@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -112,6 +113,18 @@ def _secrets_of_this_test_only() -> Iterator[None]:
     saved = (redactor._windows, redactor._wholes)
     yield
     redactor._windows, redactor._wholes = saved
+
+
+@pytest.fixture(autouse=True)
+def _logging_of_this_test_only() -> Iterator[None]:
+    """An in-process CLI run sets the log levels (`--quiet`: the `tokenrefresh` logger to
+    ERROR): put back after the test, so that no test depends on which test ran before it
+    in the same process (xdist workers mix the order). Handlers are pytest's to manage."""
+    root, ours = logging.getLogger(), logging.getLogger("tokenrefresh")
+    saved = (root.level, ours.level)
+    yield
+    root.setLevel(saved[0])
+    ours.setLevel(saved[1])
 
 
 @pytest.fixture(scope="session")
