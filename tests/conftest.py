@@ -5,12 +5,19 @@ PostgreSQL tests use TOKENREFRESH_TEST_DATABASE_URL (default: the local server w
 auth). Each test gets a fresh database cloned from a migrated template. Without a reachable
 server those tests are skipped, unless TOKENREFRESH_REQUIRE_POSTGRES=1 (CI), which turns the
 skip into a failure.
+
+The suite runs in parallel (pytest-xdist, `-n` in pyproject's addopts). Session fixtures are
+per worker: each worker migrates a template of its own (`CREATE DATABASE ... TEMPLATE` fails
+while another session is connected to the template, so workers never share one), and every
+database name carries the worker's id (PYTEST_XDIST_WORKER) so a leftover is traceable.
+Files live under tmp_path, ports are chosen by the kernel (port 0): nothing else is shared.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -35,6 +42,8 @@ from tokenrefresh.storage.engine import create_database_engine
 from tokenrefresh.storage.repository import Repository
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# "gw0", "gw1"... under pytest-xdist; "main" when the suite runs in one process (-n 0).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 # Timing is noisy on shared machines: Hypothesis judges inputs, never wall-clock time.
 settings.register_profile(
@@ -58,7 +67,7 @@ class PostgresServer:
     def __init__(self, admin_url: URL) -> None:
         self.admin_url = admin_url
         self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=None)
-        self.template = f"tokenrefresh_tpl_{uuid.uuid4().hex[:10]}"
+        self.template = f"tokenrefresh_tpl_{WORKER}_{uuid.uuid4().hex[:10]}"
         self._create(self.template)
         engine = create_database_engine(self.url(self.template))
         schema.upgrade(engine)
@@ -73,14 +82,18 @@ class PostgresServer:
             connection.execute(text(f'CREATE DATABASE "{name}"{clause}'))
 
     def fresh_database(self) -> str:
-        name = f"tokenrefresh_test_{uuid.uuid4().hex[:12]}"
+        name = self._new_name()
         self._create(name, self.template)
         return name
 
     def empty_database(self) -> str:
-        name = f"tokenrefresh_test_{uuid.uuid4().hex[:12]}"
+        name = self._new_name()
         self._create(name)
         return name
+
+    @staticmethod
+    def _new_name() -> str:
+        return f"tokenrefresh_test_{WORKER}_{uuid.uuid4().hex[:12]}"
 
     def drop(self, name: str) -> None:
         with self._admin.connect() as connection:
@@ -100,6 +113,18 @@ def _secrets_of_this_test_only() -> Iterator[None]:
     saved = (redactor._windows, redactor._wholes)
     yield
     redactor._windows, redactor._wholes = saved
+
+
+@pytest.fixture(autouse=True)
+def _logging_of_this_test_only() -> Iterator[None]:
+    """An in-process CLI run sets the log levels (`--quiet`: the `tokenrefresh` logger to
+    ERROR): put back after the test, so that no test depends on which test ran before it
+    in the same process (xdist workers mix the order). Handlers are pytest's to manage."""
+    root, ours = logging.getLogger(), logging.getLogger("tokenrefresh")
+    saved = (root.level, ours.level)
+    yield
+    root.setLevel(saved[0])
+    ours.setLevel(saved[1])
 
 
 @pytest.fixture(scope="session")

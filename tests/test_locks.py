@@ -42,7 +42,9 @@ def test_a_second_run_exits_75_without_calling_tiktok(
     env: dict[str, str], standin: TikTokStandIn, add_accounts: Callable[..., list]
 ) -> None:
     issued = add_accounts(4)
-    standin.latency = 0.5
+    # The first run holds the lock for up to 4 x 2 s, enough for the second to start on a
+    # loaded machine (parallel tests); once the second is done the rest is answered at once.
+    standin.latency = 2.0
     first = start_refresh(env, "--concurrency", "1")
     try:
         standin.wait_for_requests(1, timeout=30)
@@ -55,6 +57,7 @@ def test_a_second_run_exits_75_without_calling_tiktok(
             check=False,
         )
         assert first.poll() is None, "the first run should still be running"
+        standin.latency = 0.0
     finally:
         _out, err = first.communicate(timeout=60)
     assert second.returncode == 75, second.stderr

@@ -46,6 +46,8 @@ AS_IMAGE_USER = [f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups
 
 pytestmark = [
     pytest.mark.slow,
+    # One worker builds the image's virtualenv (image_root, per module) for both tests.
+    pytest.mark.xdist_group("container-image"),
     pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) is not installed"),
     pytest.mark.skipif(os.geteuid() != 0, reason="running as uid 10001 needs root"),
 ]
