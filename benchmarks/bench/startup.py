@@ -15,6 +15,29 @@ from bench.profiling import import_offenders, importtime_table
 TOKEN_TARGET = 1.5
 
 
+def alternate(
+    commands: dict[str, list[str]], env: dict[str, str], runs: int
+) -> dict[str, list[float]]:
+    """Wall times of `runs` rounds of the commands, the order reversed every other round,
+    after 3 warm-up runs of each (bytecode caches, page cache)."""
+    for argv in commands.values():
+        for _ in range(3):
+            run_process(argv, env).check()
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    for index in range(runs):
+        names = list(commands) if index % 2 == 0 else list(reversed(commands))
+        for name in names:
+            walls[name].append(run_process(commands[name], env).check().wall)
+    return walls
+
+
+def walls_table(walls: dict[str, list[float]]) -> str:
+    rows = [
+        [f"`{name}`", fmt_s(median(w)), fmt_s(min(w)), fmt_s(max(w))] for name, w in walls.items()
+    ]
+    return md_table(["command", "median", "min", "max"], rows)
+
+
 def run(harness: Harness) -> None:
     s = harness.s
     hello = harness.hello_path()
@@ -24,14 +47,7 @@ def run(harness: Harness) -> None:
         "hello-world --help": [sys.executable, str(hello), "--help"],
         "python -c pass": [sys.executable, "-c", "pass"],
     }
-    for argv in commands.values():  # warm-up: bytecode caches, page cache
-        for _ in range(3):
-            run_process(argv, env).check()
-    walls: dict[str, list[float]] = {name: [] for name in commands}
-    for index in range(s.startup_runs):
-        names = list(commands) if index % 2 == 0 else list(reversed(commands))
-        for name in names:
-            walls[name].append(run_process(commands[name], env).check().wall)
+    walls = alternate(commands, env, s.startup_runs)
     ours, hello_w = walls["tokenrefresh --help"], walls["hello-world --help"]
     ratio = median(ours) / median(hello_w)
     pairs = median([a / b for a, b in zip(ours, hello_w, strict=True)])
@@ -43,13 +59,7 @@ def run(harness: Harness) -> None:
         "hello-world is a one-command Typer app written to a temp file, run by the same "
         "interpreter.",
         "",
-        md_table(
-            ["command", "median", "min", "max"],
-            [
-                [f"`{name}`", fmt_s(median(w)), fmt_s(min(w)), fmt_s(max(w))]
-                for name, w in walls.items()
-            ],
-        ),
+        walls_table(walls),
         "",
         f"Ratio tokenrefresh / hello-world: {ratio:.2f} (median of per-pair ratios {pairs:.2f}).",
         "",
@@ -105,14 +115,7 @@ def fresh_token(harness: Harness) -> None:
         "tokenrefresh accounts token 1": [*token, "accounts", "token", "1"],
         "hello-world": [sys.executable, str(harness.hello_path())],
     }
-    for argv in commands.values():  # warm-up: bytecode caches, page cache
-        for _ in range(3):
-            run_process(argv, env).check()
-    walls: dict[str, list[float]] = {name: [] for name in commands}
-    for index in range(s.startup_runs):
-        names = list(commands) if index % 2 == 0 else list(reversed(commands))
-        for name in names:
-            walls[name].append(run_process(commands[name], env).check().wall)
+    walls = alternate(commands, env, s.startup_runs)
     ours, hello_w = walls["tokenrefresh accounts token 1"], walls["hello-world"]
     ratio = median(ours) / median(hello_w)
     pairs = median([a / b for a, b in zip(ours, hello_w, strict=True)])
@@ -129,13 +132,7 @@ def fresh_token(harness: Harness) -> None:
         "accounts token 1` on a SQLite file with one account whose token is valid for a "
         "day, and the hello-world running its command (`python hello.py`).",
         "",
-        md_table(
-            ["command", "median", "min", "max"],
-            [
-                [f"`{name}`", fmt_s(median(w)), fmt_s(min(w)), fmt_s(max(w))]
-                for name, w in walls.items()
-            ],
-        ),
+        walls_table(walls),
         "",
         f"Ratio accounts token / hello-world: {ratio:.2f} (median of per-pair ratios {pairs:.2f}).",
         "",

@@ -39,9 +39,6 @@ class PlainParam:
             return plain
         return self.typer().coerce(value, param=param, ctx=ctx)
 
-    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-        return self.typer()._coerce_value(value, param=param, ctx=ctx)
-
     def typer(self) -> Any:
         """Typer's own runtime parameter (pydantic), built at its first use."""
         if self._typer is None:
