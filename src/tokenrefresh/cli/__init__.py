@@ -2,7 +2,8 @@
 
 `app.py` holds the app and turns errors into exit codes; `options.py` the options several
 commands share; `jobs.py`, `accounts.py` and `admin.py` the commands. Heavy modules are
-imported inside the commands, so `tokenrefresh --help` starts fast.
+imported inside the commands, so `tokenrefresh --help` starts fast, and `coercion.py`
+spares the values that need no conversion Typer's pydantic (`accounts token` for scripts).
 """
 
 from __future__ import annotations

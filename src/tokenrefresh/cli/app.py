@@ -58,7 +58,14 @@ R = TypeVar("R")
 
 
 class _Group(TyperGroup):
-    """The root group: a usage error for an option names where its bad value came from."""
+    """The root group: a usage error for an option names where its bad value came from;
+    plain values skip pydantic (see `cli/coercion.py`)."""
+
+    def make_context(self, info_name: str | None, args: list[str], *a: Any, **kw: Any) -> Any:
+        from tokenrefresh.cli.coercion import install
+
+        install()
+        return super().make_context(info_name, args, *a, **kw)
 
     def invoke(self, ctx: Any) -> Any:
         try:

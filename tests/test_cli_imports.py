@@ -1,0 +1,121 @@
+"""What `tokenrefresh accounts token` imports for a fresh token, and the plain coercion of
+option values that lets it skip pydantic (cli/coercion.py) giving Typer's own results.
+
+Start-up time itself is measured by benchmarks/bench/startup.py, not here: these tests
+look at what is imported, never at the wall clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+import typer
+from typer.core import _TyperParameter
+
+from conftest import process_env
+from helpers import AddAccounts
+from standin import TikTokStandIn
+from tokenrefresh.cli import app
+from tokenrefresh.cli.coercion import PlainParam
+
+# Run the console script's entry point, then list the heavy packages it loaded on stderr.
+RUN_AND_LIST = """\
+import atexit, sys
+HEAVY = ("pydantic", "rich", "requests", "urllib3", "alembic", "tokenrefresh.render",
+         "tokenrefresh.services.connections", "tokenrefresh.adapters.tiktok")
+def listed():
+    loaded = sorted(m for m in sys.modules if m.startswith(HEAVY))
+    sys.stderr.write("loaded: " + (",".join(loaded) or "none") + "\\n")
+atexit.register(listed)
+sys.argv = ["tokenrefresh", *sys.argv[1:]]
+from tokenrefresh.cli import main
+main()
+"""
+
+
+def test_a_fresh_token_imports_no_pydantic_rich_requests_or_alembic(
+    env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn
+) -> None:
+    issued = add_accounts(1, expires_in=86400)
+    standin.reset_log()
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_AND_LIST, "accounts", "token", "--open-id", "user0"],
+        env=process_env(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (0, issued[0].access_token + "\n"), result.stderr
+    assert result.stderr == "loaded: none\n"
+    assert standin.received == []
+
+
+# Kinds of parameter the app does not have today: a parser raising ValueError (pydantic
+# words that error), numbers, paths, lists with a parser.
+probe = typer.Typer()
+
+
+@probe.command()
+def _probe(
+    number: Annotated[int, typer.Option(parser=int)] = 1,
+    count: int = 2,
+    ratio: Annotated[float, typer.Option(min=0)] = 0.5,
+    where: Path | None = None,
+    many: Annotated[list[int], typer.Option(parser=int)] = [],  # noqa: B006
+) -> None:
+    """Not run: its parameters are compared."""
+
+
+@functools.cache
+def _command() -> Any:
+    return typer.main.get_command(app)
+
+
+def _parameters() -> list[tuple[str, _TyperParameter]]:
+    """Every parameter of every command of the app, by `command --option` name."""
+    found: list[tuple[str, _TyperParameter]] = []
+
+    def walk(command: Any, path: str) -> None:
+        for param in command.params:
+            if isinstance(param, _TyperParameter):
+                found.append((f"{path} {param.name}".strip(), param))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(_command(), "")
+    walk(typer.main.get_command(probe), "probe")
+    return found
+
+
+# Values as the parser hands them over: absent, strings (good and bad), lists, defaults.
+SAMPLES: list[Any] = [None, "1", "abc", "", " 7 ", "1h", "20", "-1", "x" * 300, [], ["a"],
+                      ("a", "b"), "user.info.basic,video.list", True, 0, 2.5]  # fmt: skip
+
+
+def _outcome(runtime: Any, value: Any, param: _TyperParameter) -> tuple[str, Any]:
+    ctx = typer.Context(_command())
+    try:
+        return "value", runtime.coerce(value, param=param, ctx=ctx)
+    except Exception as error:  # the message a user would see
+        return type(error).__name__, str(error)
+
+
+PARAMETERS = _parameters()
+
+
+@pytest.mark.parametrize(("name", "param"), PARAMETERS, ids=[name for name, _ in PARAMETERS])
+def test_plain_coercion_gives_what_typers_own_gives(name: str, param: _TyperParameter) -> None:
+    from typer._coercion import build_runtime_param
+
+    plain = PlainParam(param.type_descriptor)
+    typers = build_runtime_param(param.type_descriptor)
+    for value in [*SAMPLES, param.default]:
+        got, expected = _outcome(plain, value, param), _outcome(typers, value, param)
+        assert got == expected, (name, value)
+        assert type(got[1]) is type(expected[1]), (name, value)
