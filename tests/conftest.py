@@ -10,7 +10,8 @@ The suite runs in parallel (pytest-xdist, `-n` in pyproject's addopts). Session 
 per worker: each worker migrates a template of its own (`CREATE DATABASE ... TEMPLATE` fails
 while another session is connected to the template, so workers never share one), and every
 database name carries the worker's id (PYTEST_XDIST_WORKER) so a leftover is traceable.
-Files live under tmp_path, ports are chosen by the kernel (port 0): nothing else is shared.
+SQLite tests get a file of their own, a copy of a
+template the worker migrated once. Files live under tmp_path, ports are chosen by the kernel (port 0): nothing else is shared.
 """
 
 from __future__ import annotations
@@ -160,13 +161,27 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 # ----------------------------------------------------------------------------- databases
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    """A migrated SQLite database of this test's own (as `tokenrefresh db upgrade` makes it)."""
-    path = tmp_path / "data" / "tokenrefresh.db"
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A SQLite database migrated once per worker (as `tokenrefresh db upgrade` makes it),
+    as bytes: the last connection's close checkpointed its WAL into the file."""
+    path = tmp_path_factory.mktemp("template") / "tokenrefresh.db"
     engine = create_database_engine(make_url(f"sqlite:///{path}"), create=True)
     schema.upgrade(engine)
     engine.dispose()
+    assert not path.with_name(path.name + "-wal").exists()
+    return path.read_bytes()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: bytes) -> str:
+    """A migrated SQLite database of this test's own: a copy of the worker's template,
+    0600 in a 0700 folder as tokenrefresh creates it."""
+    path = tmp_path / "data" / "tokenrefresh.db"
+    path.parent.mkdir(mode=0o700)
+    descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(sqlite_template)
     return f"sqlite:///{path}"
 
 

@@ -23,36 +23,65 @@ from standin import TikTokStandIn
 from tokenrefresh.cli import app
 from tokenrefresh.cli.coercion import PlainParam
 
-# Run the console script's entry point, then list the heavy packages it loaded on stderr.
+# Run the CLI, then list the heavy packages it loaded on stderr. `main` is the console
+# script (the quick path answers a fresh token on SQLite); `run` the Typer command alone.
 RUN_AND_LIST = """\
 import atexit, sys
-HEAVY = ("pydantic", "rich", "requests", "urllib3", "alembic", "tokenrefresh.render",
-         "tokenrefresh.services.connections", "tokenrefresh.adapters.tiktok")
+HEAVY = {heavy!r}
 def listed():
     loaded = sorted(m for m in sys.modules if m.startswith(HEAVY))
     sys.stderr.write("loaded: " + (",".join(loaded) or "none") + "\\n")
 atexit.register(listed)
 sys.argv = ["tokenrefresh", *sys.argv[1:]]
-from tokenrefresh.cli import main
-main()
+from tokenrefresh import cli
+{entry}
 """
+HEAVY = ("pydantic", "rich", "requests", "urllib3", "alembic", "tokenrefresh.render")
+HEAVY += ("tokenrefresh.services.connections", "tokenrefresh.adapters.tiktok")
+TYPER_AND_SQLALCHEMY = (
+    "typer",
+    "click",
+    "sqlalchemy",
+    "psycopg",
+    "tokenrefresh.storage.repository",
+)
+QUICK = RUN_AND_LIST.format(heavy=HEAVY + TYPER_AND_SQLALCHEMY, entry="cli.main()")
+TYPER = RUN_AND_LIST.format(
+    heavy=HEAVY, entry="cli.app; from tokenrefresh.cli.root import run; run()"
+)
 
 
-def test_a_fresh_token_imports_no_pydantic_rich_requests_or_alembic(
-    env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn
-) -> None:
-    issued = add_accounts(1, expires_in=86400)
-    standin.reset_log()
+def fresh_token_loads(env: dict[str, str], script: str, expected: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", RUN_AND_LIST, "accounts", "token", "--open-id", "user0"],
+        [sys.executable, "-c", script, "accounts", "token", "--open-id", "user0"],
         env=process_env(env),
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
-    assert (result.returncode, result.stdout) == (0, issued[0].access_token + "\n"), result.stderr
-    assert result.stderr == "loaded: none\n"
+    assert (result.returncode, result.stdout) == (0, expected), result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_fresh_token_imports_no_typer_sqlalchemy_pydantic_rich_or_requests(
+    env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn
+) -> None:
+    issued = add_accounts(1, expires_in=86400)
+    standin.reset_log()
+    assert fresh_token_loads(env, QUICK, issued[0].access_token + "\n") == "loaded: none\n"
+    assert standin.received == []
+
+
+def test_the_typer_command_for_a_fresh_token_imports_no_pydantic_rich_or_requests(
+    env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn
+) -> None:
+    """Where the quick path does not answer (PostgreSQL, say), the command still skips
+    pydantic (cli/coercion.py), rich, requests and Alembic."""
+    issued = add_accounts(1, expires_in=86400)
+    standin.reset_log()
+    assert fresh_token_loads(env, TYPER, issued[0].access_token + "\n") == "loaded: none\n"
     assert standin.received == []
 
 

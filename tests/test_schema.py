@@ -20,12 +20,23 @@ from tokenrefresh.cli import app
 from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import create_database_engine
 from tokenrefresh.storage.models import Base
+from tokenrefresh.storage.shape import SCHEMA_COLUMNS
 
 
 def test_head_revision_constant_matches_alembic() -> None:
     config = Config()
     config.set_main_option("script_location", str(schema.MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == schema.HEAD_REVISION
+
+
+def test_the_plain_list_of_columns_is_the_models() -> None:
+    """`storage/shape.py` lists what the quick path of `accounts token` checks."""
+    mapped = {
+        (table.name, column.name)
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+    }
+    assert mapped == SCHEMA_COLUMNS
 
 
 def test_migrations_create_exactly_the_models(engine: Engine) -> None:

@@ -358,6 +358,8 @@ def _userinfo_passwords(url: str) -> list[str]:
 
 def _sqlalchemy_password(url: str) -> list[str]:
     """The password SQLAlchemy will hand to the driver, if it can read the URL at all."""
+    if "@" not in url:
+        return []  # SQLAlchemy reads a password only before an `@`; no need to import it
     from sqlalchemy.engine import make_url  # only when a database URL is configured
     from sqlalchemy.exc import ArgumentError
 

@@ -15,7 +15,6 @@ import typer
 from tokenrefresh.base import defaults
 from tokenrefresh.base.scrub import safe_text
 from tokenrefresh.base.settings import Settings
-from tokenrefresh.cli.app import accounts_app, errors_as_json, handles_errors, setup
 from tokenrefresh.cli.input import read_code, read_lines
 from tokenrefresh.cli.options import (
     AccountArgument,
@@ -26,6 +25,7 @@ from tokenrefresh.cli.options import (
     account_key,
     duration_option,
 )
+from tokenrefresh.cli.root import accounts_app, errors_as_json, handles_errors, setup
 from tokenrefresh.errors import UsageError
 from tokenrefresh.storage.records import AccountStatus
 

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from tokenrefresh.base.settings import Settings
-from tokenrefresh.cli.app import db_app, handles_errors, keys_app, setup
 from tokenrefresh.cli.options import AsJson, Quiet
+from tokenrefresh.cli.root import db_app, handles_errors, keys_app, setup
 from tokenrefresh.errors import EXIT_CONFIG, EXIT_OK
 
 __all__ = ["db_current", "db_upgrade", "keys_check", "keys_generate", "keys_rotate"]

@@ -11,8 +11,8 @@ from tokenrefresh.base import defaults
 from tokenrefresh.base.durations import Seconds
 from tokenrefresh.base.events.records import EventType
 from tokenrefresh.base.settings import Settings
-from tokenrefresh.cli.app import events_app, handles_errors, setup
 from tokenrefresh.cli.options import AsJson, EventRetention, Quiet, seconds_option
+from tokenrefresh.cli.root import events_app, handles_errors, setup
 
 __all__ = ["events_deliver", "events_list", "events_secret"]
 

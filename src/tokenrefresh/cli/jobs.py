@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from tokenrefresh.base import defaults
-from tokenrefresh.cli.app import app, handles_errors, print_error, setup
 from tokenrefresh.cli.options import (
     AsJson,
     EventRetention,
@@ -22,6 +21,7 @@ from tokenrefresh.cli.options import (
     duration_option,
     window_option,
 )
+from tokenrefresh.cli.root import app, handles_errors, print_error, setup
 from tokenrefresh.storage.records import Shard
 
 __all__ = ["cleanup", "refresh", "status"]

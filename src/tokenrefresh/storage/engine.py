@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from tokenrefresh.base.scrub import safe_text, scrub
 from tokenrefresh.base.settings import DATABASE_URL, Settings, url_authority
 from tokenrefresh.errors import ConfigError
+from tokenrefresh.storage.shape import SQLITE_BUSY_TIMEOUT_MS, default_database_path
 
 __all__ = [
     "advisory_key",
@@ -35,7 +36,6 @@ __all__ = [
     "sqlite_path",
 ]
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 IDLE_PING_AFTER = 1.0  # seconds a pooled PostgreSQL connection may idle before a ping
 DB_ERROR_LIMIT = 500  # characters of a driver's message that are worth showing
 
@@ -47,13 +47,6 @@ _PASSWORD_PARAMETER = re.compile(
 )
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _HOST_WITH_AT = re.compile(r"""(host(?: name)? ["'])[^"'\s]*@""", re.IGNORECASE)
-
-
-def default_database_path() -> Path:
-    """`tokenrefresh.db` in the user data dir (e.g. ~/.local/share/tokenrefresh)."""
-    from platformdirs import user_data_path  # only needed when no URL is configured
-
-    return user_data_path("tokenrefresh", appauthor=False) / "tokenrefresh.db"
 
 
 def resolve_database_url(settings: Settings) -> URL:

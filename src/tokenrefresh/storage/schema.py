@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from tokenrefresh.errors import SchemaNotCurrent
 from tokenrefresh.storage.engine import advisory_key
 from tokenrefresh.storage.models import Base
+from tokenrefresh.storage.shape import HEAD_REVISION
 
 __all__ = [
     "HEAD_REVISION",
@@ -26,7 +27,6 @@ __all__ = [
     "upgrade",
 ]
 
-HEAD_REVISION = "0005"
 UPGRADE_LOCK = "tokenrefresh:db-upgrade"  # the advisory lock's name (PostgreSQL)
 MIGRATIONS = Path(__file__).with_name("migrations")
 

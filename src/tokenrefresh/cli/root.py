@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from tokenrefresh.base.scrub import safe_text, scrub
 from tokenrefresh.base.version import __version__
+from tokenrefresh.cli.pipe import EXIT_CLOSED_PIPE, closed_pipe
 from tokenrefresh.errors import TokenRefreshError, UsageError
 
 __all__ = [
@@ -37,10 +38,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tokenrefresh")
-
-# 128 + SIGPIPE: what a shell shows for any tool that wrote into a closed pipe (`| head -1`).
-# Not 1, which says accounts failed: here the work was done, only its output went unread.
-EXIT_CLOSED_PIPE = 141
 
 # What a first run needs, at the end of `tokenrefresh --help`; each paragraph after "\b" is
 # printed as written (not rewrapped), within 80 columns.
@@ -154,7 +151,7 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         except (typer.Exit, typer.Abort):
             raise
         except BrokenPipeError:
-            raise typer.Exit(_closed_pipe()) from None
+            raise typer.Exit(closed_pipe()) from None
         except Exception as error:
             # A driver error that no layer translated: say what it is, without SQL or values.
             # Anything else is a bug: one clean line; the traceback only with -vv.
@@ -195,16 +192,7 @@ def run() -> None:
         finally:
             sys.stdout.flush()  # here, not at interpreter exit, where it would print a warning
     except BrokenPipeError:
-        sys.exit(_closed_pipe())
-
-
-def _closed_pipe() -> int:
-    """Nothing more can be said on stdout: point it at /dev/null, so that the interpreter's
-    own last flush has nowhere to fail (the recipe in Python's `signal` documentation)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return EXIT_CLOSED_PIPE
+        sys.exit(closed_pipe())
 
 
 def print_error(message: str) -> None:

@@ -1,0 +1,104 @@
+"""One account's token state read from a SQLite file with the standard library's sqlite3,
+for the quick path of `tokenrefresh accounts token` (`cli/quick.py`): importing SQLAlchemy
+costs more than the whole answer.
+
+Read only, in one snapshot. None wherever the file is not what the full path would use
+as it is (no file, another schema revision, a table or column missing, no key check
+value, no such account): the caller then takes the full path, which migrates, writes the
+first key check value, or says what is wrong.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from tokenrefresh.storage.records import TokenState
+from tokenrefresh.storage.shape import HEAD_REVISION, SCHEMA_COLUMNS, SQLITE_BUSY_TIMEOUT_MS
+
+__all__ = ["Snapshot", "read_token_state"]
+
+_COLUMNS_PRESENT = (
+    "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
+    "WHERE m.type = 'table'"
+)
+_STATE_QUERY = (
+    "SELECT id, open_id, status, scope, access_expires_at, refresh_expires_at, "
+    "consecutive_failures, next_attempt_at, last_error, access_token_ciphertext, "
+    "refresh_token_ciphertext IS NOT NULL AS has_refresh_token, tokens_issued_at, "
+    "last_refreshed_at FROM accounts WHERE "
+)
+# The columns above that hold a moment (naive UTC text).
+_MOMENTS = frozenset(
+    {"access_expires_at", "refresh_expires_at", "next_attempt_at", "tokens_issued_at"}
+    | {"last_refreshed_at"}
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The stored key check value and the account's token state, read together."""
+
+    key_check: str
+    state: TokenState
+
+
+def read_token_state(path: Path, *, account_id: int | None, open_id: str | None) -> Snapshot | None:
+    """The account's token state in the SQLite file at `path` (which must exist: it is
+    opened read-write only so that a WAL database can be read, never created)."""
+    try:
+        connection = sqlite3.connect(
+            f"file:{quote(str(path))}?mode=rw",
+            uri=True,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        connection.execute("BEGIN")  # one snapshot for every read below
+        return _read(connection, account_id, open_id)
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()  # rolls the read transaction back
+
+
+def _read(
+    connection: sqlite3.Connection, account_id: int | None, open_id: str | None
+) -> Snapshot | None:
+    if connection.execute("SELECT version_num FROM alembic_version").fetchall() != [
+        (HEAD_REVISION,)
+    ]:
+        return None
+    if not set(connection.execute(_COLUMNS_PRESENT).fetchall()) >= SCHEMA_COLUMNS:
+        return None
+    key_check = connection.execute("SELECT ciphertext FROM key_check WHERE id = 1").fetchone()
+    if key_check is None:
+        return None
+    if (account_id is None) == (open_id is None):
+        raise TypeError("give exactly one of account_id and open_id")
+    if open_id is None:
+        cursor = connection.execute(_STATE_QUERY + "id = ?", (account_id,))
+    else:
+        cursor = connection.execute(_STATE_QUERY + "open_id = ?", (open_id,))
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    values = dict(zip((column[0] for column in cursor.description), row, strict=True))
+    for name in _MOMENTS:
+        values[name] = _moment(values[name])
+    values["has_refresh_token"] = bool(values["has_refresh_token"])
+    return Snapshot(key_check=key_check[0], state=TokenState(**values))
+
+
+def _moment(value: Any) -> datetime | None:
+    """A stored moment as the models read it (`models.UTCDateTime`): aware, in UTC."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
