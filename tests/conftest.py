@@ -10,18 +10,22 @@ The suite runs in parallel (pytest-xdist, `-n` in pyproject's addopts). Session 
 per worker: each worker migrates a template of its own (`CREATE DATABASE ... TEMPLATE` fails
 while another session is connected to the template, so workers never share one), and every
 database name carries the worker's id (PYTEST_XDIST_WORKER) so a leftover is traceable.
-SQLite tests get a file of their own, a copy of a
-template the worker migrated once. Files live under tmp_path, ports are chosen by the kernel (port 0): nothing else is shared.
+SQLite tests get a file of their own, a copy of a template the worker migrated once. Files
+live under tmp_path, ports are chosen by the kernel (port 0): nothing else is shared.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import logging
 import os
+import queue
+import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -63,7 +67,15 @@ def _admin_url() -> URL:
 
 
 class PostgresServer:
-    """Makes a fresh database per test from one migrated template."""
+    """Makes a fresh database per test from one migrated template.
+
+    Two threads of its own keep the tests from waiting on the server: one creates the next
+    databases ahead of the tests that take them, one drops the used ones behind them
+    (`DROP DATABASE` waits for a checkpoint). Each database is still used by exactly one
+    test, and every one is dropped by the end of the session.
+    """
+
+    AHEAD = 3  # databases created ahead of need
 
     def __init__(self, admin_url: URL) -> None:
         self.admin_url = admin_url
@@ -73,6 +85,14 @@ class PostgresServer:
         engine = create_database_engine(self.url(self.template))
         schema.upgrade(engine)
         engine.dispose()
+        self._ready: queue.Queue[str] = queue.Queue(maxsize=self.AHEAD)
+        self._used: queue.Queue[str | None] = queue.Queue()
+        self._closing = threading.Event()
+        self._failure: BaseException | None = None
+        self._creator = threading.Thread(target=self._create_ahead, daemon=True)
+        self._dropper = threading.Thread(target=self._drop_behind, daemon=True)
+        self._creator.start()
+        self._dropper.start()
 
     def url(self, database: str) -> URL:
         return self.admin_url.set(database=database)
@@ -82,10 +102,31 @@ class PostgresServer:
             clause = f" TEMPLATE {template}" if template else ""
             connection.execute(text(f'CREATE DATABASE "{name}"{clause}'))
 
+    def _create_ahead(self) -> None:
+        while not self._closing.is_set():
+            name = self._new_name()
+            try:
+                self._create(name, self.template)
+            except BaseException as error:  # raised to the test that waits for a database
+                self._failure = error
+                return
+            self._ready.put(name)
+
+    def _drop_behind(self) -> None:
+        while (name := self._used.get()) is not None:
+            self.drop(name)
+
     def fresh_database(self) -> str:
-        name = self._new_name()
-        self._create(name, self.template)
-        return name
+        while True:
+            try:
+                return self._ready.get(timeout=1)
+            except queue.Empty:
+                if not self._creator.is_alive():
+                    raise RuntimeError("no fresh database: its thread stopped") from self._failure
+
+    def release(self, name: str) -> None:
+        """A test is done with its fresh database: dropped soon, by the dropping thread."""
+        self._used.put(name)
 
     def empty_database(self) -> str:
         name = self._new_name()
@@ -101,6 +142,14 @@ class PostgresServer:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def close(self) -> None:
+        self._closing.set()
+        while self._creator.is_alive() or not self._ready.empty():
+            try:  # also unblocks the creator's put into a full queue
+                self.release(self._ready.get(timeout=0.1))
+            except queue.Empty:
+                continue
+        self._used.put(None)
+        self._dropper.join()
         self.drop(self.template)
         self._admin.dispose()
 
@@ -155,7 +204,7 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test only."""
     name = postgres_server.fresh_database()
     yield postgres_server.url(name).render_as_string(hide_password=False)
-    postgres_server.drop(name)
+    postgres_server.release(name)
 
 
 # ----------------------------------------------------------------------------- databases
@@ -348,6 +397,42 @@ def process_env(
 ) -> dict[str, str]:
     kept = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
     return {**kept, **config, **(extra or {}), "PYTHONUNBUFFERED": "1"}
+
+
+# ----------------------------------------------------------------------------- the image
+
+
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """The container recipes' image: the project installed in a virtualenv uid 10001 can
+    run (test_recipes_container.py builds it). Built once per run, whichever worker asks
+    first (the others wait on a lock and take its path); removed when the run ends."""
+    from test_recipes_container import build_image_root
+
+    recorded = _run_dir(request.config, tmp_path_factory) / "image.path"
+    with recorded.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not recorded.exists():
+            recorded.write_text(str(build_image_root()))
+        return Path(recorded.read_text())
+
+
+def _run_dir(config: pytest.Config, factory: pytest.TempPathFactory) -> Path:
+    """The folder every worker of this run shares (pytest's base temp; a worker's own is
+    inside it)."""
+    base = factory.getbasetemp()
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run (not a worker) ends: remove the image a worker built."""
+    if hasattr(session.config, "workerinput"):
+        return
+    factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+    recorded = _run_dir(session.config, factory) / "image.path"
+    if recorded.exists():
+        shutil.rmtree(recorded.read_text(), ignore_errors=True)
+        recorded.unlink()
 
 
 # ----------------------------------------------------------------------------- accounts

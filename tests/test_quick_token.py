@@ -198,36 +198,43 @@ def test_an_account_that_needs_its_user_is_left_to_the_command(
     assert "is disabled" in result.stderr
 
 
-def test_a_missing_key_check_value_is_written_by_the_command_first(
-    run_quick: Quick, cli: Cli, account: IssuedTokens, env: dict[str, str]
-) -> None:
+def by_hand(env: dict[str, str], statement: str) -> None:
+    """Change the test's SQLite database outside tokenrefresh."""
     with sqlite3.connect(db_path(env)) as connection:
-        connection.execute("DELETE FROM key_check")
+        connection.execute(statement)
     connection.close()
-    assert run_quick("1") == (False, "")
-    result = cli("accounts", "token", "1")
-    assert (result.exit_code, result.stdout) == (0, account.access_token + "\n")
-    assert run_quick("1") == (True, account.access_token + "\n")  # written by the command
 
 
-def test_a_schema_changed_by_hand_is_left_to_the_command(
-    run_quick: Quick, cli: Cli, account: IssuedTokens, env: dict[str, str]
+@pytest.mark.parametrize(
+    ("statement", "exit_code", "said"),
+    [
+        # No key check value: the command writes one first, then the quick path answers.
+        ("DELETE FROM key_check", 0, ""),
+        ("ALTER TABLE outbox DROP COLUMN last_error", 3, "lacks column outbox.last_error"),
+    ],
+)
+def test_a_database_changed_by_hand_is_left_to_the_command(
+    run_quick: Quick,
+    cli: Cli,
+    account: IssuedTokens,
+    env: dict[str, str],
+    statement: str,
+    exit_code: int,
+    said: str,
 ) -> None:
-    with sqlite3.connect(db_path(env)) as connection:
-        connection.execute("ALTER TABLE outbox DROP COLUMN last_error")
-    connection.close()
+    by_hand(env, statement)
     assert run_quick("1") == (False, "")
     result = cli("accounts", "token", "1")
-    assert (result.exit_code, result.stdout) == (3, "")
-    assert "lacks column outbox.last_error" in result.stderr
+    printed = account.access_token + "\n" if exit_code == 0 else ""
+    assert (result.exit_code, result.stdout) == (exit_code, printed)
+    assert said in result.stderr
+    assert run_quick("1") == (exit_code == 0, printed)
 
 
 def test_an_older_revision_is_migrated_by_the_command(
     run_quick: Quick, account: IssuedTokens, env: dict[str, str]
 ) -> None:
-    with sqlite3.connect(db_path(env)) as connection:
-        connection.execute("UPDATE alembic_version SET version_num = '0004'")
-    connection.close()
+    by_hand(env, "UPDATE alembic_version SET version_num = '0004'")
     assert run_quick("1") == (False, "")
 
 

@@ -46,8 +46,6 @@ AS_IMAGE_USER = [f"--reuid={IMAGE_UID}", f"--regid={IMAGE_UID}", "--clear-groups
 
 pytestmark = [
     pytest.mark.slow,
-    # One worker builds the image's virtualenv (image_root, per module) for both tests.
-    pytest.mark.xdist_group("container-image"),
     pytest.mark.skipif(SETPRIV is None, reason="setpriv (util-linux) is not installed"),
     pytest.mark.skipif(os.geteuid() != 0, reason="running as uid 10001 needs root"),
 ]
@@ -135,10 +133,10 @@ def as_user(argv: list[str], env: Mapping[str, str], ids: list[str], **kwargs: A
 REACHABLE = Path("/tmp")  # noqa: S108 (mkdtemp folders in it, then chmod/chown)
 
 
-@pytest.fixture(scope="module")
-def image_root() -> Iterator[Path]:
+def build_image_root() -> Path:
     """A world-readable folder with the project installed in opt/tokenrefresh (the image's
-    /opt/tokenrefresh), from a Python that uid 10001 can run."""
+    /opt/tokenrefresh), from a Python that uid 10001 can run. The caller removes it
+    (conftest's image_root, at the end of the run)."""
     root = Path(tempfile.mkdtemp(prefix="tokenrefresh-image-", dir=REACHABLE))
     root.chmod(0o755)
     candidates = [os.path.realpath(sys._base_executable), "/usr/bin/python3"]
@@ -163,8 +161,7 @@ def image_root() -> Iterator[Path]:
         subprocess.run([*pip, "--disable-pip-version-check", f"{context}[notify]"], check=True)
     finally:
         os.umask(umask)
-    yield root
-    shutil.rmtree(root)
+    return root
 
 
 def docker_runs(text: str) -> list[str]:

@@ -46,7 +46,6 @@ from test_recipes_container import (
 from test_recipes_container import (
     _remove_the_folders_made as _remove_the_folders_made,  # the fixture that cleans up
 )
-from test_recipes_container import image_root as image_root  # a fixture
 from test_recipes_cron import (
     VENV_BIN,
     Install,
