@@ -24,10 +24,10 @@ from tokenrefresh.base.durations import format_duration
 from tokenrefresh.base.logs import set_run_id
 from tokenrefresh.base.outcomes import TokenEndpoint
 from tokenrefresh.errors import ClientRejected, ConfigError, DatabaseError, TokenRefreshError
-from tokenrefresh.services.refresh.account import AccountRefresher, Pacing, describe_exception
+from tokenrefresh.services.refresh.account import AccountRefresher, describe_exception
 from tokenrefresh.services.refresh.control import RunControl
 from tokenrefresh.services.refresh.observers import NoObserver, RunObserver
-from tokenrefresh.services.refresh.pacing import CircuitBreaker, Throttle
+from tokenrefresh.services.refresh.pacing import CircuitBreaker, Pacing, Throttle
 from tokenrefresh.services.refresh.plan import Plan
 from tokenrefresh.services.refresh.report import AccountResult, Result, RunReport, StopReason
 from tokenrefresh.storage.records import Candidate
