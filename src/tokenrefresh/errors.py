@@ -6,6 +6,8 @@ problem and, where there is one, the fix. They never contain a token or a secret
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_FAILURES",
@@ -51,6 +53,14 @@ RECONNECT_REASONS = frozenset(
         "unusable_grant",  # connect: TikTok's answer could not be stored
     }
 )
+
+
+class _ErrorData(TypedDict, total=False):
+    """The keyword arguments every TokenRefreshError takes besides its message."""
+
+    reason: str | None
+    account_id: int | None
+    open_id: str | None
 
 
 class TokenRefreshError(Exception):
@@ -190,12 +200,10 @@ class ReconnectNeeded(NoUsableToken):
         self,
         message: str | None = None,
         *,
-        reason: str | None = None,
-        account_id: int | None = None,
-        open_id: str | None = None,
         missing_scopes: frozenset[str] = frozenset(),
+        **data: Unpack[_ErrorData],
     ) -> None:
-        super().__init__(message, reason=reason, account_id=account_id, open_id=open_id)
+        super().__init__(message, **data)
         self.missing_scopes = missing_scopes
 
 

@@ -126,15 +126,13 @@ def accounts_list(
 ) -> None:
     """List accounts (never their tokens)."""
     setup()
-    from tokenrefresh.adapters.context import Context
     from tokenrefresh.base.clock import utcnow
     from tokenrefresh.render import renderer
-    from tokenrefresh.services.accounts import Accounts
 
     lacking = _scopes(missing_scope, "--missing-scope")
-    with Context(Settings.from_env()) as context:
-        accounts = Accounts(context.repository()).list(status.value if status else None, lacking)
-    renderer(as_json=as_json).accounts(accounts, utcnow())
+    with _opened() as (_, accounts):
+        listed = accounts.list(status.value if status else None, lacking)
+    renderer(as_json=as_json).accounts(listed, utcnow())
 
 
 @accounts_app.command("show")
@@ -149,13 +147,10 @@ def accounts_show(
 ) -> None:
     """Show one account and its recent refresh attempts (never a token)."""
     setup()
-    from tokenrefresh.adapters.context import Context
     from tokenrefresh.base.clock import utcnow
     from tokenrefresh.render import renderer
-    from tokenrefresh.services.accounts import Accounts
 
-    with Context(Settings.from_env()) as context:
-        accounts = Accounts(context.repository())
+    with _opened() as (_, accounts):
         details = accounts.details(_find(accounts, account, open_id).id, attempts)
     renderer(as_json=as_json).account_details(details, utcnow())
 
@@ -316,7 +311,7 @@ def accounts_revoke(
     changes (exit 1).
     """
     setup()
-    with _consent_context() as (context, accounts):
+    with _opened() as (context, accounts):
         found = _find(accounts, account, open_id)
         if found.status == AccountStatus.REVOKED:
             typer.echo(_already_revoked(found))
@@ -344,7 +339,7 @@ def accounts_remove(
 ) -> None:
     """Remove an account and its tokens (its user must reconnect to come back)."""
     setup()
-    with _consent_context() as (context, accounts):
+    with _opened() as (context, accounts):
         found = _find(accounts, account, open_id)
         what = "Revoke at TikTok and remove" if revoke else "Remove"
         _confirm(yes, "removing", f"{what} account {_named(found)} and its tokens?")
@@ -358,7 +353,9 @@ def accounts_remove(
 
 
 @contextmanager
-def _consent_context() -> Iterator[tuple[Context, Accounts]]:
+def _opened() -> Iterator[tuple[Context, Accounts]]:
+    """The command's context (a small pool: no accounts command needs more than two
+    connections at once) and the accounts service over its database."""
     from tokenrefresh.adapters.context import Context
     from tokenrefresh.services.accounts import Accounts
 
@@ -420,11 +417,7 @@ def accounts_enable(account: AccountArgument = None, open_id: OpenIdOption = Non
 
 def _set_enabled(account: str | None, open_id: str | None, *, enabled: bool) -> None:
     setup()
-    from tokenrefresh.adapters.context import Context
-    from tokenrefresh.services.accounts import Accounts
-
-    with Context(Settings.from_env()) as context:
-        accounts = Accounts(context.repository())
+    with _opened() as (_, accounts):
         changed = accounts.set_enabled(_find(accounts, account, open_id).id, enabled)
     typer.echo(f"Account {_named(changed)} is {changed.status}.")
 

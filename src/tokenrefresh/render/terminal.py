@@ -37,8 +37,19 @@ class Terminal:
         """One line, scrubbed and escaped: whatever outside text it holds is shown inert."""
         self._write(shown(text))
 
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        """Every cell (and the title) scrubbed, escaped and bounded, then laid out."""
+    def table(
+        self,
+        title: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        *,
+        empty: str | None = None,
+    ) -> None:
+        """Every cell (and the title) scrubbed, escaped and bounded, then laid out; with
+        `empty`, that line instead where there are no rows."""
+        if empty is not None and not rows:
+            self.line(empty)
+            return
         title = shown(title, CELL_LIMIT)
         headers = [shown(column, CELL_LIMIT) for column in columns]
         cells = [[shown(value, CELL_LIMIT) for value in row] for row in rows]

@@ -75,9 +75,6 @@ class TextRenderer(Terminal):
             )
 
     def _dry_run(self, report: RunReport) -> None:
-        if not report.planned:
-            self.line("Dry run: nothing would be refreshed.")
-            return
         self.table(
             f"Dry run: {len(report.planned)} account(s) would be refreshed",
             ["id", "open_id", "label", "access expires", "why"],
@@ -89,12 +86,10 @@ class TextRenderer(Terminal):
                 ]
                 for plan in report.planned
             ],
+            empty="Dry run: nothing would be refreshed.",
         )
 
     def accounts(self, accounts: list[AccountView], now: datetime) -> None:
-        if not accounts:
-            self.line("No accounts.")
-            return
         self.table(
             f"{len(accounts)} account(s)",
             ["id", "open_id", "label", "status", "access expires", "refresh expires", "last error"],
@@ -107,12 +102,10 @@ class TextRenderer(Terminal):
                 ]
                 for account in accounts
             ],
+            empty="No accounts.",
         )
 
     def events(self, events: list[EventView], now: datetime) -> None:
-        if not events:
-            self.line("No events.")
-            return
         self.table(
             f"{len(events)} event(s), newest first",
             ["id", "type", "account", "state", "recorded", "attempts", "last error"],
@@ -128,6 +121,7 @@ class TextRenderer(Terminal):
                 ]
                 for event in events
             ],
+            empty="No events.",
         )
 
     def delivered(self, report: DeliveryReport | None, outbox: OutboxStats, now: datetime) -> None:
@@ -155,9 +149,6 @@ class TextRenderer(Terminal):
             text = "" if value is None else shown(str(value), TEXT_LIMIT)
             self.line(f"{name.ljust(width)}  {text}")
         self.line()
-        if not details.attempts:
-            self.line("No refresh attempts recorded.")
-            return
         self.table(
             "Recent refresh attempts",
             ["when", "outcome", "http", "error", "log_id", "ms", "message"],
@@ -173,6 +164,7 @@ class TextRenderer(Terminal):
                 ]
                 for attempt in details.attempts
             ],
+            empty="No refresh attempts recorded.",
         )
 
     def imported(self, report: ImportReport) -> None:

@@ -67,22 +67,15 @@ class Revoked:
     at_tiktok: bool
 
 
+@dataclass(frozen=True)
 class Connections:
     """Connect and revoke, over the repository and TikTok's endpoints."""
 
-    def __init__(
-        self,
-        repository: Repository,
-        cipher: TokenCipher,
-        client: ConsentEndpoint,
-        tokens: OnDemand,
-        clock: Clock = utcnow,
-    ) -> None:
-        self._repository = repository
-        self._cipher = cipher
-        self._client = client
-        self._tokens = tokens
-        self._clock = clock
+    repository: Repository
+    cipher: TokenCipher
+    client: ConsentEndpoint
+    tokens: OnDemand
+    clock: Clock = utcnow
 
     def connect(
         self,
@@ -99,7 +92,7 @@ class Connections:
         """
         code, label = _checked(code, redirect_uri, code_verifier, label)
         try:
-            grant = self._client.exchange_code(
+            grant = self.client.exchange_code(
                 code, redirect_uri=redirect_uri, code_verifier=code_verifier
             )
         except UserTokenRejected as rejected:
@@ -129,7 +122,7 @@ class Connections:
             raise _unusable(
                 f"TikTok's answer to the authorization code carries no usable open_id: {error}"
             ) from None
-        now = self._clock()
+        now = self.clock()
         account = NewAccount(
             line=1,
             open_id=open_id,
@@ -140,13 +133,13 @@ class Connections:
             issued_at_stated=True,
             scope=grant.scope or "",
             access_token_ciphertext=(
-                self._cipher.encrypt(grant.access_token) if grant.access_token else None
+                self.cipher.encrypt(grant.access_token) if grant.access_token else None
             ),
-            refresh_token_ciphertext=self._cipher.encrypt(grant.refresh_token),
+            refresh_token_ciphertext=self.cipher.encrypt(grant.refresh_token),
             refresh_token_fingerprint=fingerprint(grant.refresh_token),
         )
         try:
-            counts = self._repository.import_accounts([account], force=True)
+            counts = self.repository.import_accounts([account], force=True)
         except Exception:
             log.error(
                 "TikTok issued tokens for open_id %s but they could not be stored: the user "
@@ -154,7 +147,7 @@ class Connections:
                 open_id,
             )
             raise
-        stored = self._repository.find_account(open_id)
+        stored = self.repository.find_account(open_id)
         assert stored is not None
         return Connected(stored.id, stored.open_id, created=counts.created == 1)
 
@@ -166,7 +159,7 @@ class Connections:
         """
         at_tiktok = False
         try:
-            token = self._tokens.access_token(account_id=account.id, min_valid=REVOKE_MIN_VALID)
+            token = self.tokens.access_token(account_id=account.id, min_valid=REVOKE_MIN_VALID)
         except ReconnectNeeded:
             token = None  # nothing live to revoke: TikTok already refuses its tokens
         except MinValidUnreachable:
@@ -181,7 +174,7 @@ class Connections:
             ) from None
         if token is not None:
             try:
-                self._client.revoke(token.token)
+                self.client.revoke(token.token)
                 at_tiktok = True
             except UserTokenRejected:
                 log.info("account %s: TikTok says its token was invalid already", account.id)
@@ -195,7 +188,7 @@ class Connections:
                     open_id=account.open_id,
                 ) from None
         reason = "revoked" + (" at TikTok" if at_tiktok else "") + ": its user must connect again"
-        self._repository.mark_revoked(account.id, reason)
+        self.repository.mark_revoked(account.id, reason)
         return Revoked(account.id, account.open_id, at_tiktok)
 
 

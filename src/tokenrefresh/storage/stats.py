@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, Select, and_, func, or_, select
 
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Account
@@ -44,34 +45,33 @@ class StatsQueries(Database):
                     ),
                 ).where(IS_ACTIVE, Account.access_expires_at <= horizon)  # ix_accounts_due
             ).one()
-            past_expiry = connection.execute(
-                select(func.count()).where(*past_expiry_conditions(now))
-            ).scalar_one()
-            failing = connection.execute(
-                select(func.count()).where(IS_ACTIVE, IS_FAILING)  # ix_accounts_failing
-            ).scalar_one()
-            missing = connection.execute(
-                select(func.count()).where(
-                    *without_tokens_conditions(now)
-                )  # ix_accounts_without_tokens
-            ).scalar_one()
-            soonest_access = connection.execute(
-                select(func.min(Account.access_expires_at)).where(IS_ACTIVE)
-            ).scalar_one()
-            soonest_refresh = connection.execute(
-                select(func.min(Account.refresh_expires_at)).where(IS_ACTIVE)
-            ).scalar_one()
+
+            def scalar(query: Select[Any]) -> Any:
+                return connection.execute(query).scalar_one()
+
             return Stats(
                 by_status={
                     status.value: by_status.get(status.value, 0) for status in AccountStatus
                 },
                 expiring_within_window=expiring,
                 overdue=overdue,
-                failing=failing,
-                past_refresh_expiry=past_expiry,
-                without_tokens=missing,
-                soonest_access_expiry=soonest_access,
-                soonest_refresh_expiry=soonest_refresh,
+                past_refresh_expiry=scalar(
+                    select(func.count()).where(*past_expiry_conditions(now))
+                ),
+                failing=scalar(
+                    select(func.count()).where(IS_ACTIVE, IS_FAILING)  # ix_accounts_failing
+                ),
+                without_tokens=scalar(
+                    select(func.count()).where(
+                        *without_tokens_conditions(now)
+                    )  # ix_accounts_without_tokens
+                ),
+                soonest_access_expiry=scalar(
+                    select(func.min(Account.access_expires_at)).where(IS_ACTIVE)
+                ),
+                soonest_refresh_expiry=scalar(
+                    select(func.min(Account.refresh_expires_at)).where(IS_ACTIVE)
+                ),
             )
 
         return self.read(read)

@@ -162,17 +162,14 @@ def _grant(
         odd.append("no refresh_token: the stored one is kept")
     else:
         odd += _beside_a_new_token(fields, status, secrets, pair=access_token is not None)
-    access_expires_at = _access_expiry(fields, access_token, sent_at, odd)
-    refresh_expires_at = _refresh_expiry(fields, sent_at, odd)
-    open_id = _field_text(fields, "open_id", OPEN_ID_LIMIT, odd, allow_empty=False)
-    scope = _field_text(fields, "scope", SCOPE_LIMIT, odd, allow_empty=True)
     return TokenGrant(
         access_token=access_token,
         refresh_token=refresh_token,
-        access_expires_at=access_expires_at,
-        refresh_expires_at=refresh_expires_at,
-        open_id=open_id,
-        scope=scope,
+        # Each field read below adds what was odd about it to `odd`, which `notes` takes last.
+        access_expires_at=_access_expiry(fields, access_token, sent_at, odd),
+        refresh_expires_at=_refresh_expiry(fields, sent_at, odd),
+        open_id=_field_text(fields, "open_id", OPEN_ID_LIMIT, odd, allow_empty=False),
+        scope=_field_text(fields, "scope", SCOPE_LIMIT, odd, allow_empty=True),
         http_status=details["http_status"],
         log_id=details["log_id"],
         elapsed=details["elapsed"],

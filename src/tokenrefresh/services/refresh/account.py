@@ -8,7 +8,6 @@ before anything else happens with it, and a grant that cannot be stored is LOST,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tokenrefresh.adapters.crypto import TokenCipher
@@ -23,30 +22,14 @@ from tokenrefresh.base.outcomes import (
 )
 from tokenrefresh.base.scrub import safe_text, scrub
 from tokenrefresh.errors import ClientRejected, DatabaseError, DecryptionError
-from tokenrefresh.services.refresh.control import RunControl
-from tokenrefresh.services.refresh.pacing import (
-    CircuitBreaker,
-    FailureBackoff,
-    RetryPolicy,
-    Throttle,
-)
+from tokenrefresh.services.refresh.pacing import FailureBackoff, Pacing, RetryPolicy
 from tokenrefresh.services.refresh.report import AccountResult, Result, StopReason
 from tokenrefresh.storage.records import AccountStatus, AttemptRecord, NewTokens, WriteResult
 from tokenrefresh.storage.repository import Claim, GrantNotStored
 
-__all__ = ["AccountRefresher", "Pacing", "describe_exception"]
+__all__ = ["AccountRefresher", "describe_exception"]
 
 log = logging.getLogger("tokenrefresh.refresh")
-
-
-@dataclass(frozen=True)
-class Pacing:
-    """What one account's calls share with the rest of its run: the throttle (rate limit,
-    Retry-After pauses), the circuit breaker, and the run's stop."""
-
-    throttle: Throttle = field(default_factory=lambda: Throttle(1))
-    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
-    control: RunControl = field(default_factory=RunControl)
 
 
 class AccountRefresher:

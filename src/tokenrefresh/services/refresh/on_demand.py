@@ -37,9 +37,9 @@ from tokenrefresh.errors import (
     RefreshesSuspended,
     TemporarilyUnavailable,
 )
-from tokenrefresh.services.refresh.account import AccountRefresher, Pacing
+from tokenrefresh.services.refresh.account import AccountRefresher
 from tokenrefresh.services.refresh.control import ON_DEMAND, RunControl
-from tokenrefresh.services.refresh.pacing import Throttle
+from tokenrefresh.services.refresh.pacing import Pacing, Throttle
 from tokenrefresh.services.refresh.report import RECONNECT_HOW, REJECTED_WHY, AccountResult, Result
 from tokenrefresh.storage.records import AccountStatus, TokenState
 from tokenrefresh.storage.repository import GrantNotStored, Repository

@@ -1,6 +1,7 @@
 """Pacing a run: retries with backoff, back-off between runs, a shared throttle, a breaker.
 
-All of it is plain threading and arithmetic, shared by the refresher's worker threads.
+All of it is plain threading and arithmetic, shared by the refresher's worker threads;
+`Pacing` bundles what one account's calls share with the rest of its run.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-__all__ = ["CircuitBreaker", "FailureBackoff", "RetryPolicy", "Throttle"]
+from tokenrefresh.services.refresh.control import RunControl
+
+__all__ = ["CircuitBreaker", "FailureBackoff", "Pacing", "RetryPolicy", "Throttle"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +151,13 @@ class CircuitBreaker:
                 )
                 return True
             return False
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """What one account's calls share with the rest of its run: the throttle (rate limit,
+    Retry-After pauses), the circuit breaker, and the run's stop."""
+
+    throttle: Throttle = field(default_factory=lambda: Throttle(1))
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    control: RunControl = field(default_factory=RunControl)

@@ -24,15 +24,10 @@ from tokenrefresh.base.durations import format_duration
 from tokenrefresh.base.logs import set_run_id
 from tokenrefresh.base.outcomes import TokenEndpoint
 from tokenrefresh.errors import ClientRejected, ConfigError, DatabaseError, TokenRefreshError
-from tokenrefresh.services.refresh.account import AccountRefresher, Pacing, describe_exception
+from tokenrefresh.services.refresh.account import AccountRefresher, describe_exception
 from tokenrefresh.services.refresh.control import RunControl
 from tokenrefresh.services.refresh.observers import NoObserver, RunObserver
-from tokenrefresh.services.refresh.pacing import (
-    CircuitBreaker,
-    FailureBackoff,
-    RetryPolicy,
-    Throttle,
-)
+from tokenrefresh.services.refresh.pacing import CircuitBreaker, Pacing, Throttle
 from tokenrefresh.services.refresh.plan import Plan
 from tokenrefresh.services.refresh.report import AccountResult, Result, RunReport, StopReason
 from tokenrefresh.storage.records import Candidate
@@ -60,8 +55,6 @@ class Refresher:
         lock: RunLock | None,
         *,
         clock: Clock = utcnow,
-        retry: RetryPolicy | None = None,
-        backoff: FailureBackoff | None = None,
         observer: RunObserver | None = None,
     ) -> None:
         self._repository = repository
@@ -69,8 +62,6 @@ class Refresher:
         self._client = client
         self._lock = lock
         self._clock = clock
-        self._retry = retry or RetryPolicy()
-        self._backoff = backoff or FailureBackoff()
         self._observer = observer or NoObserver()
         self._control = RunControl()
         self._lock_checked_at = time.monotonic()
@@ -108,14 +99,7 @@ class Refresher:
         )
         worker = _Worker(
             self._repository,
-            AccountRefresher(
-                self._client,
-                self._cipher,
-                clock=self._clock,
-                retry=self._retry,
-                backoff=self._backoff,
-                pacing=pacing,
-            ),
+            AccountRefresher(self._client, self._cipher, clock=self._clock, pacing=pacing),
             plan,
             report,
             self._observer,
