@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 from cryptography import x509
@@ -35,6 +34,7 @@ from sqlalchemy import Engine
 
 from conftest import Cli
 from helpers import AddAccounts, account, stored_tokens, table
+from helpers_tiktok import leaked_fragments, percent_encoded
 from standin import Reply, TikTokStandIn
 from tokenrefresh.adapters.tiktok import TikTokClient
 from tokenrefresh.base.outcomes import (
@@ -44,7 +44,6 @@ from tokenrefresh.base.outcomes import (
     TokenGrant,
     UserTokenRejected,
 )
-from tokenrefresh.base.scrub import FRAGMENT
 from tokenrefresh.base.settings import ClientCredentials, Secret
 
 CLIENT_SECRET = "test-client-secret"  # the stand-in's default
@@ -100,21 +99,6 @@ def timed_failure(client: TikTokClient) -> tuple[TikTokError, float]:
     started = time.monotonic()
     error = failure(client)
     return error, time.monotonic() - started
-
-
-def leaked_fragments(text: str, *secrets: str) -> list[str]:
-    """FRAGMENT-long pieces of the secrets in the text, in any case, percent-decoded or not."""
-    forms = {text.lower(), unquote(text).lower(), unquote(unquote(text)).lower()}
-    return [
-        secret[start : start + FRAGMENT]
-        for secret in secrets
-        for start in range(len(secret) - FRAGMENT + 1)
-        if any(secret[start : start + FRAGMENT].lower() in form for form in forms)
-    ]
-
-
-def percent_encoded(text: str) -> str:
-    return "".join(f"%{byte:02X}" for byte in text.encode())
 
 
 def deadline_threads() -> int:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from standin import FORM_CONTENT_TYPE, TOKEN_PATH, IssuedTokens, Reply, TikTokStandIn
+from helpers_tiktok import the_one_form_sent
+from standin import TOKEN_PATH, IssuedTokens, Reply, TikTokStandIn
 from tokenrefresh.adapters.tiktok import TikTokClient
 from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
@@ -122,16 +123,9 @@ def test_request_is_a_form_post_with_the_four_fields(
 ) -> None:
     client.refresh(issued.refresh_token)
 
-    [received] = standin.received
-    assert received.method == "POST"
-    assert received.path == TOKEN_PATH
-    assert received.content_type.split(";")[0] == FORM_CONTENT_TYPE
-    assert received.form == {
-        "client_key": standin.client_key,
-        "client_secret": standin.client_secret,
-        "grant_type": "refresh_token",
-        "refresh_token": issued.refresh_token,
-    }
+    received = the_one_form_sent(
+        standin, TOKEN_PATH, grant_type="refresh_token", refresh_token=issued.refresh_token
+    )
     headers = {name.lower(): value for name, value in received.headers.items()}
     assert headers["accept"] == "application/json"
     assert headers["accept-encoding"] == "identity"
