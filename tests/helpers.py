@@ -26,6 +26,16 @@ from tokenrefresh.storage.records import AttemptRecord
 AddAccounts = Callable[..., list[IssuedTokens]]
 FRAGMENT = 12  # characters of a secret that must never appear together in output
 HISTORY = ("accounts", "refresh_attempts", "runs")
+# What an account that needs its user again says after "account ID (OPEN_ID) ", by reason.
+RECONNECT_MESSAGES = {
+    "expired": "is expired: TikTok rejected its refresh token (its user revoked access, or the "
+    "token ran out: TikTok does not say which); its user must reconnect "
+    "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
+    "disabled": "is disabled (`tokenrefresh accounts enable` makes it active again)",
+    "revoked": "was revoked: its user must connect the TikTok account again",
+    "no_refresh_token": "has no stored refresh token: its user must reconnect",
+    "refresh_token_expired": "has a refresh token past its expiry: its user must reconnect",
+}
 
 
 # ----------------------------------------------------------------------------- rows

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 
 from conftest import Cli
 from helpers import (
+    RECONNECT_MESSAGES,
     account,
     assert_no_secret,
     attempts,
@@ -322,28 +323,11 @@ PAST = datetime(2020, 1, 1, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("state", "message"),
     [
-        (
-            {"status": AccountStatus.EXPIRED.value},
-            "is expired: TikTok rejected its refresh token (its user revoked access, or the "
-            "token ran out: TikTok does not say which); its user must reconnect "
-            "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
-        ),
-        (
-            {"status": AccountStatus.DISABLED.value},
-            "is disabled (`tokenrefresh accounts enable` makes it active again)",
-        ),
-        (
-            {"status": AccountStatus.REVOKED.value},
-            "was revoked: its user must connect the TikTok account again",
-        ),
-        (
-            {"refresh_token_ciphertext": None},
-            "has no stored refresh token: its user must reconnect",
-        ),
-        (
-            {"refresh_expires_at": PAST},
-            "has a refresh token past its expiry: its user must reconnect",
-        ),
+        ({"status": AccountStatus.EXPIRED.value}, RECONNECT_MESSAGES["expired"]),
+        ({"status": AccountStatus.DISABLED.value}, RECONNECT_MESSAGES["disabled"]),
+        ({"status": AccountStatus.REVOKED.value}, RECONNECT_MESSAGES["revoked"]),
+        ({"refresh_token_ciphertext": None}, RECONNECT_MESSAGES["no_refresh_token"]),
+        ({"refresh_expires_at": PAST}, RECONNECT_MESSAGES["refresh_token_expired"]),
     ],
     ids=["expired", "disabled", "revoked", "no-refresh-token", "refresh-token-past-expiry"],
 )

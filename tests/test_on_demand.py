@@ -17,7 +17,14 @@ import pytest
 from sqlalchemy import Engine
 
 from conftest import Cli, process_env
-from helpers import AddAccounts, account, assert_no_secret, set_account, stored_tokens
+from helpers import (
+    RECONNECT_MESSAGES,
+    AddAccounts,
+    account,
+    assert_no_secret,
+    set_account,
+    stored_tokens,
+)
 from standin import TikTokStandIn, tiktok_error
 from tokenrefresh import (
     AccountNotFound,
@@ -125,23 +132,12 @@ def test_one_refresh_for_many_threads_asking_at_once(
 @pytest.mark.parametrize(
     ("state", "message"),
     [
-        (
-            {"status": AccountStatus.EXPIRED.value},
-            "is expired: TikTok rejected its refresh token (its user revoked access, or the "
-            "token ran out: TikTok does not say which); its user must reconnect "
-            "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
-        ),
-        (
-            {"status": AccountStatus.REVOKED.value},
-            "was revoked: its user must connect the TikTok account again",
-        ),
-        (
-            {"status": AccountStatus.DISABLED.value},
-            "is disabled (`tokenrefresh accounts enable` makes it active again)",
-        ),
+        ({"status": AccountStatus.EXPIRED.value}, RECONNECT_MESSAGES["expired"]),
+        ({"status": AccountStatus.REVOKED.value}, RECONNECT_MESSAGES["revoked"]),
+        ({"status": AccountStatus.DISABLED.value}, RECONNECT_MESSAGES["disabled"]),
         (
             {"refresh_token_ciphertext": None, "access_token_ciphertext": None},
-            "has no stored refresh token: its user must reconnect",
+            RECONNECT_MESSAGES["no_refresh_token"],
         ),
     ],
     ids=["expired", "revoked", "disabled", "no-tokens"],
