@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.engine import make_url
 
-from conftest import CliResult, process_env
+from conftest import Cli, CliResult, process_env
 from standin import IssuedTokens
 from tokenrefresh.adapters.crypto import TokenCipher
 from tokenrefresh.base.settings import Secret
@@ -182,6 +182,14 @@ def sqlite_files(engine: Engine) -> dict[str, bytes]:
 
 
 # ----------------------------------------------------------------------------- processes
+
+
+def run_ok(cli: Cli, *args: str, stdout: str) -> CliResult:
+    """`tokenrefresh ARGS` exits 0 and prints exactly stdout."""
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == stdout
+    return result
 
 
 def start(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
