@@ -192,6 +192,13 @@ def run_ok(cli: Cli, *args: str, stdout: str) -> CliResult:
     return result
 
 
+def assert_refused(result: CliResult, exit_code: int, stderr: str) -> None:
+    """The command exited with exit_code, printed nothing on stdout and exactly stderr."""
+    assert result.exit_code == exit_code
+    assert result.stdout == ""
+    assert result.stderr == stderr
+
+
 def start(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
     """`tokenrefresh ARGS` as a real process, in the background."""
     return subprocess.Popen(
