@@ -65,6 +65,21 @@ def exchange_error(
     return error
 
 
+def pkce_code(
+    standin: TikTokStandIn, open_id: str, encoding: Literal["hex", "base64url"]
+) -> tuple[str, str]:
+    """An authorization code bound to a new verifier's challenge in that encoding, and the
+    verifier."""
+    verifier = new_code_verifier()
+    code = standin.authorize(
+        open_id,
+        redirect_uri=REDIRECT,
+        code_challenge=code_challenge(verifier, encoding),
+        challenge_encoding=encoding,
+    )
+    return code, verifier
+
+
 # ----------------------------------------------------------------------------- success
 
 
@@ -101,13 +116,7 @@ def test_a_code_becomes_a_grant_and_the_form_is_exactly_the_five_fields(
 def test_pkce_right_verifier_is_sent_and_accepted(
     standin: TikTokStandIn, client: TikTokClient, encoding: Literal["hex", "base64url"]
 ) -> None:
-    verifier = new_code_verifier()
-    code = standin.authorize(
-        "bob",
-        redirect_uri=REDIRECT,
-        code_challenge=code_challenge(verifier, encoding),
-        challenge_encoding=encoding,
-    )
+    code, verifier = pkce_code(standin, "bob", encoding)
     grant = client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=verifier)
     assert grant.open_id == "bob"
     assert standin.received[0].form["code_verifier"] == verifier
@@ -139,13 +148,7 @@ def test_pkce_wrong_or_missing_verifier_is_rejected_and_spends_the_code(
     verifier: str | None,
     description: str,
 ) -> None:
-    right = new_code_verifier()
-    code = standin.authorize(
-        "carol",
-        redirect_uri=REDIRECT,
-        code_challenge=code_challenge(right, encoding),
-        challenge_encoding=encoding,
-    )
+    code, right = pkce_code(standin, "carol", encoding)
     error = exchange_error(client, standin, code, code_verifier=verifier)
     assert type(error) is UserTokenRejected
     assert error.reason == REJECTED + description
