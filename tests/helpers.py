@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.engine import make_url
 
-from conftest import CliResult, process_env
+from conftest import Cli, CliResult, process_env
 from standin import IssuedTokens
 from tokenrefresh.adapters.crypto import TokenCipher
 from tokenrefresh.base.settings import Secret
@@ -26,6 +29,16 @@ from tokenrefresh.storage.records import AttemptRecord
 AddAccounts = Callable[..., list[IssuedTokens]]
 FRAGMENT = 12  # characters of a secret that must never appear together in output
 HISTORY = ("accounts", "refresh_attempts", "runs")
+# What an account that needs its user again says after "account ID (OPEN_ID) ", by reason.
+RECONNECT_MESSAGES = {
+    "expired": "is expired: TikTok rejected its refresh token (its user revoked access, or the "
+    "token ran out: TikTok does not say which); its user must reconnect "
+    "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
+    "disabled": "is disabled (`tokenrefresh accounts enable` makes it active again)",
+    "revoked": "was revoked: its user must connect the TikTok account again",
+    "no_refresh_token": "has no stored refresh token: its user must reconnect",
+    "refresh_token_expired": "has a refresh token past its expiry: its user must reconnect",
+}
 
 
 # ----------------------------------------------------------------------------- rows
@@ -174,6 +187,21 @@ def sqlite_files(engine: Engine) -> dict[str, bytes]:
 # ----------------------------------------------------------------------------- processes
 
 
+def run_ok(cli: Cli, *args: str, stdout: str) -> CliResult:
+    """`tokenrefresh ARGS` exits 0 and prints exactly stdout."""
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == stdout
+    return result
+
+
+def assert_refused(result: CliResult, exit_code: int, stderr: str) -> None:
+    """The command exited with exit_code, printed nothing on stdout and exactly stderr."""
+    assert result.exit_code == exit_code
+    assert result.stdout == ""
+    assert result.stderr == stderr
+
+
 def start(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
     """`tokenrefresh ARGS` as a real process, in the background."""
     return subprocess.Popen(
@@ -188,6 +216,30 @@ def start(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
 def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=120)
     return process.returncode, out, err
+
+
+# ----------------------------------------------------------------------------- loopback servers
+
+
+@contextmanager
+def serving(answer_post: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
+    """A quiet HTTP server on loopback whose POSTs answer_post handles, in threads; yields
+    its base URL (http://127.0.0.1:PORT) and shuts it down after."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            answer_post(self)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ----------------------------------------------------------------------------- secrets

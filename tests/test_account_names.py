@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from conftest import Cli
-from helpers import AddAccounts, account, all_rows, snapshot
+from helpers import AddAccounts, account, all_rows, run_ok, snapshot
 from standin import TikTokStandIn
 
 COMMANDS = [
@@ -36,13 +36,9 @@ def test_show_by_open_id_is_show_by_id(cli: Cli, add_accounts: AddAccounts) -> N
 def test_disable_and_enable_by_open_id(cli: Cli, add_accounts: AddAccounts, engine: Engine) -> None:
     add_accounts(2)
     other = account(engine, "user0")
-    disabled = cli("accounts", "disable", "user1")
-    assert disabled.exit_code == 0, disabled.stderr
-    assert disabled.stdout == "Account 2 (user1) is disabled.\n"
+    run_ok(cli, "accounts", "disable", "user1", stdout="Account 2 (user1) is disabled.\n")
     assert account(engine, "user1")["status"] == "disabled"
-    enabled = cli("accounts", "enable", "--open-id", "user1")
-    assert enabled.exit_code == 0, enabled.stderr
-    assert enabled.stdout == "Account 2 (user1) is active.\n"
+    run_ok(cli, "accounts", "enable", "--open-id", "user1", stdout="Account 2 (user1) is active.\n")
     assert account(engine, "user1")["status"] == "active"
     assert account(engine, "user0") == other
 
@@ -51,14 +47,12 @@ def test_revoke_and_remove_by_open_id(
     cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
 ) -> None:
     issued = add_accounts(2)
-    revoked = cli("accounts", "revoke", "user1", "--yes")
-    assert revoked.exit_code == 0, revoked.stderr
-    assert revoked.stdout == "Revoked account 2 (user1) at TikTok; tokens erased.\n"
+    command = ("accounts", "revoke", "user1", "--yes")
+    run_ok(cli, *command, stdout="Revoked account 2 (user1) at TikTok; tokens erased.\n")
     assert standin.access_revoked(issued[1].access_token)
     assert not standin.access_revoked(issued[0].access_token)
-    removed = cli("accounts", "remove", "--open-id", "user1", "--yes")
-    assert removed.exit_code == 0, removed.stderr
-    assert removed.stdout == "Removed account 2 (user1).\n"
+    command = ("accounts", "remove", "--open-id", "user1", "--yes")
+    run_ok(cli, *command, stdout="Removed account 2 (user1).\n")
     assert [row["open_id"] for row in all_rows(engine)["accounts"]] == ["user0"]
 
 

@@ -14,8 +14,10 @@ from sqlalchemy import Engine, text
 
 from conftest import Cli
 from helpers import (
+    RECONNECT_MESSAGES,
     account,
     assert_no_secret,
+    assert_refused,
     attempts,
     counts,
     set_account,
@@ -58,6 +60,11 @@ ATTEMPT_KEYS = {
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
+def cells(line: str) -> list[str]:
+    """A plain-text table row's cells: what stands between runs of two or more spaces."""
+    return re.split(r"\s{2,}", line)
+
+
 def secrets_of(engine: Engine, issued: list[IssuedTokens], standin: TikTokStandIn) -> list[str]:
     """Every token TikTok ever issued and every ciphertext in the database."""
     with engine.connect() as connection:
@@ -90,7 +97,7 @@ def test_list_plain_text(
     assert result.exit_code == 0, result.stderr
     title, *lines = result.stdout.splitlines()
     assert title == "2 account(s):"
-    assert re.split(r"\s{2,}", lines[0]) == [
+    assert cells(lines[0]) == [
         "id",
         "open_id",
         "label",
@@ -100,7 +107,7 @@ def test_list_plain_text(
         "last error",
     ]
     assert len(lines) == 3
-    rows = [re.split(r"\s{2,}", line) for line in lines[1:]]
+    rows = [cells(line) for line in lines[1:]]
     assert [r[:4] for r in rows] == [
         [str(account(engine, "user0")["id"]), "user0", "Shop", "active"],
         [str(account(engine, "user1")["id"]), "user1", "Shop", "active"],
@@ -212,15 +219,7 @@ def test_show_plain_text(
     assert TIMESTAMP.match(parse_fields(after.stdout)["last_refreshed_at"])
     title, *table = after.stdout.split("\n\n", 1)[1].splitlines()
     assert title == "Recent refresh attempts:"
-    assert re.split(r"\s{2,}", table[0]) == [
-        "when",
-        "outcome",
-        "http",
-        "error",
-        "log_id",
-        "ms",
-        "message",
-    ]
+    assert cells(table[0]) == ["when", "outcome", "http", "error", "log_id", "ms", "message"]
     assert len(table) == 2
     assert " refreshed " in table[1]
     assert_no_secret(
@@ -281,9 +280,7 @@ def test_show_json_lists_attempts_after_refreshes(
 def test_show_unknown_id(cli: Cli, add_accounts: AddAccounts) -> None:
     add_accounts(1)
     result = cli("accounts", "show", "999")
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert result.stderr == "error: no account with id 999\n"
+    assert_refused(result, 2, "error: no account with id 999\n")
 
 
 # ----------------------------------------------------------------------------- token
@@ -322,28 +319,11 @@ PAST = datetime(2020, 1, 1, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("state", "message"),
     [
-        (
-            {"status": AccountStatus.EXPIRED.value},
-            "is expired: TikTok rejected its refresh token (its user revoked access, or the "
-            "token ran out: TikTok does not say which); its user must reconnect "
-            "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
-        ),
-        (
-            {"status": AccountStatus.DISABLED.value},
-            "is disabled (`tokenrefresh accounts enable` makes it active again)",
-        ),
-        (
-            {"status": AccountStatus.REVOKED.value},
-            "was revoked: its user must connect the TikTok account again",
-        ),
-        (
-            {"refresh_token_ciphertext": None},
-            "has no stored refresh token: its user must reconnect",
-        ),
-        (
-            {"refresh_expires_at": PAST},
-            "has a refresh token past its expiry: its user must reconnect",
-        ),
+        ({"status": AccountStatus.EXPIRED.value}, RECONNECT_MESSAGES["expired"]),
+        ({"status": AccountStatus.DISABLED.value}, RECONNECT_MESSAGES["disabled"]),
+        ({"status": AccountStatus.REVOKED.value}, RECONNECT_MESSAGES["revoked"]),
+        ({"refresh_token_ciphertext": None}, RECONNECT_MESSAGES["no_refresh_token"]),
+        ({"refresh_expires_at": PAST}, RECONNECT_MESSAGES["refresh_token_expired"]),
     ],
     ids=["expired", "disabled", "revoked", "no-refresh-token", "refresh-token-past-expiry"],
 )
@@ -360,9 +340,7 @@ def test_token_refuses_an_account_without_a_usable_token(
     the_id = account(engine, "user0")["id"]
     for args in ([str(the_id)], ["--open-id", "user0"]):
         result = cli("accounts", "token", *args)
-        assert result.exit_code == 1
-        assert result.stdout == ""
-        assert result.stderr == f"error: account {the_id} (user0) {message}\n"
+        assert_refused(result, 1, f"error: account {the_id} (user0) {message}\n")
         assert_no_secret(result.stderr, *secrets_of(engine, issued, standin))
     assert standin.received == []
 
@@ -404,13 +382,9 @@ def test_token_of_an_account_about_to_expire_is_still_given(
 def test_token_of_an_unknown_account(cli: Cli, add_accounts: AddAccounts) -> None:
     add_accounts(1)
     by_id = cli("accounts", "token", "999")
-    assert by_id.exit_code == 2
-    assert by_id.stdout == ""
-    assert by_id.stderr == "error: no account with id 999\n"
+    assert_refused(by_id, 2, "error: no account with id 999\n")
     by_open_id = cli("accounts", "token", "--open-id", "nobody")
-    assert by_open_id.exit_code == 2
-    assert by_open_id.stdout == ""
-    assert by_open_id.stderr == "error: no account with open_id 'nobody'\n"
+    assert_refused(by_open_id, 2, "error: no account with open_id 'nobody'\n")
 
 
 @pytest.mark.parametrize("args", [["1", "--open-id", "user0"], []], ids=["both", "neither"])
@@ -419,9 +393,7 @@ def test_token_needs_exactly_one_of_id_and_open_id(
 ) -> None:
     add_accounts(1)
     result = cli("accounts", "token", *args)
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert result.stderr == "error: give an account (id or open_id) or --open-id, not both\n"
+    assert_refused(result, 2, "error: give an account (id or open_id) or --open-id, not both\n")
 
 
 # ----------------------------------------------------------------------------- remove
@@ -433,9 +405,7 @@ def test_remove_needs_yes_when_not_interactive(
     add_accounts(1)
     before = snapshot(engine)
     result = cli("accounts", "remove", str(account(engine, "user0")["id"]), input="y\n")
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert result.stderr == "error: removing an account needs --yes when not run interactively\n"
+    assert_refused(result, 2, "error: removing an account needs --yes when not run interactively\n")
     assert snapshot(engine) == before
 
 
@@ -473,9 +443,7 @@ def test_remove_unknown_id(
     add_accounts(1)
     before = snapshot(engine)
     result = cli("accounts", "remove", "999", *args)
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert result.stderr == "error: no account with id 999\n"
+    assert_refused(result, 2, "error: no account with id 999\n")
     assert snapshot(engine) == before
 
 
@@ -510,9 +478,7 @@ def test_disable_or_enable_unknown_id(
     add_accounts(1)
     before = snapshot(engine)
     result = cli("accounts", command, "999")
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert result.stderr == "error: no account with id 999\n"
+    assert_refused(result, 2, "error: no account with id 999\n")
     assert snapshot(engine) == before
 
 

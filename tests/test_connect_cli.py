@@ -132,11 +132,17 @@ def test_bad_connect_input_is_refused_before_any_call(
     assert all_rows(engine)["accounts"] == []
 
 
+def code_tiktok_fails_once(standin: TikTokStandIn) -> str:
+    """An authorization code for alice; TikTok answers its first exchange with a 503."""
+    code = standin.authorize("alice", redirect_uri=REDIRECT)
+    standin.script(tiktok_error("server_error", 503), open_id="alice")
+    return code
+
+
 def test_tiktok_down_during_connect_is_exit_1(
     cli: Cli, standin: TikTokStandIn, engine: Engine
 ) -> None:
-    code = standin.authorize("alice", redirect_uri=REDIRECT)
-    standin.script(tiktok_error("server_error", 503), open_id="alice")
+    code = code_tiktok_fails_once(standin)
     result = cli("accounts", "connect", "--redirect-uri", REDIRECT, input=code)
     assert result.exit_code == 1
     assert "the code exchange failed" in result.stderr
@@ -147,8 +153,7 @@ def test_connect_json_failures_print_a_json_error_document(
     cli: Cli, standin: TikTokStandIn, engine: Engine
 ) -> None:
     """stdout: {"error": {"code": <exit code>, "message": ...}}; stderr: the usual line."""
-    code = standin.authorize("alice", redirect_uri=REDIRECT)
-    standin.script(tiktok_error("server_error", 503), open_id="alice")
+    code = code_tiktok_fails_once(standin)
     down = cli("accounts", "connect", "--redirect-uri", REDIRECT, "--json", input=code)
     assert down.exit_code == 1
     assert set(down.json()) == {"error"}

@@ -80,7 +80,8 @@ def test_a_run_delivers_a_signed_webhook_for_an_expired_account(
     assert len(receiver.wait_for(2, seconds=0.5)) == 1
 
 
-def pending_after_a_run_with_the_receiver_down(
+@pytest.fixture
+def pending(
     cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine, secret: str
 ) -> dict[str, Any]:
     """One account TikTok rejects, refreshed while the webhook receiver is down: its
@@ -95,14 +96,8 @@ def pending_after_a_run_with_the_receiver_down(
 
 
 def test_a_receiver_down_for_one_run_gets_the_event_later_with_the_same_id(
-    cli: Cli,
-    add_accounts: AddAccounts,
-    standin: TikTokStandIn,
-    engine: Engine,
-    receiver: Receiver,
-    secret: str,
+    cli: Cli, engine: Engine, receiver: Receiver, secret: str, pending: dict[str, Any]
 ) -> None:
-    pending = pending_after_a_run_with_the_receiver_down(cli, add_accounts, standin, engine, secret)
     assert (pending["delivered_at"], pending["attempts"]) == (None, 1)
     assert pending["next_attempt_at"] > datetime.now(UTC)  # backing off
     assert pending["last_error"]
@@ -129,14 +124,8 @@ def test_a_receiver_down_for_one_run_gets_the_event_later_with_the_same_id(
 
 
 def test_events_deliver_from_cron_quiet_says_nothing_and_now_retries_at_once(
-    cli: Cli,
-    add_accounts: AddAccounts,
-    standin: TikTokStandIn,
-    engine: Engine,
-    receiver: Receiver,
-    secret: str,
+    cli: Cli, engine: Engine, receiver: Receiver, secret: str, pending: dict[str, Any]
 ) -> None:
-    pending = pending_after_a_run_with_the_receiver_down(cli, add_accounts, standin, engine, secret)
     assert pending["next_attempt_at"] > datetime.now(UTC)  # backing off
     up = hooked(receiver.url, secret)
 

@@ -232,13 +232,18 @@ def test_a_run_stopped_by_the_breaker_records_run_failed_but_account_failures_do
 # ----------------------------------------------------------------------------- list, prune
 
 
-def test_events_list_shows_the_outbox(
-    cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
-) -> None:
+def two_expired_events(cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn) -> None:
+    """Two accounts whose refresh tokens TikTok rejects, and a run: two account.expired."""
     add_accounts(2)
     standin.revoke("user0")
     standin.revoke("user1")
     assert cli("refresh", "--window", "3h").exit_code == 1
+
+
+def test_events_list_shows_the_outbox(
+    cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
+) -> None:
+    two_expired_events(cli, add_accounts, standin)
     listed = cli("events", "list", "--json")
     assert listed.exit_code == 0, listed.stderr
     shown = listed.json()["events"]
@@ -269,10 +274,7 @@ def test_events_list_shows_the_outbox(
 def test_cleanup_prunes_events_older_than_the_retention(
     cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
 ) -> None:
-    add_accounts(2)
-    standin.revoke("user0")
-    standin.revoke("user1")
-    assert cli("refresh", "--window", "3h").exit_code == 1
+    two_expired_events(cli, add_accounts, standin)
     old = datetime.now(UTC) - timedelta(days=8)
     with engine.begin() as connection:
         connection.execute(update(OutboxEvent).where(OutboxEvent.id == 1).values(created_at=old))

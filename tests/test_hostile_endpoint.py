@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 from cryptography import x509
@@ -35,6 +34,7 @@ from sqlalchemy import Engine
 
 from conftest import Cli
 from helpers import AddAccounts, account, stored_tokens, table
+from helpers_tiktok import leaked_fragments, percent_encoded
 from standin import Reply, TikTokStandIn
 from tokenrefresh.adapters.tiktok import TikTokClient
 from tokenrefresh.base.outcomes import (
@@ -44,7 +44,6 @@ from tokenrefresh.base.outcomes import (
     TokenGrant,
     UserTokenRejected,
 )
-from tokenrefresh.base.scrub import FRAGMENT
 from tokenrefresh.base.settings import ClientCredentials, Secret
 
 CLIENT_SECRET = "test-client-secret"  # the stand-in's default
@@ -90,6 +89,18 @@ def grant_body(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in body.items() if value is not None}
 
 
+def grant_with_raw(
+    standin: TikTokStandIn, client: TikTokClient, field: str, raw: str | None
+) -> TokenGrant:
+    """The grant of a normal answer whose field is the JSON text raw, sent as is (None: the
+    field left out)."""
+    text = json.dumps(grant_body(**{field: None}))
+    if raw is not None:
+        text = text[:-1] + f', "{field}": {raw}}}'
+    standin.script(Reply(200, text.encode()))
+    return client.refresh(PRESENTED)
+
+
 def failure(client: TikTokClient, token: str = PRESENTED) -> TikTokError:
     with pytest.raises(TikTokError) as caught:
         client.refresh(token)
@@ -100,21 +111,6 @@ def timed_failure(client: TikTokClient) -> tuple[TikTokError, float]:
     started = time.monotonic()
     error = failure(client)
     return error, time.monotonic() - started
-
-
-def leaked_fragments(text: str, *secrets: str) -> list[str]:
-    """FRAGMENT-long pieces of the secrets in the text, in any case, percent-decoded or not."""
-    forms = {text.lower(), unquote(text).lower(), unquote(unquote(text)).lower()}
-    return [
-        secret[start : start + FRAGMENT]
-        for secret in secrets
-        for start in range(len(secret) - FRAGMENT + 1)
-        if any(secret[start : start + FRAGMENT].lower() in form for form in forms)
-    ]
-
-
-def percent_encoded(text: str) -> str:
-    return "".join(f"%{byte:02X}" for byte in text.encode())
 
 
 def deadline_threads() -> int:
@@ -155,11 +151,7 @@ def test_any_access_lifetime_keeps_the_grant(
     lifetime: timedelta | None,
 ) -> None:
     """The JSON text is sent as is (10**400, NaN): the new pair is kept whatever it says."""
-    text = json.dumps(grant_body(expires_in=None))
-    if expires_in is not None:
-        text = text[:-1] + f', "expires_in": {expires_in}}}'
-    standin.script(Reply(200, text.encode()))
-    grant = make_client().refresh(PRESENTED)
+    grant = grant_with_raw(standin, make_client(), "expires_in", expires_in)
 
     assert grant.refresh_token == "rft.NewRefresh-0001"
     assert grant.access_token == "act.NewAccess-0001"
@@ -196,11 +188,7 @@ def test_any_refresh_lifetime_keeps_the_grant(
     lifetime: timedelta | None,
     note: str | None,
 ) -> None:
-    text = json.dumps(grant_body(refresh_expires_in=None))
-    if refresh_expires_in is not None:
-        text = text[:-1] + f', "refresh_expires_in": {refresh_expires_in}}}'
-    standin.script(Reply(200, text.encode()))
-    grant = make_client().refresh(PRESENTED)
+    grant = grant_with_raw(standin, make_client(), "refresh_expires_in", refresh_expires_in)
 
     assert grant.refresh_token == "rft.NewRefresh-0001"
     sent_at = grant.access_expires_at - timedelta(seconds=7200)
@@ -432,16 +420,23 @@ def test_trickled_headers_end_at_the_deadline(
     assert 1.0 <= took < NO_TRICKLE_ENDS_BEFORE
 
 
-def test_a_trickle_on_a_reused_keep_alive_connection_ends_at_the_deadline(
-    standin: TikTokStandIn, make_client: MakeClient
-) -> None:
-    client = make_client(timeout=1.0)
+def grant_then_a_trickle_to_the_deadline(standin: TikTokStandIn, client: TikTokClient) -> bytes:
+    """A normal answer, then the same trickled: the client's first call is a grant, its
+    second ends at its 1 s deadline. The answer's body."""
     body = json.dumps(grant_body()).encode()
     standin.script(Reply(200, body), Reply(200, body, trickle=TRICKLE))
     assert client.refresh(PRESENTED).refresh_token == "rft.NewRefresh-0001"
     error, took = timed_failure(client)
     assert error.reason.startswith("no complete answer from TikTok within 1 s")
     assert took < NO_TRICKLE_ENDS_BEFORE
+    return body
+
+
+def test_a_trickle_on_a_reused_keep_alive_connection_ends_at_the_deadline(
+    standin: TikTokStandIn, make_client: MakeClient
+) -> None:
+    client = make_client(timeout=1.0)
+    body = grant_then_a_trickle_to_the_deadline(standin, client)
     assert standin.accepted_connections == 1  # the second call did reuse the connection
     # And the client goes on: the next call gets a fresh connection and its answer.
     standin.script(Reply(200, body))
@@ -456,12 +451,7 @@ def test_a_trickle_through_an_http_proxy_ends_at_the_deadline(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", standin.base_url)
     client = make_client(base_url="http://tiktok.invalid", timeout=1.0)
-    body = json.dumps(grant_body()).encode()
-    standin.script(Reply(200, body), Reply(200, body, trickle=TRICKLE))
-    assert client.refresh(PRESENTED).refresh_token == "rft.NewRefresh-0001"
-    error, took = timed_failure(client)
-    assert error.reason.startswith("no complete answer from TikTok within 1 s")
-    assert took < NO_TRICKLE_ENDS_BEFORE
+    grant_then_a_trickle_to_the_deadline(standin, client)
     assert [received.headers.get("Host") for received in standin.received] == ["tiktok.invalid"] * 2
 
 

@@ -10,13 +10,14 @@ import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from conftest import Cli
+from conftest import Cli, CliResult
 from helpers import assert_no_secret, new_key, sqlite_files, stored_tokens, table
 from standin import IssuedTokens, TikTokStandIn
 from tokenrefresh.adapters.crypto import TokenCipher
@@ -224,6 +225,15 @@ def test_check_with_a_wrong_key_lists_the_accounts_and_exits_3(
 # ----------------------------------------------------------------------------- rotation
 
 
+def keys_check(cli: Cli, env: dict[str, str], stdout: str) -> tuple[CliResult, dict[str, Any]]:
+    """`keys check` succeeds and prints exactly stdout: its result, and the document of
+    `keys check --json`."""
+    check = cli("keys", "check", env=env)
+    assert check.exit_code == 0, check.stderr
+    assert check.stdout == stdout
+    return check, cli("keys", "check", "--json", env=env).json()
+
+
 def test_key_rotation_end_to_end(
     cli: Cli, add_accounts: AddAccounts, engine: Engine, standin: TikTokStandIn
 ) -> None:
@@ -243,15 +253,14 @@ def test_key_rotation_end_to_end(
     assert cli("accounts", "import", input=lines, env=with_old).exit_code == 0
     before = table(engine, "accounts")
 
-    check = cli("keys", "check", env=both)
-    assert check.exit_code == 0, check.stderr
-    assert check.stdout == (
+    check, check_json = keys_check(
+        cli,
+        both,
         "key #1 (encrypts new tokens): 0 stored token(s)\n"
         "key #2 (decrypts only): 4 stored token(s)\n"
-        "Some tokens still need older keys: run `tokenrefresh keys rotate`.\n"
+        "Some tokens still need older keys: run `tokenrefresh keys rotate`.\n",
     )
-    check_json = cli("keys", "check", "--json", env=both)
-    assert check_json.json() == {
+    assert check_json == {
         "tokens_by_key": {"1": 0, "2": 4},
         "undecryptable_accounts": [],
         "old_keys_in_use": True,
@@ -274,15 +283,14 @@ def test_key_rotation_end_to_end(
             k: v for k, v in old_row.items() if k not in unchanged
         }
 
-    recheck = cli("keys", "check", env=both)
-    assert recheck.exit_code == 0, recheck.stderr
-    assert recheck.stdout == (
+    recheck, recheck_json = keys_check(
+        cli,
+        both,
         "key #1 (encrypts new tokens): 4 stored token(s)\n"
         "key #2 (decrypts only): 0 stored token(s)\n"
-        "No token needs the older keys: they can be removed.\n"
+        "No token needs the older keys: they can be removed.\n",
     )
-    recheck_json = cli("keys", "check", "--json", env=both)
-    assert recheck_json.json()["old_keys_in_use"] is False
+    assert recheck_json["old_keys_in_use"] is False
 
     # The old key removed: everything still works.
     token = cli("accounts", "token", "--open-id", "user0", env=with_new)

@@ -96,6 +96,13 @@ def test_a_killed_run_leaves_no_lock_behind(
     assert counts["refreshed"] >= 2
 
 
+# The advisory locks granted in this database, to any session.
+ADVISORY_LOCKS_HELD = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
 @pytest.mark.postgres
 def test_advisory_lock_is_exclusive_and_released(pg_engine: Engine) -> None:
     engine = pg_engine
@@ -107,13 +114,7 @@ def test_advisory_lock_is_exclusive_and_released(pg_engine: Engine) -> None:
             second.acquire()
     # Released on the server, not only forgotten by the client.
     with engine.connect() as connection:
-        held = connection.execute(
-            text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
-        ).scalar_one()
-    assert held == 0
+        assert connection.execute(text(ADVISORY_LOCKS_HELD)).scalar_one() == 0
     with second:
         assert second.still_held()
 

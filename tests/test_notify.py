@@ -45,6 +45,13 @@ def messages(receiver: Receiver, count: int) -> list[dict[str, str]]:
     ]
 
 
+def deliver_at(
+    outbox: FakeOutbox, now: datetime, notify: str, sender: WebhookSender | None = None
+) -> DeliveryReport:
+    """One delivery round at the moment now: the digest to notify, 20 s of budget."""
+    return deliver(outbox, sender=sender, notifier=Notifier(notify), clock=lambda: now, budget=20)
+
+
 def mixed_outbox(now: datetime) -> FakeOutbox:
     outbox = FakeOutbox()
     at = now - timedelta(minutes=5)
@@ -81,9 +88,7 @@ def mixed_outbox(now: datetime) -> FakeOutbox:
 def test_one_digest_per_call_names_the_accounts(receiver: Receiver) -> None:
     now = datetime.now(UTC)
     outbox = mixed_outbox(now)
-    report = deliver(
-        outbox, sender=None, notifier=Notifier(notify_url(receiver)), clock=lambda: now, budget=20
-    )
+    report = deliver_at(outbox, now, notify_url(receiver))
     assert (report.delivered, report.notified, report.failed) == (5, 5, 0)
     [message] = messages(receiver, 1)
     assert message["title"] == "tokenrefresh: 2 accounts need their users to reconnect"
@@ -96,9 +101,7 @@ def test_one_digest_per_call_names_the_accounts(receiver: Receiver) -> None:
         "run failed: refresh (exit 3): TIKTOK_CLIENT_SECRET is not set",
     ]
     assert all(row.delivered_at == now for row in outbox.rows.values())
-    again = deliver(
-        outbox, sender=None, notifier=Notifier(notify_url(receiver)), clock=lambda: now, budget=20
-    )
+    again = deliver_at(outbox, now, notify_url(receiver))
     assert again.notified == 0
     assert len(receiver.wait_for(2, seconds=0.5)) == 1
 
@@ -107,13 +110,7 @@ def test_a_failed_digest_keeps_the_events_pending_when_it_is_the_delivery() -> N
     now = datetime.now(UTC)
     outbox = mixed_outbox(now)
     with closed_port() as port:
-        report = deliver(
-            outbox,
-            sender=None,
-            notifier=Notifier(f"json://127.0.0.1:{port}/"),
-            clock=lambda: now,
-            budget=20,
-        )
+        report = deliver_at(outbox, now, f"json://127.0.0.1:{port}/")
     assert (report.delivered, report.failed, report.notified) == (0, 5, 0)
     assert all(
         row.event.attempts == 1 and row.next_attempt_at > now for row in outbox.rows.values()
@@ -127,38 +124,20 @@ def test_with_a_webhook_the_digest_covers_first_attempts_only_and_is_best_effort
     outbox = mixed_outbox(now)
     receiver.script += [Reply(204), Reply(204), Reply(500), Reply(204), Reply(204)]
     with WebhookSender(receiver.url, SECRET) as sender:
-        report = deliver(
-            outbox,
-            sender=sender,
-            notifier=Notifier(notify_url(receiver)),
-            clock=lambda: now,
-            budget=20,
-        )
+        report = deliver_at(outbox, now, notify_url(receiver), sender)
         assert (report.delivered, report.failed, report.notified) == (4, 1, 5)
         [message] = messages(receiver, 6)
         assert message["title"].startswith("tokenrefresh: 2 accounts")
         # The retry of the failed event goes to the webhook only: no second digest.
         later = now + timedelta(hours=2)
         receiver.default = Reply(204)
-        report = deliver(
-            outbox,
-            sender=sender,
-            notifier=Notifier(notify_url(receiver)),
-            clock=lambda: later,
-            budget=20,
-        )
+        report = deliver_at(outbox, later, notify_url(receiver), sender)
         assert (report.delivered, report.notified) == (1, 0)
     assert len(messages(receiver, 7)) == 1
     # A digest that cannot be sent changes nothing for the webhook.
     outbox = mixed_outbox(now)
     with closed_port() as port, WebhookSender(receiver.url, SECRET) as sender:
-        report = deliver(
-            outbox,
-            sender=sender,
-            notifier=Notifier(f"json://127.0.0.1:{port}/"),
-            clock=lambda: now,
-            budget=20,
-        )
+        report = deliver_at(outbox, now, f"json://127.0.0.1:{port}/", sender)
     assert (report.delivered, report.notified) == (5, 0)
 
 

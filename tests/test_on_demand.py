@@ -17,8 +17,15 @@ import pytest
 from sqlalchemy import Engine
 
 from conftest import Cli, process_env
-from helpers import AddAccounts, account, assert_no_secret, set_account, stored_tokens
-from standin import TikTokStandIn, tiktok_error
+from helpers import (
+    RECONNECT_MESSAGES,
+    AddAccounts,
+    account,
+    assert_no_secret,
+    set_account,
+    stored_tokens,
+)
+from standin import IssuedTokens, TikTokStandIn, tiktok_error
 from tokenrefresh import (
     AccountNotFound,
     ConfigurationError,
@@ -32,6 +39,23 @@ from tokenrefresh.storage.records import AccountStatus
 
 def store_for(env: dict[str, str], **options: Any) -> TokenStore:
     return TokenStore.from_env(env, **options)
+
+
+def only_user0(
+    add_accounts: AddAccounts,
+    engine: Engine,
+    standin: TikTokStandIn,
+    expires_in: timedelta | None = None,
+    **row: Any,
+) -> list[IssuedTokens]:
+    """One account, user0, its row changed so (expires_in: its access token's lifetime from
+    now); then the stand-in's log is cleared."""
+    issued = add_accounts(1)
+    if expires_in is not None:
+        row["access_expires_at"] = datetime.now(UTC) + expires_in
+    set_account(engine, "user0", **row)
+    standin.reset_log()
+    return issued
 
 
 def refreshes(standin: TikTokStandIn) -> int:
@@ -63,9 +87,7 @@ def test_a_fresh_token_is_read_without_calling_tiktok(
 def test_a_token_too_close_to_its_expiry_is_refreshed_once(
     env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
 ) -> None:
-    issued = add_accounts(1)
-    set_account(engine, "user0", access_expires_at=datetime.now(UTC) + timedelta(minutes=4))
-    standin.reset_log()
+    issued = only_user0(add_accounts, engine, standin, expires_in=timedelta(minutes=4))
     with store_for(env) as store:
         token = store.access_token(open_id="user0", min_valid=timedelta(minutes=5))
         again = store.access_token(open_id="user0", min_valid=timedelta(minutes=5))
@@ -81,9 +103,7 @@ def test_a_token_too_close_to_its_expiry_is_refreshed_once(
 def test_min_valid_asks_for_more_than_the_stored_token_has(
     env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
 ) -> None:
-    add_accounts(1)
-    set_account(engine, "user0", access_expires_at=datetime.now(UTC) + timedelta(hours=1))
-    standin.reset_log()
+    only_user0(add_accounts, engine, standin, expires_in=timedelta(hours=1))
     with store_for(env) as store:
         store.access_token(open_id="user0", min_valid=timedelta(minutes=59))
         assert refreshes(standin) == 0
@@ -94,9 +114,7 @@ def test_min_valid_asks_for_more_than_the_stored_token_has(
 def test_one_refresh_for_many_threads_asking_at_once(
     env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
 ) -> None:
-    add_accounts(1)
-    set_account(engine, "user0", access_expires_at=datetime.now(UTC) + timedelta(seconds=30))
-    standin.reset_log()
+    only_user0(add_accounts, engine, standin, expires_in=timedelta(seconds=30))
     standin.latency = 0.3
     tokens: list[str] = []
     errors: list[BaseException] = []
@@ -125,23 +143,12 @@ def test_one_refresh_for_many_threads_asking_at_once(
 @pytest.mark.parametrize(
     ("state", "message"),
     [
-        (
-            {"status": AccountStatus.EXPIRED.value},
-            "is expired: TikTok rejected its refresh token (its user revoked access, or the "
-            "token ran out: TikTok does not say which); its user must reconnect "
-            "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)",
-        ),
-        (
-            {"status": AccountStatus.REVOKED.value},
-            "was revoked: its user must connect the TikTok account again",
-        ),
-        (
-            {"status": AccountStatus.DISABLED.value},
-            "is disabled (`tokenrefresh accounts enable` makes it active again)",
-        ),
+        ({"status": AccountStatus.EXPIRED.value}, RECONNECT_MESSAGES["expired"]),
+        ({"status": AccountStatus.REVOKED.value}, RECONNECT_MESSAGES["revoked"]),
+        ({"status": AccountStatus.DISABLED.value}, RECONNECT_MESSAGES["disabled"]),
         (
             {"refresh_token_ciphertext": None, "access_token_ciphertext": None},
-            "has no stored refresh token: its user must reconnect",
+            RECONNECT_MESSAGES["no_refresh_token"],
         ),
     ],
     ids=["expired", "revoked", "disabled", "no-tokens"],
@@ -154,9 +161,7 @@ def test_an_account_that_needs_its_user_raises_reconnect_needed(
     state: dict[str, Any],
     message: str,
 ) -> None:
-    add_accounts(1)
-    set_account(engine, "user0", **state)
-    standin.reset_log()
+    only_user0(add_accounts, engine, standin, **state)
     with store_for(env) as store, pytest.raises(ReconnectNeeded) as raised:
         store.access_token(open_id="user0")
     assert str(raised.value) == f"account {account(engine, 'user0')['id']} (user0) {message}"
@@ -266,9 +271,7 @@ def test_a_fresh_read_needs_no_tiktok_credentials(
 def test_a_caller_waits_for_the_lease_holder_and_takes_its_result(
     env: dict[str, str], add_accounts: AddAccounts, standin: TikTokStandIn, engine: Engine
 ) -> None:
-    add_accounts(1)
-    set_account(engine, "user0", access_expires_at=datetime.now(UTC) + timedelta(minutes=1))
-    standin.reset_log()
+    only_user0(add_accounts, engine, standin, expires_in=timedelta(minutes=1))
     standin.slow["user0"] = 1.0
     with store_for(env) as first, store_for(env) as second:
         results: list[str] = []

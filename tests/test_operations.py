@@ -8,10 +8,10 @@ import pty
 import select
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -19,46 +19,37 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, insert, update
 
 from conftest import Cli, process_env
-from helpers import counts, runs
+from helpers import counts, runs, serving
 from standin import Reply, TikTokStandIn, tiktok_error
 from tokenrefresh.storage.models import Account, Run
 
 PING_PATH = "/ping/5f0c3a51-1f7e-4d16-9a8e-a0d9c0ffee00"
 
 
+@dataclass
 class PingReceiver:
-    """A loopback HTTP server recording health-check pings: (path, body)."""
+    """Where to send health-check pings (a loopback server), and what it received: (path,
+    body)."""
 
-    def __init__(self) -> None:
-        received = self.received = []  # type: list[tuple[str, str]]
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                received.append((self.path, self.rfile.read(length).decode()))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{PING_PATH}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    url: str = ""
+    received: list[tuple[str, str]] = field(default_factory=list)
 
 
 @pytest.fixture
 def pings() -> Iterator[PingReceiver]:
     receiver = PingReceiver()
-    yield receiver
-    receiver.close()
+
+    def record(request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length", 0))
+        receiver.received.append((request.path, request.rfile.read(length).decode()))
+        request.send_response(200)
+        request.send_header("Content-Length", "2")
+        request.end_headers()
+        request.wfile.write(b"OK")
+
+    with serving(record) as base_url:
+        receiver.url = base_url + PING_PATH
+        yield receiver
 
 
 def metrics(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -5,14 +5,15 @@ never `~/.netrc`. Real servers on loopback."""
 from __future__ import annotations
 
 import ast
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 import tokenrefresh
+from helpers import serving
 from receiver import Receiver, closed_port, running_receiver
 from tokenrefresh.adapters.outbound.call import BoundedClient, CallFailed
 
@@ -51,38 +52,27 @@ def test_only_the_outbound_package_speaks_http() -> None:
     assert sessions == ["call.py"]
 
 
+@dataclass
 class Proxy:
     """A loopback HTTP proxy that answers every request itself, recording its target."""
 
-    def __init__(self) -> None:
-        self.targets: list[str] = []
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                proxy.targets.append(self.path)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    url: str = ""
+    targets: list[str] = field(default_factory=list)
 
 
 @pytest.fixture
 def proxy() -> Iterator[Proxy]:
     running = Proxy()
-    yield running
-    running.close()
+
+    def answer(request: BaseHTTPRequestHandler) -> None:
+        request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        running.targets.append(request.path)
+        request.send_response(204)
+        request.end_headers()
+
+    with serving(answer) as url:
+        running.url = url
+        yield running
 
 
 @pytest.fixture

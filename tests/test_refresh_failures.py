@@ -24,7 +24,7 @@ from helpers import (
     runs,
     stored_tokens,
 )
-from standin import Reply, TikTokStandIn
+from standin import IssuedTokens, Reply, TikTokStandIn
 from tokenrefresh.storage.models import Account, AccountStatus
 from tokenrefresh.storage.records import WriteResult
 from tokenrefresh.storage.repository import Repository
@@ -51,19 +51,33 @@ def assert_history_has_no_tokens(engine: Engine, standin: TikTokStandIn) -> None
     assert_no_tokens(standin, *texts)
 
 
+def assert_no_tokens_shown(
+    engine: Engine, standin: TikTokStandIn, *outputs: CliResult | str | None
+) -> None:
+    """No token nor client secret in the outputs, nor in what the database keeps of the run."""
+    assert_no_tokens(standin, *outputs)
+    assert_history_has_no_tokens(engine, standin)
+
+
 def refresh(cli: Cli, *args: str, env: dict[str, str] | None = None) -> CliResult:
     return cli("refresh", *args, env=env)
+
+
+def refresh_user0(
+    cli: Cli, add_accounts: AddAccounts, standin: TikTokStandIn, *replies: Reply, json: bool = True
+) -> tuple[IssuedTokens, CliResult]:
+    """One account, user0, whose next calls TikTok answers with the replies; its tokens, and
+    a fast run over it (with --json unless json is False)."""
+    [tokens] = add_accounts(1)
+    standin.script(*replies, open_id="user0")
+    return tokens, refresh(cli, *WINDOW, *FAST, *(["--json"] if json else []))
 
 
 # ----------------------------------------------------------------------------- (a) invalid_grant
 
 
 def test_invalid_grant_expires_the_account_and_the_run_goes_on(
-    cli: Cli,
-    standin: TikTokStandIn,
-    add_accounts: AddAccounts,
-    engine: Engine,
-    fernet_key: str,
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine, fernet_key: str
 ) -> None:
     issued = add_accounts(3)
     standin.revoke("user0")  # first in line: its failure must not stop the others
@@ -116,8 +130,7 @@ def test_invalid_grant_expires_the_account_and_the_run_goes_on(
         "(`tokenrefresh accounts connect`, or `accounts import` of new tokens)."
     )
     assert len(lines) == 3
-    assert_no_tokens(standin, result)
-    assert_history_has_no_tokens(engine, standin)
+    assert_no_tokens_shown(engine, standin, result)
 
 
 def test_invalid_grant_with_http_200_still_expires(
@@ -246,8 +259,7 @@ def test_invalid_client_stops_the_run_and_marks_nothing(
     assert run["exit_code"] == 3
     assert run["finished_at"] is not None
     assert run["message"] == error_line.removeprefix("error: ")
-    assert_no_tokens(standin, result)
-    assert_history_has_no_tokens(engine, standin)
+    assert_no_tokens_shown(engine, standin, result)
 
 
 # ----------------------------------------------------------------------------- (d) transient
@@ -256,10 +268,9 @@ def test_invalid_client_stops_the_run_and_marks_nothing(
 def test_503_then_success_refreshes_with_two_attempts(
     cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
 ) -> None:
-    [tokens] = add_accounts(1)
-    standin.script(Reply(503, "<html>Service Unavailable</html>"), open_id="user0")
-
-    result = refresh(cli, *WINDOW, *FAST, "--json")
+    tokens, result = refresh_user0(
+        cli, add_accounts, standin, Reply(503, "<html>Service Unavailable</html>")
+    )
 
     assert result.exit_code == 0, result.stderr
     assert result.json()["counts"] == counts(refreshed=1)
@@ -323,24 +334,18 @@ def test_503_three_times_fails_backs_off_and_is_skipped_until_forced(
     assert row["last_error"] is None
     assert row["token_generation"] == 2
     assert standin.refresh_count("user0") == 1
-    assert_no_tokens(standin, result, again, forced)
-    assert_history_has_no_tokens(engine, standin)
+    assert_no_tokens_shown(engine, standin, result, again, forced)
 
 
 # "3": the default pause after a 429 is 1 s and the first retry's backoff at most 0.5 s,
 # so only an honoured Retry-After explains a gap of 3 s or more.
 @pytest.mark.parametrize("retry_after", ["0", "3"])
 def test_429_retry_after_is_honoured_then_success(
-    cli: Cli,
-    standin: TikTokStandIn,
-    add_accounts: AddAccounts,
-    engine: Engine,
-    retry_after: str,
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine, retry_after: str
 ) -> None:
-    add_accounts(1)
-    standin.script(Reply(429, headers={"Retry-After": retry_after}), open_id="user0")
-
-    result = refresh(cli, *WINDOW, *FAST, "--json")
+    _, result = refresh_user0(
+        cli, add_accounts, standin, Reply(429, headers={"Retry-After": retry_after})
+    )
 
     assert result.exit_code == 0, result.stderr
     assert result.json()["counts"]["refreshed"] == 1
@@ -401,8 +406,7 @@ def test_html_garbage_with_200_is_transient(
     assert forced.exit_code == 0, forced.stdout
     assert standin.refresh_count("user0") == 1
     assert standin.presented()[tokens.refresh_token] == 4
-    assert_no_tokens(standin, result, forced)
-    assert_history_has_no_tokens(engine, standin)
+    assert_no_tokens_shown(engine, standin, result, forced)
 
 
 # ----------------------------------------------------------------------------- (e), (f) timeouts
@@ -411,10 +415,7 @@ def test_html_garbage_with_200_is_transient(
 def test_lost_answer_then_invalid_grant_expires_and_says_the_answer_was_lost(
     cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
 ) -> None:
-    [tokens] = add_accounts(1)
-    standin.script(Reply(delay=1.0, consume=True), open_id="user0")
-
-    result = refresh(cli, *WINDOW, *FAST, "--json")
+    tokens, result = refresh_user0(cli, add_accounts, standin, Reply(delay=1.0, consume=True))
 
     assert result.exit_code == 1
     assert standin.lost_rotation_count("user0") == 1
@@ -434,17 +435,13 @@ def test_lost_answer_then_invalid_grant_expires_and_says_the_answer_was_lost(
     [problem] = result.json()["problems"]
     assert problem["result"] == "expired"
     assert "the response carrying the new one was lost" in problem["detail"]
-    assert_no_tokens(standin, result)
-    assert_history_has_no_tokens(engine, standin)
+    assert_no_tokens_shown(engine, standin, result)
 
 
 def test_read_timeout_then_success_on_retry(
     cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
 ) -> None:
-    [tokens] = add_accounts(1)
-    standin.script(Reply(delay=1.0, consume=False), open_id="user0")
-
-    result = refresh(cli, *WINDOW, *FAST, "--json")
+    tokens, result = refresh_user0(cli, add_accounts, standin, Reply(delay=1.0, consume=False))
 
     assert result.exit_code == 0, result.stderr
     assert result.json()["counts"]["refreshed"] == 1
@@ -466,10 +463,7 @@ def test_read_timeout_then_success_on_retry(
 def test_read_timeout_every_time_fails_and_warns_about_rotation(
     cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine
 ) -> None:
-    add_accounts(1)
-    standin.script(*[Reply(delay=1.0)] * 3, open_id="user0")
-
-    result = refresh(cli, *WINDOW, *FAST)
+    _, result = refresh_user0(cli, add_accounts, standin, *[Reply(delay=1.0)] * 3, json=False)
 
     assert result.exit_code == 1
     row = account(engine, "user0")
@@ -485,11 +479,7 @@ def test_read_timeout_every_time_fails_and_warns_about_rotation(
 
 
 def test_omitted_refresh_token_keeps_the_old_one(
-    cli: Cli,
-    standin: TikTokStandIn,
-    add_accounts: AddAccounts,
-    engine: Engine,
-    fernet_key: str,
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine, fernet_key: str
 ) -> None:
     [tokens] = add_accounts(1)
     standin.omit_refresh_token = True
@@ -517,11 +507,7 @@ def test_omitted_refresh_token_keeps_the_old_one(
 
 
 def test_grant_for_another_open_id_stores_tokens_and_disables(
-    cli: Cli,
-    standin: TikTokStandIn,
-    add_accounts: AddAccounts,
-    engine: Engine,
-    fernet_key: str,
+    cli: Cli, standin: TikTokStandIn, add_accounts: AddAccounts, engine: Engine, fernet_key: str
 ) -> None:
     [tokens] = add_accounts(1)
     standin.wrong_open_id = "someone-else"
@@ -540,8 +526,7 @@ def test_grant_for_another_open_id_stores_tokens_and_disables(
     assert stored_tokens(engine, "user0", fernet_key)[1] == (standin.current_refresh_token("user0"))
     assert row["token_generation"] == 2
     assert f"  account {row['id']} (user0): failed: TikTok says" in result.stdout
-    assert_no_tokens(standin, result)
-    assert_history_has_no_tokens(engine, standin)
+    assert_no_tokens_shown(engine, standin, result)
 
 
 # ----------------------------------------------------------------------------- over many runs

@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -733,67 +734,61 @@ def test_default_database_falls_back_to_home(
 # ----------------------------------------------------------------------------- on the CLI
 
 
-def test_refresh_without_encryption_keys_exits_3_and_calls_nothing(
-    cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
-) -> None:
-    add_accounts(2)
-    before = snapshot(engine)
-    result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": None})
-    assert result.exit_code == 3
-    assert result.stderr == (
+# (accounts, the settings changed, given the valid keys; the exact error)
+REFUSED_SETTINGS = [
+    pytest.param(
+        2,
+        lambda keys: {"TOKENREFRESH_ENCRYPTION_KEYS": None},
         "error: TOKENREFRESH_ENCRYPTION_KEYS is not set: it must hold one or more Fernet keys, "
-        "comma separated (create one with `tokenrefresh keys generate`)\n"
-    )
-    assert result.stdout == ""
-    assert standin.received == []
-    assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
-
-
-def test_refresh_without_client_secret_exits_3_and_calls_nothing(
-    cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
-) -> None:
-    add_accounts(2)
-    before = snapshot(engine)
-    result = cli("refresh", "--window", "3h", env={"TIKTOK_CLIENT_SECRET": ""})
-    assert result.exit_code == 3
-    assert result.stderr == (
+        "comma separated (create one with `tokenrefresh keys generate`)\n",
+        id="without-encryption-keys",
+    ),
+    pytest.param(
+        2,
+        lambda keys: {"TIKTOK_CLIENT_SECRET": ""},
         "error: TIKTOK_CLIENT_SECRET is not set: the TikTok app's credentials are needed to "
-        "refresh tokens\n"
-    )
-    assert standin.received == []
-    assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
-    assert env["TOKENREFRESH_ENCRYPTION_KEYS"] not in result.stdout + result.stderr
-
-
-def test_malformed_key_on_the_cli_exits_3_without_echo(
-    cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine, env: dict[str, str]
-) -> None:
-    add_accounts(1)
-    before = snapshot(engine)
-    bad = f"{env['TOKENREFRESH_ENCRYPTION_KEYS']},{KEY_B[:20]}"
-    result = cli("refresh", "--window", "3h", env={"TOKENREFRESH_ENCRYPTION_KEYS": bad})
-    assert result.exit_code == 3
-    assert result.stderr == (
+        "refresh tokens\n",
+        id="without-client-secret",
+    ),
+    pytest.param(
+        1,
+        lambda keys: {"TOKENREFRESH_ENCRYPTION_KEYS": f"{keys},{KEY_B[:20]}"},
         "error: TOKENREFRESH_ENCRYPTION_KEYS: key #2 is not a Fernet key (32 url-safe "
-        "base64-encoded bytes; create one with `tokenrefresh keys generate`)\n"
-    )
-    assert KEY_B[:20] not in result.stderr
-    assert env["TOKENREFRESH_ENCRYPTION_KEYS"] not in result.stdout + result.stderr
-    assert standin.received == []
-    assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
-
-
-def test_refused_api_base_url_on_the_cli_exits_3(
-    cli: Cli, standin: TikTokStandIn, add_accounts, engine: Engine
-) -> None:
-    add_accounts(1)
-    before = snapshot(engine)
-    result = cli("refresh", "--window", "3h", env={"TIKTOK_API_BASE_URL": "http://example.com"})
-    assert result.exit_code == 3
-    assert result.stderr == (
+        "base64-encoded bytes; create one with `tokenrefresh keys generate`)\n",
+        id="malformed-key-without-echo",
+    ),
+    pytest.param(
+        1,
+        lambda keys: {"TIKTOK_API_BASE_URL": "http://example.com"},
         "error: TIKTOK_API_BASE_URL: plain http:// is only allowed for a loopback host "
-        "(127.0.0.1, ::1, localhost), not 'example.com'; use https://\n"
-    )
+        "(127.0.0.1, ::1, localhost), not 'example.com'; use https://\n",
+        id="refused-api-base-url",
+    ),
+]
+
+
+@pytest.mark.parametrize(("accounts", "settings", "stderr"), REFUSED_SETTINGS)
+def test_refresh_with_refused_settings_exits_3_and_calls_nothing(
+    cli: Cli,
+    standin: TikTokStandIn,
+    add_accounts,
+    engine: Engine,
+    env: dict[str, str],
+    accounts: int,
+    settings: Callable[[str], dict[str, str | None]],
+    stderr: str,
+) -> None:
+    """Nothing printed on stdout, no key (nor a piece of the malformed one) repeated, nothing
+    sent to TikTok, and only the refused run recorded."""
+    add_accounts(accounts)
+    keys = env["TOKENREFRESH_ENCRYPTION_KEYS"]
+    before = snapshot(engine)
+    result = cli("refresh", "--window", "3h", env=settings(keys))
+    assert result.exit_code == 3
+    assert result.stderr == stderr
+    assert result.stdout == ""
+    assert KEY_B[:20] not in result.stderr
+    assert keys not in result.stdout + result.stderr
     assert standin.received == []
     assert_only_a_refused_run_was_recorded(engine, before, result.stderr)
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +59,25 @@ def refresh(
     )
 
 
+GRANT_FIELDS = {
+    "access_token",
+    "expires_in",
+    "open_id",
+    "refresh_expires_in",
+    "refresh_token",
+    "scope",
+    "token_type",
+}
+
+
+def assert_grant(response: requests.Response) -> dict[str, Any]:
+    """A 200 whose JSON body is a grant of exactly TikTok's seven fields; the body."""
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    assert set(body) == GRANT_FIELDS
+    return body
+
+
 def assert_error(response: requests.Response, status: int, error: str) -> dict[str, Any]:
     assert response.status_code == status
     assert response.headers["Content-Type"] == "application/json"
@@ -78,17 +97,7 @@ def test_refresh_rotates_and_old_token_is_invalid(
     assert standin.current_refresh_token("alice") == issued.refresh_token
 
     response = refresh(http, standin, issued.refresh_token)
-    assert response.status_code == 200
-    body = response.json()
-    assert set(body) == {
-        "access_token",
-        "expires_in",
-        "open_id",
-        "refresh_expires_in",
-        "refresh_token",
-        "scope",
-        "token_type",
-    }
+    body = assert_grant(response)
     assert body["open_id"] == "alice"
     assert body["expires_in"] == 7200
     assert body["refresh_expires_in"] == 15_552_000
@@ -132,8 +141,14 @@ def test_issue_again_keeps_older_tokens_and_import_line(standin: TikTokStandIn) 
     json.dumps(line)
 
 
-def race(standin: TikTokStandIn, token: str, n: int) -> list[int]:
-    """Present ``token`` from ``n`` threads at once (one Session each); the sorted statuses."""
+def race(
+    send: Callable[[requests.Session, TikTokStandIn, str], requests.Response],
+    standin: TikTokStandIn,
+    presented: str,
+    n: int,
+) -> list[int]:
+    """``send`` (refresh or exchange) the same token or code from ``n`` threads at once (one
+    Session each); the sorted statuses."""
     barrier = threading.Barrier(n)
     statuses: list[int] = []
     lock = threading.Lock()
@@ -141,7 +156,7 @@ def race(standin: TikTokStandIn, token: str, n: int) -> list[int]:
     def use() -> None:
         with requests.Session() as session:
             barrier.wait()
-            status = refresh(session, standin, token).status_code
+            status = send(session, standin, presented).status_code
         with lock:
             statuses.append(status)
 
@@ -156,7 +171,7 @@ def race(standin: TikTokStandIn, token: str, n: int) -> list[int]:
 def test_concurrent_double_use_exactly_one_wins(standin: TikTokStandIn) -> None:
     for round_ in range(10):
         token = standin.issue(f"user{round_}").refresh_token
-        assert race(standin, token, 2 + round_ % 3) == [200] + [400] * (1 + round_ % 3)
+        assert race(refresh, standin, token, 2 + round_ % 3) == [200] + [400] * (1 + round_ % 3)
     assert standin.refresh_count() == 10
 
 
@@ -527,17 +542,7 @@ def test_a_code_is_exchanged_once_for_a_working_pair(
     assert standin.is_code_pending(code)
 
     response = exchange(http, standin, code)
-    assert response.status_code == 200
-    body = response.json()
-    assert set(body) == {
-        "access_token",
-        "expires_in",
-        "open_id",
-        "refresh_expires_in",
-        "refresh_token",
-        "scope",
-        "token_type",
-    }
+    body = assert_grant(response)
     assert body["open_id"] == "quinn"
     assert body["scope"] == "user.info.basic"
     assert (body["expires_in"], body["refresh_expires_in"]) == (7200, 15_552_000)
@@ -656,32 +661,11 @@ def test_pkce_right_wrong_and_missing_verifier(
     assert standin.is_code_pending(codes[3])
 
 
-def exchange_race(standin: TikTokStandIn, code: str, n: int) -> list[int]:
-    """Exchange ``code`` from ``n`` threads at once (one Session each); the sorted statuses."""
-    barrier = threading.Barrier(n)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def use() -> None:
-        with requests.Session() as session:
-            barrier.wait()
-            status = exchange(session, standin, code).status_code
-        with lock:
-            statuses.append(status)
-
-    threads = [threading.Thread(target=use) for _ in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    return sorted(statuses)
-
-
 def test_concurrent_exchanges_of_one_code_exactly_one_wins(standin: TikTokStandIn) -> None:
     for round_ in range(8):
         code = standin.authorize(f"racer{round_}", redirect_uri=REDIRECT)
         n = 2 + round_ % 3
-        assert exchange_race(standin, code, n) == [200] + [400] * (n - 1)
+        assert race(exchange, standin, code, n) == [200] + [400] * (n - 1)
     assert standin.exchange_count() == 8
     assert len(standin.issued_tokens) == 16
 

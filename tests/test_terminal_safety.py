@@ -80,27 +80,23 @@ def hostile(
     now = utcnow()
     with engine.begin() as connection:
         ids = dict(connection.execute(select(Account.open_id, Account.id)).all())
-        connection.execute(
-            update(Account)
-            .where(Account.open_id == "user0")
-            .values(
-                label=HOSTILE["label"],
-                open_id=HOSTILE["open_id"],
-                scope=HOSTILE["scope"],
-                last_error=HOSTILE["last_error"],
-                consecutive_failures=1,
-            )
-        )
-        connection.execute(
-            update(Account)
-            .where(Account.open_id == "user1")
-            .values(
-                label=HOSTILE["expired_label"],
-                open_id=HOSTILE["expired_open_id"],
-                status=AccountStatus.EXPIRED.value,
-                last_error=HOSTILE["last_error"],
-            )
-        )
+        hostile_rows = {
+            "user0": {
+                "label": HOSTILE["label"],
+                "open_id": HOSTILE["open_id"],
+                "scope": HOSTILE["scope"],
+                "last_error": HOSTILE["last_error"],
+                "consecutive_failures": 1,
+            },
+            "user1": {
+                "label": HOSTILE["expired_label"],
+                "open_id": HOSTILE["expired_open_id"],
+                "status": AccountStatus.EXPIRED.value,
+                "last_error": HOSTILE["last_error"],
+            },
+        }
+        for open_id, values in hostile_rows.items():
+            connection.execute(update(Account).where(Account.open_id == open_id).values(**values))
         run_id = connection.execute(
             insert(Run)
             .values(

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from standin import FORM_CONTENT_TYPE, TOKEN_PATH, IssuedTokens, Reply, TikTokStandIn
+from helpers_tiktok import the_one_form_sent
+from standin import TOKEN_PATH, IssuedTokens, Reply, TikTokStandIn
 from tokenrefresh.adapters.tiktok import TikTokClient
 from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
@@ -61,6 +62,33 @@ def refresh_error(client: TikTokClient, refresh_token: str, standin: TikTokStand
     error = caught.value
     assert_no_secret(error, standin, refresh_token)
     return error
+
+
+def assert_rejected(
+    error: TikTokError, kind: type[TikTokError], error_code: str, http_status: int, reason: str
+) -> None:
+    """A rejection of the user's token or of the app: its type, TikTok's code, the status and
+    the whole reason."""
+    assert type(error) is kind
+    assert error.error_code == error_code
+    assert error.http_status == http_status
+    assert error.reason == reason
+
+
+def assert_a_retry(error: TikTokError, *, maybe_processed: bool) -> None:
+    """A RefreshFailed worth retrying; maybe_processed: whether TikTok may have rotated."""
+    assert type(error) is RefreshFailed
+    assert error.retryable is True
+    assert error.maybe_processed is maybe_processed
+
+
+def answered_with(
+    reply: Reply, standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens
+) -> TikTokError:
+    """The error of a refresh of issued that TikTok answers with reply (checked as
+    refresh_error checks it)."""
+    standin.script(reply)
+    return refresh_error(client, issued.refresh_token, standin)
 
 
 def assert_no_secret(error: TikTokError, standin: TikTokStandIn, *extra: str) -> None:
@@ -122,16 +150,9 @@ def test_request_is_a_form_post_with_the_four_fields(
 ) -> None:
     client.refresh(issued.refresh_token)
 
-    [received] = standin.received
-    assert received.method == "POST"
-    assert received.path == TOKEN_PATH
-    assert received.content_type.split(";")[0] == FORM_CONTENT_TYPE
-    assert received.form == {
-        "client_key": standin.client_key,
-        "client_secret": standin.client_secret,
-        "grant_type": "refresh_token",
-        "refresh_token": issued.refresh_token,
-    }
+    received = the_one_form_sent(
+        standin, TOKEN_PATH, grant_type="refresh_token", refresh_token=issued.refresh_token
+    )
     headers = {name.lower(): value for name, value in received.headers.items()}
     assert headers["accept"] == "application/json"
     assert headers["accept-encoding"] == "identity"
@@ -290,24 +311,44 @@ def test_invalid_grant_rejects_the_user_token_whatever_the_status(
 
     error = refresh_error(client, issued.refresh_token, standin)
 
-    assert type(error) is UserTokenRejected
-    assert error.error_code == "invalid_grant"
-    assert error.http_status == status
-    assert error.reason == f"invalid_grant (HTTP {status}): Refresh token is invalid or expired."
+    reason = f"invalid_grant (HTTP {status}): Refresh token is invalid or expired."
+    assert_rejected(error, UserTokenRejected, "invalid_grant", status, reason)
     assert error.log_id is not None
     assert len(error.log_id) == 32
     assert len(standin.received) == 1
 
 
-def test_access_denied_rejects_the_user_token(
-    standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens
+@pytest.mark.parametrize(
+    ("status", "code", "description", "kind"),
+    [
+        pytest.param(
+            403,
+            "access_denied",
+            "The user revoked the app.",
+            UserTokenRejected,
+            id="access_denied-rejects-the-user-token",
+        ),
+        pytest.param(
+            400,
+            "unauthorized_client",
+            "App not allowed.",
+            AppCredentialsRejected,
+            id="unauthorized_client-rejects-the-app",
+        ),
+    ],
+)
+def test_a_rejecting_code_is_its_outcome(
+    standin: TikTokStandIn,
+    client: TikTokClient,
+    issued: IssuedTokens,
+    status: int,
+    code: str,
+    description: str,
+    kind: type[TikTokError],
 ) -> None:
-    standin.script(Reply(403, error_body("access_denied", "The user revoked the app.")))
+    standin.script(Reply(status, error_body(code, description)))
     error = refresh_error(client, issued.refresh_token, standin)
-    assert type(error) is UserTokenRejected
-    assert error.error_code == "access_denied"
-    assert error.http_status == 403
-    assert error.reason == "access_denied (HTTP 403): The user revoked the app."
+    assert_rejected(error, kind, code, status, f"{code} (HTTP {status}): {description}")
     assert error.log_id == "log-20250101-abc"
 
 
@@ -320,24 +361,12 @@ def test_invalid_client_rejects_the_app(standin: TikTokStandIn, issued: IssuedTo
         error = refresh_error(client, issued.refresh_token, standin)
     finally:
         client.close()
-    assert type(error) is AppCredentialsRejected
-    assert error.error_code == "invalid_client"
-    assert error.http_status == 401
-    assert error.reason == "invalid_client (HTTP 401): Client key or secret is invalid."
+    reason = "invalid_client (HTTP 401): Client key or secret is invalid."
+    assert_rejected(error, AppCredentialsRejected, "invalid_client", 401, reason)
     [received] = standin.received
     assert received.form["client_secret"] == WRONG_SECRET
     # The user's token was not touched.
     assert standin.is_valid(issued.refresh_token)
-
-
-def test_unauthorized_client_rejects_the_app(
-    standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens
-) -> None:
-    standin.script(Reply(400, error_body("unauthorized_client", "App not allowed.")))
-    error = refresh_error(client, issued.refresh_token, standin)
-    assert type(error) is AppCredentialsRejected
-    assert error.error_code == "unauthorized_client"
-    assert error.reason == "unauthorized_client (HTTP 400): App not allowed."
 
 
 def test_secret_echoed_in_a_description_is_redacted(
@@ -357,8 +386,7 @@ def test_secret_echoed_in_a_description_is_redacted(
 def test_429_with_retry_after_seconds_is_retryable(
     standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens
 ) -> None:
-    standin.script(Reply(429, headers={"Retry-After": "7"}))
-    error = refresh_error(client, issued.refresh_token, standin)
+    error = answered_with(Reply(429, headers={"Retry-After": "7"}), standin, client, issued)
     assert type(error) is RefreshFailed
     assert error.retryable is True
     assert error.retry_after == 7.0
@@ -400,8 +428,7 @@ def test_retry_after_date_in_the_past_means_now(
 def test_unreadable_retry_after_is_ignored(
     standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens
 ) -> None:
-    standin.script(Reply(503, headers={"Retry-After": "soon"}))
-    error = refresh_error(client, issued.refresh_token, standin)
+    error = answered_with(Reply(503, headers={"Retry-After": "soon"}), standin, client, issued)
     assert isinstance(error, RefreshFailed)
     assert error.retryable is True
     assert error.retry_after is None
@@ -431,11 +458,8 @@ def test_5xx_is_retryable(
     status: int,
     body: dict[str, Any] | str | None,
 ) -> None:
-    standin.script(Reply(status, body))
-    error = refresh_error(client, issued.refresh_token, standin)
-    assert type(error) is RefreshFailed
-    assert error.retryable is True
-    assert error.maybe_processed is False
+    error = answered_with(Reply(status, body), standin, client, issued)
+    assert_a_retry(error, maybe_processed=False)
     assert error.http_status == status
     assert f"HTTP {status}" in error.reason
     # The token was not spent, and the client did not retry by itself.
@@ -503,8 +527,7 @@ def test_transient_error_codes_are_retryable_whatever_the_status(
 def test_request_errors_are_not_retryable(
     standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens, code: str
 ) -> None:
-    standin.script(Reply(400, error_body(code, "no")))
-    error = refresh_error(client, issued.refresh_token, standin)
+    error = answered_with(Reply(400, error_body(code, "no")), standin, client, issued)
     assert type(error) is RefreshFailed
     assert error.retryable is False
     assert error.error_code == code
@@ -550,8 +573,7 @@ def test_200_without_a_usable_grant_fails(
     body: dict[str, Any] | str | bytes,
     reason: str,
 ) -> None:
-    standin.script(Reply(200, body))
-    error = refresh_error(client, issued.refresh_token, standin)
+    error = answered_with(Reply(200, body), standin, client, issued)
     assert type(error) is RefreshFailed
     assert error.reason == reason
     assert error.http_status == 200
@@ -565,11 +587,8 @@ def test_200_without_a_usable_grant_fails(
 def test_read_timeout_may_have_been_processed(
     standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens
 ) -> None:
-    standin.script(Reply(delay=SLOWER_THAN_TIMEOUT, consume=True))
-    error = refresh_error(client, issued.refresh_token, standin)
-    assert type(error) is RefreshFailed
-    assert error.maybe_processed is True
-    assert error.retryable is True
+    error = answered_with(Reply(delay=SLOWER_THAN_TIMEOUT, consume=True), standin, client, issued)
+    assert_a_retry(error, maybe_processed=True)
     assert error.http_status is None
     assert error.reason == (
         "no complete answer from TikTok within 2 s (the token may have been rotated)"
@@ -587,9 +606,7 @@ def test_connection_refused_was_not_processed(standin: TikTokStandIn) -> None:
         error = refresh_error(client, "rft.never-sent-0006", standin)
     finally:
         client.close()
-    assert type(error) is RefreshFailed
-    assert error.maybe_processed is False
-    assert error.retryable is True
+    assert_a_retry(error, maybe_processed=False)
     assert error.http_status is None
     assert error.reason.startswith("could not connect to TikTok (")
 
@@ -597,11 +614,8 @@ def test_connection_refused_was_not_processed(standin: TikTokStandIn) -> None:
 def test_dropped_connection_after_sending_may_have_been_processed(
     standin: TikTokStandIn, client: TikTokClient, issued: IssuedTokens
 ) -> None:
-    standin.script(Reply(drop=True, consume=True))
-    error = refresh_error(client, issued.refresh_token, standin)
-    assert type(error) is RefreshFailed
-    assert error.maybe_processed is True
-    assert error.retryable is True
+    error = answered_with(Reply(drop=True, consume=True), standin, client, issued)
+    assert_a_retry(error, maybe_processed=True)
     assert error.reason.startswith("connection to TikTok failed after sending (")
     assert len(standin.received) == 1
 

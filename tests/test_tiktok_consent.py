@@ -9,13 +9,20 @@ import json
 import time
 import tracemalloc
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import unquote
 
 import pytest
 
-from standin import FORM_CONTENT_TYPE, TOKEN_PATH, Reply, TikTokStandIn
+from helpers_tiktok import (
+    WRONG_SECRET,
+    assert_hides,
+    make_client,
+    percent_encoded,
+    the_one_form_sent,
+)
+from standin import TOKEN_PATH, Reply, TikTokStandIn
 from tokenrefresh.adapters.tiktok import TikTokClient, code_challenge, new_code_verifier
 from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
@@ -25,47 +32,16 @@ from tokenrefresh.base.outcomes import (
     UnusableGrant,
     UserTokenRejected,
 )
-from tokenrefresh.base.scrub import FRAGMENT
-from tokenrefresh.base.settings import ClientCredentials, Secret
 
-TIMEOUT = 0.3
 SLOWER_THAN_TIMEOUT = 1.0
 REDIRECT = "http://127.0.0.1:8765/callback"
-WRONG_SECRET = "not-the-app-secret-9f8e7d"
 REJECTED = "the authorization code was not accepted: invalid_grant (HTTP 400): "
 
 
 @pytest.fixture
 def client(standin: TikTokStandIn) -> Iterator[TikTokClient]:
-    client = make_client(standin, standin.client_secret)
-    yield client
-    client.close()
-
-
-def make_client(
-    standin: TikTokStandIn, client_secret: str, timeout: float = TIMEOUT
-) -> TikTokClient:
-    return TikTokClient(
-        ClientCredentials(standin.client_key, Secret(client_secret)),
-        base_url=standin.base_url,
-        connect_timeout=timeout,
-        timeout=timeout,
-    )
-
-
-def shown(error: TikTokError) -> str:
-    return " ".join([str(error), repr(error), error.reason, *map(str, error.args)])
-
-
-def leaked_fragments(text: str, *secrets: str) -> list[str]:
-    """FRAGMENT-long pieces of the secrets in the text, in any case, percent-decoded or not."""
-    forms = {text.lower(), unquote(text).lower(), unquote(unquote(text)).lower()}
-    return [
-        secret[start : start + FRAGMENT]
-        for secret in secrets
-        for start in range(len(secret) - FRAGMENT + 1)
-        if any(secret[start : start + FRAGMENT].lower() in form for form in forms)
-    ]
+    with closing(make_client(standin, standin.client_secret)) as client:
+        yield client
 
 
 def exchange_error(
@@ -85,13 +61,23 @@ def exchange_error(
     ]
     if kwargs.get("code_verifier"):
         secrets.append(kwargs["code_verifier"])
-    assert leaked_fragments(shown(error), *secrets) == []
-    assert error.__suppress_context__ or error.__context__ is None
+    assert_hides(error, *secrets)
     return error
 
 
-def percent_encoded(text: str) -> str:
-    return "".join(f"%{byte:02X}" for byte in text.encode())
+def pkce_code(
+    standin: TikTokStandIn, open_id: str, encoding: Literal["hex", "base64url"]
+) -> tuple[str, str]:
+    """An authorization code bound to a new verifier's challenge in that encoding, and the
+    verifier."""
+    verifier = new_code_verifier()
+    code = standin.authorize(
+        open_id,
+        redirect_uri=REDIRECT,
+        code_challenge=code_challenge(verifier, encoding),
+        challenge_encoding=encoding,
+    )
+    return code, verifier
 
 
 # ----------------------------------------------------------------------------- success
@@ -105,16 +91,9 @@ def test_a_code_becomes_a_grant_and_the_form_is_exactly_the_five_fields(
     grant = client.exchange_code(code, redirect_uri=REDIRECT)
     after = datetime.now(UTC)
 
-    [received] = standin.received
-    assert received.path == TOKEN_PATH
-    assert received.content_type.split(";")[0] == FORM_CONTENT_TYPE
-    assert received.form == {
-        "client_key": standin.client_key,
-        "client_secret": standin.client_secret,
-        "code": code,
-        "grant_type": "authorization_code",
-        "redirect_uri": REDIRECT,
-    }
+    received = the_one_form_sent(
+        standin, TOKEN_PATH, code=code, grant_type="authorization_code", redirect_uri=REDIRECT
+    )
     assert b"%2A%21" in received.body  # the code's "*!" form-encoded, not sent raw
 
     assert isinstance(grant, TokenGrant)
@@ -137,13 +116,7 @@ def test_a_code_becomes_a_grant_and_the_form_is_exactly_the_five_fields(
 def test_pkce_right_verifier_is_sent_and_accepted(
     standin: TikTokStandIn, client: TikTokClient, encoding: Literal["hex", "base64url"]
 ) -> None:
-    verifier = new_code_verifier()
-    code = standin.authorize(
-        "bob",
-        redirect_uri=REDIRECT,
-        code_challenge=code_challenge(verifier, encoding),
-        challenge_encoding=encoding,
-    )
+    code, verifier = pkce_code(standin, "bob", encoding)
     grant = client.exchange_code(code, redirect_uri=REDIRECT, code_verifier=verifier)
     assert grant.open_id == "bob"
     assert standin.received[0].form["code_verifier"] == verifier
@@ -175,13 +148,7 @@ def test_pkce_wrong_or_missing_verifier_is_rejected_and_spends_the_code(
     verifier: str | None,
     description: str,
 ) -> None:
-    right = new_code_verifier()
-    code = standin.authorize(
-        "carol",
-        redirect_uri=REDIRECT,
-        code_challenge=code_challenge(right, encoding),
-        challenge_encoding=encoding,
-    )
+    code, right = pkce_code(standin, "carol", encoding)
     error = exchange_error(client, standin, code, code_verifier=verifier)
     assert type(error) is UserTokenRejected
     assert error.reason == REJECTED + description

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from outbox_fake import FakeOutbox
+from outbox_fake import FakeOutbox, Row
 from receiver import Receiver, Reply, closed_port, running_receiver
 from tokenrefresh.base.events.records import DeliveryReport
 from tokenrefresh.services.events.delivery import backoff, deliver
@@ -32,6 +32,10 @@ class Clock:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+    def move_past(self, moment: datetime) -> None:
+        """From now on, one second after the moment."""
+        self.offset = moment - datetime.now(UTC) + timedelta(seconds=1)
 
 
 @pytest.fixture
@@ -58,6 +62,13 @@ def outbox_with(count: int, clock: Clock) -> FakeOutbox:
     return outbox
 
 
+def one_event(clock: Clock) -> tuple[FakeOutbox, Row]:
+    """An outbox of one pending event, and its row."""
+    outbox = outbox_with(1, clock)
+    [row] = outbox.rows.values()
+    return outbox, row
+
+
 def run(
     outbox: FakeOutbox, sender: WebhookSender | None, clock: Clock, budget: float = 30.0
 ) -> DeliveryReport:
@@ -81,8 +92,7 @@ def test_a_failure_keeps_the_event_pending_with_a_growing_wait(
     receiver: Receiver, sender: WebhookSender
 ) -> None:
     clock = Clock()
-    outbox = outbox_with(1, clock)
-    [row] = outbox.rows.values()
+    outbox, row = one_event(clock)
     receiver.default = Reply(500)
     waits = []
     for attempt in range(1, 5):
@@ -94,7 +104,7 @@ def test_a_failure_keeps_the_event_pending_with_a_growing_wait(
         assert row.errors[-1] == "HTTP 500: Internal Server Error"
         waits.append(row.next_attempt_at - before)
         assert run(outbox, sender, clock).failed == 0  # not due yet: not sent again
-        clock.offset = row.next_attempt_at - datetime.now(UTC) + timedelta(seconds=1)
+        clock.move_past(row.next_attempt_at)
     assert timedelta(seconds=22) < waits[0] <= timedelta(seconds=31)
     assert all(later > earlier for earlier, later in itertools.pairwise(waits))
     assert len(receiver.wait_for(4)) == 4
@@ -113,11 +123,10 @@ def test_redelivery_has_the_same_id_and_a_fresh_timestamp_and_signature(
     receiver: Receiver, sender: WebhookSender
 ) -> None:
     clock = Clock()
-    outbox = outbox_with(1, clock)
-    [row] = outbox.rows.values()
+    outbox, row = one_event(clock)
     receiver.script += [Reply(503), Reply(204)]
     run(outbox, sender, clock)
-    clock.offset = row.next_attempt_at - datetime.now(UTC) + timedelta(seconds=1)
+    clock.move_past(row.next_attempt_at)
     assert run(outbox, sender, clock).delivered == 1
     first, second = receiver.wait_for(2)
     assert first.id == second.id == row.event.event_id
