@@ -424,6 +424,40 @@ def _run_dir(config: pytest.Config, factory: pytest.TempPathFactory) -> Path:
     return base.parent if hasattr(config, "workerinput") else base
 
 
+# Modules with the longest tests (`pytest --durations=60`), dealt to the workers first with
+# every `slow` test, so that the run does not end on one worker finishing a long test
+# while the others idle. The order within each part is the collection order.
+LONG_FIRST = (
+    "test_recipes_container.py",
+    "test_no_secrets.py",
+    "test_ping_bounds.py",
+    "test_recipes_systemd.py",
+    "test_recipes_events.py",
+    "test_recipes_cron.py",
+    "test_answer_parser.py",
+    "test_scale_faults.py",
+    "test_run_resilience.py",
+    "test_events.py",
+    "test_on_demand_races.py",
+    "test_refresh_failures.py",
+    "test_event_delivery.py",
+    "test_on_demand_brakes.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first (a stable, deterministic order: xdist needs every worker to
+    collect the same list)."""
+
+    def rank(item: pytest.Item) -> int:
+        module = item.path.name
+        if module in LONG_FIRST:
+            return LONG_FIRST.index(module)
+        return len(LONG_FIRST) if item.get_closest_marker("slow") else len(LONG_FIRST) + 1
+
+    items.sort(key=rank)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The run (not a worker) ends: remove the image a worker built."""
     if hasattr(session.config, "workerinput"):
