@@ -85,6 +85,29 @@ def test_the_typer_command_for_a_fresh_token_imports_no_pydantic_rich_or_request
     assert standin.received == []
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "args",
+    [("refresh", "--window", "3h", "-v", "--json", "--log-format", "json"), ("status",)],
+    ids=" ".join,
+)
+def test_commands_with_counts_and_choices_import_no_pydantic(
+    env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    """`-v`'s count and `--log-format`'s choice skip pydantic too."""
+    script = RUN_AND_LIST.format(heavy=("pydantic",), entry="cli.main()")
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=process_env(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.endswith("loaded: none\n"), result.stderr
+
+
 # Kinds of parameter the app does not have today: a parser raising ValueError (pydantic
 # words that error), numbers, paths, lists with a parser.
 probe = typer.Typer()
@@ -124,7 +147,8 @@ def _parameters() -> list[tuple[str, _TyperParameter]]:
 
 # Values as the parser hands them over: absent, strings (good and bad), lists, defaults.
 SAMPLES: list[Any] = [None, "1", "abc", "", " 7 ", "1h", "20", "-1", "x" * 300, [], ["a"],
-                      ("a", "b"), "user.info.basic,video.list", True, 0, 2.5]  # fmt: skip
+                      ("a", "b"), "user.info.basic,video.list", True, 0, 2.5, False, 1,
+                      3, "human", "json", "JSON", "table", "text"]  # fmt: skip
 
 
 def _outcome(runtime: Any, value: Any, param: _TyperParameter) -> tuple[str, Any]:

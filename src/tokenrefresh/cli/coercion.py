@@ -4,17 +4,19 @@ Typer (0.2x) turns every parameter's value into its type through a pydantic Type
 built the first time a value is processed; importing pydantic and building the adapters
 costs more than the rest of Typer (`python -X importtime` shows it), and every command paid
 it, `accounts token` included, although its values are strings, its own parsers' results,
-or absent. `install` gives every Typer parameter a `PlainParam` that returns those
-values exactly as Typer's adapters would, and hands every other value (numbers, choices,
-paths, files, a parser's ValueError: anything whose result or error message pydantic
-shapes) to Typer's own runtime parameter, built then. So behaviour and messages are
-Typer's; only the values that need no conversion skip pydantic.
+or absent. `install` gives every Typer parameter a `PlainParam` that returns those values,
+an int within its bounds and a valid choice's enum member exactly as Typer's adapters
+would, and hands every other value (other numbers, paths, files, a parser's ValueError:
+anything whose result or error message pydantic shapes) to Typer's own runtime parameter,
+built then. So behaviour and messages are Typer's; only the values that need no
+conversion skip pydantic.
 
 On a Typer without runtime parameters (before pydantic coercion) `install` does nothing.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 __all__ = ["PlainParam", "install"]
@@ -69,9 +71,28 @@ class PlainParam:
                 return parser(value)
             except (ValueError, AssertionError):
                 return _NOT_PLAIN
-        if descriptor.annotation is str and isinstance(value, str):
+        annotation = descriptor.annotation
+        if annotation is str and isinstance(value, str):
             return str(value)
+        # An int within its bounds (`-v`'s count): pydantic returns it as it is (clamping,
+        # and the message for a value out of bounds, are left to it).
+        if annotation is int and type(value) is int and _within(value, descriptor):
+            return value
+        # A choice: Click checked it against the enum's values; pydantic makes the member.
+        if isinstance(annotation, type) and issubclass(annotation, Enum):
+            if isinstance(value, annotation):
+                return value
+            if isinstance(value, str) and value in annotation._value2member_map_:
+                return annotation(value)
         return _NOT_PLAIN
+
+
+def _within(value: int, descriptor: Any) -> bool:
+    info = descriptor.parameter_info
+    low, high = getattr(info, "min", None), getattr(info, "max", None)
+    if getattr(info, "clamp", False):
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
 
 
 def install() -> None:
