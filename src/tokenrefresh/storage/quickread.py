@@ -18,14 +18,15 @@ from typing import Any
 from urllib.parse import quote
 
 from tokenrefresh.storage.records import TokenState
-from tokenrefresh.storage.shape import HEAD_REVISION, SCHEMA_COLUMNS, SQLITE_BUSY_TIMEOUT_MS
+from tokenrefresh.storage.shape import (
+    COLUMNS_PRESENT,
+    HEAD_REVISION,
+    SCHEMA_COLUMNS,
+    SQLITE_BUSY_TIMEOUT_MS,
+)
 
 __all__ = ["Snapshot", "read_token_state"]
 
-_COLUMNS_PRESENT = (
-    "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
-    "WHERE m.type = 'table'"
-)
 _STATE_QUERY = (
     "SELECT id, open_id, status, scope, access_expires_at, refresh_expires_at, "
     "consecutive_failures, next_attempt_at, last_error, access_token_ciphertext, "
@@ -75,7 +76,7 @@ def _read(
         (HEAD_REVISION,)
     ]:
         return None
-    if not set(connection.execute(_COLUMNS_PRESENT).fetchall()) >= SCHEMA_COLUMNS:
+    if not set(connection.execute(COLUMNS_PRESENT["sqlite"]).fetchall()) >= SCHEMA_COLUMNS:
         return None
     key_check = connection.execute("SELECT ciphertext FROM key_check WHERE id = 1").fetchone()
     if key_check is None:

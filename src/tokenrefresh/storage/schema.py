@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from tokenrefresh.errors import SchemaNotCurrent
 from tokenrefresh.storage.engine import advisory_key
 from tokenrefresh.storage.models import Base
-from tokenrefresh.storage.shape import HEAD_REVISION
+from tokenrefresh.storage.shape import COLUMNS_PRESENT, HEAD_REVISION
 
 __all__ = [
     "HEAD_REVISION",
@@ -137,10 +137,10 @@ def ensure_current(engine: Engine, *, auto_upgrade: bool) -> None:
 def missing_parts(engine: Engine) -> list[str]:
     """Tables and columns the models need that the database lacks (one catalog query)."""
     with engine.connect() as connection:
-        present = {
-            table: {column["name"] for column in columns}
-            for (_schema, table), columns in inspect(connection).get_multi_columns().items()
-        }
+        rows = connection.execute(text(COLUMNS_PRESENT[engine.dialect.name])).all()
+    present: dict[str, set[str]] = {}
+    for table, column in rows:
+        present.setdefault(table, set()).add(column)
     missing: list[str] = []
     for table in Base.metadata.sorted_tables:
         if table.name not in present:

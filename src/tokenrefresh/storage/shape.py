@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["HEAD_REVISION", "SCHEMA_COLUMNS", "SQLITE_BUSY_TIMEOUT_MS", "default_database_path"]
+__all__ = [
+    "COLUMNS_PRESENT",
+    "HEAD_REVISION",
+    "SCHEMA_COLUMNS",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "default_database_path",
+]
 
 HEAD_REVISION = "0005"
 
@@ -37,6 +43,22 @@ _TABLES = {
 SCHEMA_COLUMNS = frozenset(
     (table, column) for table, columns in _TABLES.items() for column in columns.split()
 )
+
+# (table, column) of every table in the database, by dialect: one plain catalog query (the
+# columns of the tables in the current schema, as SQLAlchemy's reflection reads them,
+# without reflecting each column's type, which cost about 10 ms a command).
+COLUMNS_PRESENT = {
+    "sqlite": (
+        "SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
+        "WHERE m.type = 'table'"
+    ),
+    "postgresql": (
+        "SELECT c.relname, a.attname FROM pg_catalog.pg_class AS c "
+        "JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') "
+        "AND a.attnum > 0 AND NOT a.attisdropped"
+    ),
+}
 
 
 def default_database_path() -> Path:
