@@ -231,6 +231,22 @@ def test_a_database_changed_by_hand_is_left_to_the_command(
     assert run_quick("1") == (exit_code == 0, printed)
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE accounts SET access_expires_at = 'soon'",
+        "UPDATE accounts SET access_token_ciphertext = 'not-a-fernet-token'",
+    ],
+    ids=["a moment that is not one", "a ciphertext no key reads"],
+)
+def test_a_stored_value_it_cannot_trust_is_left_to_the_command(
+    run_quick: Quick, account: IssuedTokens, env: dict[str, str], statement: str
+) -> None:
+    """Nothing printed (no token, no part of the value), on stdout or stderr."""
+    by_hand(env, statement)
+    assert run_quick("1") == (False, "")
+
+
 def test_an_older_revision_is_migrated_by_the_command(
     run_quick: Quick, account: IssuedTokens, env: dict[str, str]
 ) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_AGE",
     "MAX_HTTP_TIMEOUT",
     "MAX_RUNTIME",
+    "MIN_HTTP_TIMEOUT",
     "MIN_VALID",
     "RECONNECT_LISTED",
     "RETENTION",
@@ -40,6 +41,7 @@ HTTP_TIMEOUT = Seconds(20.0)
 # within its claim's lease (storage.claims.DEFAULT_LEASE, 5 minutes), or another claimer
 # could present the same refresh token. A test keeps the two in step.
 MAX_HTTP_TIMEOUT = 60.0  # seconds
+MIN_HTTP_TIMEOUT = 0.1  # seconds: less cannot even connect
 # An access token handed to an app (`accounts token`, `TokenStore.access_token`) stays
 # valid at least this long, or the account is refreshed first.
 MIN_VALID = Duration(minutes=5)

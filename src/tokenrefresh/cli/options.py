@@ -123,7 +123,7 @@ HttpTimeout = Annotated[
     seconds_option(
         "How long one call to TikTok may take, connect to last byte: 20s, 1m, or seconds "
         "(20, 0.5); from 0.1s to 60s.",
-        minimum=0.1,
+        minimum=defaults.MIN_HTTP_TIMEOUT,
         maximum=defaults.MAX_HTTP_TIMEOUT,
         envvar="TOKENREFRESH_HTTP_TIMEOUT",
     ),

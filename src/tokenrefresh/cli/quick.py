@@ -107,7 +107,7 @@ def _fresh_token(request: _Request) -> str | None:
         timeout_text = os.environ.get("TOKENREFRESH_HTTP_TIMEOUT") or None
     if timeout_text is not None:
         timeout = parse_seconds(timeout_text)
-        if not 0.1 <= timeout <= defaults.MAX_HTTP_TIMEOUT:
+        if not defaults.MIN_HTTP_TIMEOUT <= timeout <= defaults.MAX_HTTP_TIMEOUT:
             return None
     wanted = frozenset(check_scopes(request.values.get("--scope", [])))
     with _warnings() as warned:

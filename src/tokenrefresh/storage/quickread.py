@@ -11,10 +11,8 @@ first key check value, or says what is wrong.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from tokenrefresh.storage.records import TokenState
@@ -23,21 +21,24 @@ from tokenrefresh.storage.shape import (
     HEAD_REVISION,
     SCHEMA_COLUMNS,
     SQLITE_BUSY_TIMEOUT_MS,
+    read_moment,
 )
 
 __all__ = ["Snapshot", "read_token_state"]
 
-_STATE_QUERY = (
-    "SELECT id, open_id, status, scope, access_expires_at, refresh_expires_at, "
-    "consecutive_failures, next_attempt_at, last_error, access_token_ciphertext, "
-    "refresh_token_ciphertext IS NOT NULL AS has_refresh_token, tokens_issued_at, "
-    "last_refreshed_at FROM accounts WHERE "
+# TokenState's fields, as `accounts.py` selects them for the full path (names from the
+# dataclass, never from input).
+_FIELDS = fields(TokenState)
+_STATE_QUERY = "SELECT {} FROM accounts WHERE ".format(  # noqa: S608
+    ", ".join(
+        "refresh_token_ciphertext IS NOT NULL AS has_refresh_token"
+        if field.name == "has_refresh_token"
+        else field.name
+        for field in _FIELDS
+    )
 )
-# The columns above that hold a moment (naive UTC text).
-_MOMENTS = frozenset(
-    {"access_expires_at", "refresh_expires_at", "next_attempt_at", "tokens_issued_at"}
-    | {"last_refreshed_at"}
-)
+# The fields that hold a moment (stored as naive UTC text).
+_MOMENTS = tuple(field.name for field in _FIELDS if str(field.type).startswith("datetime"))
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,6 @@ def _read(
         return None
     values = dict(zip((column[0] for column in cursor.description), row, strict=True))
     for name in _MOMENTS:
-        values[name] = _moment(values[name])
+        values[name] = read_moment(values[name])  # as `models.UTCDateTime` reads them
     values["has_refresh_token"] = bool(values["has_refresh_token"])
     return Snapshot(key_check=key_check[0], state=TokenState(**values))
-
-
-def _moment(value: Any) -> datetime | None:
-    """A stored moment as the models read it (`models.UTCDateTime`): aware, in UTC."""
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(str(value))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

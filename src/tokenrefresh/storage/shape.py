@@ -5,7 +5,9 @@ to the models."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "COLUMNS_PRESENT",
@@ -13,6 +15,7 @@ __all__ = [
     "SCHEMA_COLUMNS",
     "SQLITE_BUSY_TIMEOUT_MS",
     "default_database_path",
+    "read_moment",
 ]
 
 HEAD_REVISION = "0005"
@@ -66,3 +69,12 @@ def default_database_path() -> Path:
     from platformdirs import user_data_path  # only needed when no URL is configured
 
     return user_data_path("tokenrefresh", appauthor=False) / "tokenrefresh.db"
+
+
+def read_moment(value: Any) -> datetime | None:
+    """A stored moment as it is read back: aware, in UTC. SQLite stores naive UTC text;
+    PostgreSQL hands over datetimes."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
