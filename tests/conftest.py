@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import typer.main
 import typer.testing
@@ -41,6 +42,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from typer.testing import CliRunner
 
+import pg_reset
 from standin import IssuedTokens, TikTokStandIn
 from tokenrefresh.base import scrub
 from tokenrefresh.cli import app
@@ -90,65 +92,88 @@ def _admin_url() -> URL:
 
 
 class PostgresServer:
-    """Makes a fresh database per test from one migrated template.
+    """Hands each test a migrated database as good as new, from one template.
 
-    Two threads of its own keep the tests from waiting on the server: one creates the next
-    databases ahead of the tests that take them, one drops the used ones behind them
-    (`DROP DATABASE` waits for a checkpoint). Each database is still used by exactly one
-    test, and every one is dropped by the end of the session.
+    A thread of its own keeps the tests from waiting on the server: it creates databases
+    from the template ahead of the tests that take them, and makes each used one as good as
+    new (`pg_reset`: emptied, then proven equal to the template) or, failing that, drops
+    it. Each database is used by one test at a time, and every one is dropped by the end of
+    the session.
     """
 
-    AHEAD = 3  # databases created ahead of need
+    AHEAD = 3  # databases ready ahead of need
 
     def __init__(self, admin_url: URL) -> None:
         self.admin_url = admin_url
         self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=None)
+        self._watch = psycopg.connect(self._dsn(admin_url.database), autocommit=True)
         self.template = f"tokenrefresh_tpl_{WORKER}_{uuid.uuid4().hex[:10]}"
         self._create(self.template)
         engine = create_database_engine(self.url(self.template))
         schema.upgrade(engine)
         engine.dispose()
-        self._ready: queue.Queue[str] = queue.Queue(maxsize=self.AHEAD)
+        with psycopg.connect(self._dsn(self.template)) as connection:
+            self._pristine = pg_reset.state(connection)
+        if not pg_reset.sessions_gone(self._watch, self.template):
+            raise RuntimeError(f"a session on {self.template} did not end")
+        self._ready: queue.Queue[str] = queue.Queue()
         self._used: queue.Queue[str | None] = queue.Queue()
-        self._closing = threading.Event()
         self._failure: BaseException | None = None
-        self._creator = threading.Thread(target=self._create_ahead, daemon=True)
-        self._dropper = threading.Thread(target=self._drop_behind, daemon=True)
-        self._creator.start()
-        self._dropper.start()
+        self._keeper = threading.Thread(target=self._keep_ready, daemon=True)
+        self._keeper.start()
 
-    def url(self, database: str) -> URL:
+    def url(self, database: str | None) -> URL:
         return self.admin_url.set(database=database)
+
+    def _dsn(self, database: str | None) -> str:
+        url = self.url(database).set(drivername="postgresql")
+        return url.render_as_string(hide_password=False)
 
     def _create(self, name: str, template: str | None = None) -> None:
         with self._admin.connect() as connection:
             clause = f" TEMPLATE {template}" if template else ""
             connection.execute(text(f'CREATE DATABASE "{name}"{clause}'))
 
-    def _create_ahead(self) -> None:
-        while not self._closing.is_set():
-            name = self._new_name()
-            try:
-                self._create(name, self.template)
-            except BaseException as error:  # raised to the test that waits for a database
-                self._failure = error
-                return
-            self._ready.put(name)
+    def _keep_ready(self) -> None:
+        """Recycle (or drop) each used database; create one while fewer than AHEAD wait."""
+        try:
+            while True:
+                if self._ready.qsize() < self.AHEAD and self._used.empty():
+                    name = self._new_name()
+                    self._create(name, self.template)
+                    self._ready.put(name)
+                    continue
+                try:  # wakes up to create when a test took a database and kept it
+                    used = self._used.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if used is None:
+                    return
+                if self.as_new(used):
+                    self._ready.put(used)
+                else:
+                    self.drop(used)
+        except BaseException as error:  # raised to the test that waits for a database
+            self._failure = error
 
-    def _drop_behind(self) -> None:
-        while (name := self._used.get()) is not None:
-            self.drop(name)
+    def as_new(self, name: str) -> bool:
+        """Whether `name` was emptied and is now equal to the template (see `pg_reset`)."""
+        try:
+            state = pg_reset.reset(self._dsn(name))
+        except psycopg.Error:
+            return False
+        return state == self._pristine and pg_reset.sessions_gone(self._watch, name)
 
     def fresh_database(self) -> str:
         while True:
             try:
                 return self._ready.get(timeout=1)
             except queue.Empty:
-                if not self._creator.is_alive():
+                if not self._keeper.is_alive():
                     raise RuntimeError("no fresh database: its thread stopped") from self._failure
 
     def release(self, name: str) -> None:
-        """A test is done with its fresh database: dropped soon, by the dropping thread."""
+        """A test is done with its database: made as good as new (or dropped) soon."""
         self._used.put(name)
 
     def empty_database(self) -> str:
@@ -165,15 +190,12 @@ class PostgresServer:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def close(self) -> None:
-        self._closing.set()
-        while self._creator.is_alive() or not self._ready.empty():
-            try:  # also unblocks the creator's put into a full queue
-                self.release(self._ready.get(timeout=0.1))
-            except queue.Empty:
-                continue
         self._used.put(None)
-        self._dropper.join()
+        self._keeper.join()
+        while not self._ready.empty():
+            self.drop(self._ready.get())
         self.drop(self.template)
+        self._watch.close()
         self._admin.dispose()
 
 
