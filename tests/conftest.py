@@ -192,8 +192,10 @@ class PostgresServer:
     def close(self) -> None:
         self._used.put(None)
         self._keeper.join()
-        while not self._ready.empty():
-            self.drop(self._ready.get())
+        for waiting in (self._ready, self._used):  # _used too, had the keeper failed
+            while not waiting.empty():
+                if (name := waiting.get()) is not None:
+                    self.drop(name)
         self.drop(self.template)
         self._watch.close()
         self._admin.dispose()
