@@ -446,6 +446,24 @@ def process_env(
     return {**kept, **config, **(extra or {}), "PYTHONUNBUFFERED": "1"}
 
 
+def run_python(
+    script: str,
+    *args: str,
+    config: Mapping[str, str],
+    extra: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """`python -c SCRIPT ARGS...` as a real process with the test's configuration."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=process_env(config, extra),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
 # ----------------------------------------------------------------------------- the image
 
 

@@ -8,8 +8,6 @@ look at what is imported, never at the wall clock.
 from __future__ import annotations
 
 import functools
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +15,7 @@ import pytest
 import typer
 from typer.core import _TyperParameter
 
-from conftest import process_env
+from conftest import run_python
 from helpers import AddAccounts
 from standin import TikTokStandIn
 from tokenrefresh.cli import app
@@ -52,14 +50,7 @@ TYPER = RUN_AND_LIST.format(
 
 
 def fresh_token_loads(env: dict[str, str], script: str, expected: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", script, "accounts", "token", "--open-id", "user0"],
-        env=process_env(env),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = run_python(script, "accounts", "token", "--open-id", "user0", config=env)
     assert (result.returncode, result.stdout) == (0, expected), result.stderr
     return result.stderr
 
@@ -96,14 +87,7 @@ def test_commands_with_counts_and_choices_import_no_pydantic(
 ) -> None:
     """`-v`'s count and `--log-format`'s choice skip pydantic too."""
     script = RUN_AND_LIST.format(heavy=("pydantic",), entry="cli.main()")
-    result = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        env=process_env(env),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = run_python(script, *args, config=env)
     assert result.returncode == 0, result.stderr
     assert result.stderr.endswith("loaded: none\n"), result.stderr
 

@@ -8,8 +8,6 @@ Real SQLite and PostgreSQL, the loopback stand-in, and a real process for a trac
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from conftest import Cli, process_env
+from conftest import Cli, run_python
 from helpers import AddAccounts, account, import_line, set_account
 from standin import TikTokStandIn, tiktok_error
 from tokenrefresh import (
@@ -98,14 +96,7 @@ def test_the_configuration_error_is_shown_as_configuration_error(tmp_path: Path)
     script = "from tokenrefresh import TokenStore\nTokenStore.from_env({})\n"
     home = tmp_path / "home"
     extra = {"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share")}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=process_env({}, extra),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python(script, config={}, extra=extra, timeout=60)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("tokenrefresh.errors.ConfigurationError: no database: "), last

@@ -6,8 +6,6 @@ asserted is what TikTok received and what the database holds.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from conftest import Cli, process_env
+from conftest import Cli, run_python
 from helpers import (
     RECONNECT_MESSAGES,
     AddAccounts,
@@ -319,14 +317,7 @@ def test_the_library_imports_neither_typer_nor_rich(
         "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'click'})\n"
         "print(','.join(loaded) or 'none')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=process_env(env),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    result = run_python(script, config=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "none\n"
 
