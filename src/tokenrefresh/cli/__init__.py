@@ -38,7 +38,7 @@ def main() -> None:
 
 def _typer_app() -> typer.Typer:
     """The app with every command registered."""
-    from tokenrefresh.cli import accounts, admin, events, jobs  # noqa: F401 - registers them
+    from tokenrefresh.cli import accounts, admin, events, jobs, providers  # noqa: F401 - registers
     from tokenrefresh.cli.root import app
 
     return app

@@ -33,6 +33,7 @@ __all__ = [
     "handles_errors",
     "keys_app",
     "print_error",
+    "providers_app",
     "run",
     "setup",
 ]
@@ -123,7 +124,12 @@ events_app = typer.Typer(
 app.add_typer(accounts_app, name="accounts", no_args_is_help=True)
 app.add_typer(keys_app, name="keys", no_args_is_help=True)
 app.add_typer(db_app, name="db", no_args_is_help=True)
+providers_app = typer.Typer(
+    help="Provider profiles: how each network refreshes (shipped, or from the config file).",
+    rich_markup_mode=None,
+)
 app.add_typer(events_app, name="events", no_args_is_help=True)
+app.add_typer(providers_app, name="providers", no_args_is_help=True)
 
 
 def setup(verbose: int = 0, quiet: bool = False, json_lines: bool = False) -> None:

@@ -1,0 +1,184 @@
+"""What a provider profile says: how one network's token endpoint is called and answers.
+
+A Profile is plain, frozen data, read from a TOML file (`load.py`) and checked there; the
+client that speaks to a provider reads nothing else about it. Each section here is one
+table of the file, each field one key; `profiles/oauth2.toml` sets every key and says what
+each means, and the other profiles extend it with what they do differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+__all__ = [
+    "Answer",
+    "BodyFormat",
+    "Client",
+    "ClientAuth",
+    "Consent",
+    "Errors",
+    "ExpiryUnit",
+    "Lifetimes",
+    "Method",
+    "Pkce",
+    "Presents",
+    "Profile",
+    "Refresh",
+    "Revoke",
+    "Rotation",
+    "RotationMode",
+    "Urls",
+]
+
+Method = Literal["POST", "GET"]
+BodyFormat = Literal["form", "json", "query"]
+ClientAuth = Literal["params", "basic", "none"]
+Presents = Literal["refresh_token", "access_token"]
+RotationMode = Literal["none", "rotating", "grace"]
+ExpiryUnit = Literal["seconds", "timestamp"]
+Pkce = Literal["required", "optional", "none"]
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Where the calls go. `token` takes the code exchange, and the refresh unless
+    `refresh` names another; None where the provider has no such endpoint (or, for a
+    template, where whatever extends it must say)."""
+
+    token: str | None
+    refresh: str | None
+    revoke: str | None
+    authorize: str | None
+
+    @property
+    def refresh_url(self) -> str | None:
+        return self.refresh or self.token
+
+
+@dataclass(frozen=True)
+class Client:
+    """The app's own credentials: in the parameters (`params`: the body of a POST, the
+    query string of a GET) under these names, as HTTP Basic, or not at all."""
+
+    auth: ClientAuth
+    id_name: str
+    secret_name: str
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """The refresh call: which token it presents, under which name, how it is sent, and
+    when an account is due (`window` before its access token expires, once the token is
+    at least `min_age` old)."""
+
+    method: Method
+    body: BodyFormat
+    presents: Presents
+    token_name: str
+    grant_type: str
+    params: Mapping[str, str]
+    window: timedelta
+    min_age: timedelta
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Where a token answer keeps what it says. Field names are keys of the object under
+    `envelope` (the whole answer when ""); "" means the answer never carries it. Expiries
+    are `seconds` from now or an absolute Unix `timestamp`. `fields`: the other keys the
+    answer carries (an import may carry them; any other key is refused)."""
+
+    envelope: str
+    access_token: str
+    refresh_token: str
+    access_expiry: str
+    access_expiry_unit: ExpiryUnit
+    refresh_expiry: str
+    refresh_expiry_unit: ExpiryUnit
+    user_id: str
+    scope: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """`none`: the stored refresh token stays (a new one is stored if one comes);
+    `rotating`: each refresh gives a new one and the old is dead once the call was sent;
+    `grace`: rotating, but the old one may be presented again for `grace` after a lost answer."""
+
+    mode: RotationMode
+    grace: timedelta
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """Longer lifetimes in an answer are cut to `max_access` and `max_refresh` (refreshing
+    sooner than needed is always safe). `access`: what the provider issues an access token
+    for; an imported token without `issued_at` was issued that long before it expires (None:
+    not needed, as no minimum age applies)."""
+
+    max_access: timedelta
+    max_refresh: timedelta
+    access: timedelta | None
+
+
+@dataclass(frozen=True)
+class Errors:
+    """How an answer names an error: `code` lists dotted paths into the answer, the first
+    that holds a text or a number wins, unless it is one of `success` (`code == 0`); codes
+    compare as text. Each code means one thing: the user must reconnect, the app's own
+    credentials were refused, or try again later; any other is a failure without a verdict."""
+
+    code: tuple[str, ...]
+    description: tuple[str, ...]
+    success: tuple[str, ...]
+    reconnect: frozenset[str]
+    app_rejected: frozenset[str]
+    transient: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The consent page's parameters, and the code exchange that follows it."""
+
+    scopes: tuple[str, ...]
+    scope_separator: str
+    pkce: Pkce
+    client_id_name: str
+    params: Mapping[str, str]
+    code_name: str
+    code_grant_type: str
+
+
+@dataclass(frozen=True)
+class Revoke:
+    """The revoke call (RFC 7009): which token goes, under which name."""
+
+    presents: Presents
+    token_name: str
+    token_type_hint: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One provider. `source`: the file it came from; `extends`: the chain of profiles it
+    builds on, nearest first; `template`: a base to extend, which no app can use as it is."""
+
+    name: str
+    title: str
+    docs: tuple[str, ...]
+    source: str
+    extends: tuple[str, ...]
+    template: bool
+    urls: Urls
+    client: Client
+    refresh: Refresh
+    answer: Answer
+    rotation: Rotation
+    lifetimes: Lifetimes
+    errors: Errors
+    consent: Consent
+    revoke: Revoke
