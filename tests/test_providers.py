@@ -233,7 +233,13 @@ REFUSED = [
     ({**PLAIN, "lifetimes": {"max_refresh": "0s"}}, "[lifetimes] max_access and max_refresh"),
     ({**PLAIN, "answer": {"scope": "open_id", "user_id": "open_id"}}, "[answer] 'open_id' names"),
     ({**PLAIN, "refresh": {"token_name": "client_secret"}}, "[refresh] token_name: 'client_sec"),
-    ({**PLAIN, "errors": {"code": []}}, "[errors] code: no path to read an error code from"),
+    (
+        {**PLAIN, "errors": {"code": [], "description": []}},
+        "[errors] code: no path to read an error code from",
+    ),
+    ({**PLAIN, "errors": {"code": []}}, "[errors] description: one path for each of code's"),
+    ({**PLAIN, "errors": {"code_kind": "number"}}, '[errors] code_kind: "number", but a listed'),
+    ({**PLAIN, "errors": {"code_kind": "word"}}, '[errors] code_kind: must be one of "text"'),
     ({**PLAIN, "errors": {"code": ["error..code"]}}, "[errors] code: 'error..code' is not a dot"),
     ({**PLAIN, "consent": {"scope_separator": ";"}}, "[consent] scope_separator: must be one of"),
     ({**PLAIN, "urls": {"token": "http://idp.example/t"}}, "[urls] token: must use https"),
@@ -393,8 +399,9 @@ def test_providers_show_prints_toml_that_loads_back_as_the_same_profile(name: st
     for section in ("urls", "client", "refresh", "answer", "rotation", "lifetimes", "errors"):
         assert getattr(copy, section) == getattr(original, section), section
     assert (copy.consent, copy.revoke) == (original.consent, original.revoke)
-    assert (copy.title, copy.docs, copy.template) == (
+    assert (copy.title, copy.label, copy.docs, copy.template) == (
         original.title,
+        original.label,
         original.docs,
         original.template,
     )

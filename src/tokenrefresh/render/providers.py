@@ -37,6 +37,7 @@ def profile_document(profile: Profile) -> dict[str, Any]:
     document: dict[str, Any] = {
         "name": profile.name,
         "title": profile.title,
+        "label": profile.label,
         "template": profile.template,
         "extends": list(profile.extends),
         "source": profile.source,
@@ -100,6 +101,7 @@ def show_profile(terminal: Terminal, profile: Profile, *, as_json: bool) -> None
         terminal.line(f"# extends {' -> '.join(profile.extends)}; every key resolved below")
     terminal.line(f"template = {_toml(profile.template)}")
     terminal.line(f"title = {_toml(profile.title)}")
+    terminal.line(f"label = {_toml(profile.label)}")
     terminal.line(f"docs = {_toml(document['docs'])}")
     for section in SECTIONS:
         terminal.line()

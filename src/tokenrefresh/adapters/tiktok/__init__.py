@@ -16,6 +16,7 @@ with any Retry-After). Nothing above this package sees requests, status codes or
 
 from __future__ import annotations
 
+from tokenrefresh.adapters.oauth.reading import Answer
 from tokenrefresh.adapters.tiktok.answer import (
     MAX_ACCESS_LIFETIME,
     MAX_REFRESH_LIFETIME,
@@ -38,7 +39,6 @@ from tokenrefresh.adapters.tiktok.consent import (
     new_code_verifier,
     new_state,
 )
-from tokenrefresh.adapters.tiktok.reading import Answer
 from tokenrefresh.adapters.tiktok.revoke_answer import interpret_revoke_answer
 
 __all__ = [

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from tokenrefresh.adapters.oauth.reading import Answer
 from tokenrefresh.adapters.outbound.call import (
     DEFAULT_CONNECT_TIMEOUT,
     AnswerUnreadable,
@@ -17,7 +18,6 @@ from tokenrefresh.adapters.outbound.call import (
 )
 from tokenrefresh.adapters.tiktok.answer import ROTATED, interpret_answer, unread_answer
 from tokenrefresh.adapters.tiktok.code_answer import CODE_USED, interpret_code_answer
-from tokenrefresh.adapters.tiktok.reading import Answer
 from tokenrefresh.adapters.tiktok.revoke_answer import REVOKED, interpret_revoke_answer
 from tokenrefresh.base.outcomes import (
     RefreshFailed,

@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 
+from tokenrefresh.adapters.oauth.reading import Answer, json_object, tokens_in
 from tokenrefresh.adapters.tiktok.answer import interpret_answer
-from tokenrefresh.adapters.tiktok.reading import Answer, json_object, tokens_in
 from tokenrefresh.base.outcomes import TokenGrant, UnusableGrant
 from tokenrefresh.base.scrub import scrub
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tokenrefresh.adapters.oauth.reading import Answer, raise_if_busy, read_answer, retry_after
 from tokenrefresh.adapters.tiktok.answer import APP_REJECTIONS, error_reason
-from tokenrefresh.adapters.tiktok.reading import Answer, raise_if_busy, read_answer, retry_after
 from tokenrefresh.base.outcomes import AppCredentialsRejected, RefreshFailed, UserTokenRejected
 
 __all__ = [

@@ -17,7 +17,14 @@ from tokenrefresh.base.providers.load import NAME_SHAPE, ProfileSource, resolve_
 from tokenrefresh.base.providers.profile import Profile
 from tokenrefresh.errors import ConfigError, UsageError
 
-__all__ = ["Profile", "ProfileSource", "find_profile", "load_profiles", "shipped_sources"]
+__all__ = [
+    "Profile",
+    "ProfileSource",
+    "find_profile",
+    "load_profiles",
+    "shipped_profile",
+    "shipped_sources",
+]
 
 
 @functools.cache
@@ -45,6 +52,12 @@ def load_profiles(defined: Mapping[str, ProfileSource] | None = None) -> dict[st
                 f'and extends = "{name}"'
             )
     return resolve_profiles({**shipped, **(defined or {})})
+
+
+@functools.cache
+def shipped_profile(name: str) -> Profile:
+    """One shipped profile (the TikTok client reads `tiktok`), loaded once a process."""
+    return load_profiles()[name]
 
 
 def find_profile(profiles: Mapping[str, Profile], name: str) -> Profile:

@@ -123,5 +123,11 @@ def _errors(profile: Profile) -> Iterator[str]:
             if code in seen:
                 yield f"[errors] {code!r} is in both {seen[code]} and {kind}: it means one thing"
             seen[code] = kind
+    if len(errors.code) != len(errors.description):
+        yield "[errors] description: one path for each of code's (description[i] is code[i]'s)"
+    listed = (*errors.success, *errors.reconnect, *errors.app_rejected, *errors.transient)
+    numbers = [code for code in listed if code.removeprefix("-").isdigit()]
+    if errors.code_kind == "number" and len(numbers) != len(listed):
+        yield '[errors] code_kind: "number", but a listed code is not a whole number'
     if not errors.code and (errors.reconnect or errors.app_rejected or errors.transient):
         yield "[errors] code: no path to read an error code from, yet codes are listed"

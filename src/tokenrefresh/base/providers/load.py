@@ -214,6 +214,7 @@ def _params(value: Any) -> Mapping[str, str]:
 # The keys of a profile, table by table; "" is the top level, whose keys are not inherited.
 TOP: dict[str, Converter] = {
     "title": _text,
+    "label": _text,
     "docs": _docs,
     "template": _bool,
     "extends": _profile_name,  # and then looked up among the profiles known
@@ -254,6 +255,7 @@ SCHEMA: dict[str, dict[str, Converter]] = {
         "access": _duration(empty=True),
     },
     "errors": {
+        "code_kind": _one_of("text", "number"),
         "code": _paths,
         "description": _paths,
         "success": _codes,
@@ -370,6 +372,7 @@ def _build(
     profile = Profile(
         name=source.name,
         title=table.get("title", source.name),
+        label=table.get("label", table.get("title", source.name)),
         docs=_docs(table.get("docs", [])),
         source=source.where,
         extends=chain,

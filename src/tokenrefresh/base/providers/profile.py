@@ -18,6 +18,7 @@ __all__ = [
     "BodyFormat",
     "Client",
     "ClientAuth",
+    "CodeKind",
     "Consent",
     "Errors",
     "ExpiryUnit",
@@ -40,6 +41,7 @@ Presents = Literal["refresh_token", "access_token"]
 RotationMode = Literal["none", "rotating", "grace"]
 ExpiryUnit = Literal["seconds", "timestamp"]
 Pkce = Literal["required", "optional", "none"]
+CodeKind = Literal["text", "number"]
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,12 @@ class Lifetimes:
 @dataclass(frozen=True)
 class Errors:
     """How an answer names an error: `code` lists dotted paths into the answer, the first
-    that holds a text or a number wins, unless it is one of `success` (`code == 0`); codes
-    compare as text. Each code means one thing: the user must reconnect, the app's own
+    that holds a code of `code_kind` (text, or a whole number) wins, unless it is one of
+    `success` (`code == 0`); `description[i]` describes `code[i]`; codes compare as text.
+    Each code means one thing: the user must reconnect, the app's own
     credentials were refused, or try again later; any other is a failure without a verdict."""
 
+    code_kind: CodeKind
     code: tuple[str, ...]
     description: tuple[str, ...]
     success: tuple[str, ...]
@@ -164,11 +168,13 @@ class Revoke:
 
 @dataclass(frozen=True)
 class Profile:
-    """One provider. `source`: the file it came from; `extends`: the chain of profiles it
+    """One provider. `label`: what messages call it ("HTTP 503 from TikTok"); `source`: the
+    file it came from; `extends`: the chain of profiles it
     builds on, nearest first; `template`: a base to extend, which no app can use as it is."""
 
     name: str
     title: str
+    label: str
     docs: tuple[str, ...]
     source: str
     extends: tuple[str, ...]

@@ -1,7 +1,7 @@
-"""What every answer of TikTok's is read into first, whatever it answers (a refresh, a code
-exchange, a revoke): the body as a JSON object, the tokens it carries (never to be shown),
-its log_id and Retry-After, and the details every outcome carries. Pure; what the fields
-mean is for `answer.py`, `code_answer.py` and `revoke_answer.py`.
+"""What every answer of a token endpoint is read into first, whatever it answers (a refresh,
+a code exchange, a revoke): the body as a JSON object, the tokens it carries (never to be
+shown), its log_id and Retry-After, and the details every outcome carries. Pure; what the
+fields mean is for `answer.py` here and the TikTok package's code and revoke answers.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from tokenrefresh.base.scrub import scrub
 __all__ = [
     "MAX_RETRY_AFTER",
     "NUMBER_TEXT_LIMIT",
+    "TOKEN_FIELDS",
     "TOKEN_LIKE",
     "Answer",
+    "TokenFields",
     "identifier",
     "json_number",
     "json_object",
@@ -42,9 +44,14 @@ _LOG_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SIGNED_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
+# Where an answer's tokens are: its envelope ("" for none) and the tokens' field names.
+TokenFields = tuple[str, tuple[str, ...]]
+TOKEN_FIELDS: TokenFields = ("", ("access_token", "refresh_token"))
+
+
 @dataclass(frozen=True)
 class Answer:
-    """What one POST to TikTok brought back, and when it was sent (expiries count from then)."""
+    """What one call brought back, and when it was sent (expiries count from then)."""
 
     status: int
     headers: Mapping[str, str]
@@ -54,13 +61,14 @@ class Answer:
 
 
 def read_answer(
-    answer: Answer, secrets: tuple[str, ...]
+    answer: Answer, secrets: tuple[str, ...], token_fields: TokenFields = TOKEN_FIELDS
 ) -> tuple[dict[str, Any] | None, tuple[str, ...], tuple[str, ...], dict[str, Any]]:
     """What every interpreter reads first: the body as a JSON object (None if it is not one)
-    and its notes, the secrets with the answer's own tokens added, and the details every
-    outcome carries (the HTTP status, a log_id that looks like one, the time taken)."""
+    and its notes, the secrets with the answer's own tokens added (`token_fields`: where
+    they are), and the details every outcome carries (the HTTP status, a log_id that looks
+    like one, the time taken)."""
     fields, notes = json_object(answer.body)
-    secrets = (*secrets, *tokens_in(fields))
+    secrets = (*secrets, *tokens_in(fields, token_fields))
     details: dict[str, Any] = {
         "http_status": answer.status,
         "log_id": log_id(fields, answer.headers, secrets),
@@ -69,11 +77,13 @@ def read_answer(
     return fields, notes, secrets, details
 
 
-def raise_if_busy(status: int, headers: Mapping[str, str], details: Mapping[str, Any]) -> None:
-    """A 429 or a 5xx is a retryable failure, with TikTok's Retry-After if it gave one."""
+def raise_if_busy(
+    status: int, headers: Mapping[str, str], details: Mapping[str, Any], label: str = "TikTok"
+) -> None:
+    """A 429 or a 5xx is a retryable failure, with the provider's Retry-After if it gave one."""
     if status == 429 or status >= 500:
         raise RefreshFailed(
-            f"HTTP {status} from TikTok", retry_after=retry_after(headers), **details
+            f"HTTP {status} from {label}", retry_after=retry_after(headers), **details
         )
 
 
@@ -167,11 +177,18 @@ def _as_object(value: object) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def tokens_in(fields: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The tokens an answer carries: never to be shown in anything made from it."""
+def tokens_in(
+    fields: Mapping[str, Any] | None, token_fields: TokenFields = TOKEN_FIELDS
+) -> tuple[str, ...]:
+    """The tokens an answer carries, at the top and under its envelope: never to be shown
+    in anything made from it."""
     if fields is None:
         return ()
-    tokens = (fields.get("access_token"), fields.get("refresh_token"))
+    envelope, names = token_fields
+    places = [fields]
+    if envelope and isinstance(fields.get(envelope), Mapping):
+        places.append(fields[envelope])
+    tokens = [place.get(name) for place in places for name in names if name]
     return tuple(token for token in tokens if isinstance(token, str) and token)
 
 
