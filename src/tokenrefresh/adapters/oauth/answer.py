@@ -44,8 +44,10 @@ from tokenrefresh.base.scrub import MASK, safe_text, scrub
 __all__ = [
     "ROTATED",
     "UNRECOGNISED_CODE",
+    "error_of",
     "error_reason",
     "interpret_answer",
+    "raise_error_field",
     "token_fields",
 ]
 
@@ -94,7 +96,7 @@ def interpret_answer(
         # A new refresh token may mean the old one is spent: keeping it is the only safe choice.
         return _grant(data, fields, profile, answer, details, secrets, notes)
     if fields is not None:
-        _raise_error_field(fields, profile, answer, details, secrets, rejection_context)
+        raise_error_field(fields, profile, answer, details, secrets, rejection_context)
     raise_if_busy(status, headers, details, label)
     if status != 200:
         raise RefreshFailed(f"unexpected HTTP {status} from {label}", **details)
@@ -117,7 +119,7 @@ def _envelope(fields: Mapping[str, Any] | None, profile: Profile) -> Mapping[str
     return data if isinstance(data, Mapping) else None
 
 
-def _raise_error_field(
+def raise_error_field(
     fields: Mapping[str, Any],
     profile: Profile,
     answer: Answer,

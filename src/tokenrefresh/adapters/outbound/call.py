@@ -140,11 +140,25 @@ class BoundedClient(Closing):
     ) -> Answer:
         """One POST within `timeout` (never more than the client's): its Answer, or
         CallFailed, or AnswerUnreadable."""
+        return self.call("POST", url, body, headers, timeout=timeout)
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        timeout: float | None = None,
+    ) -> Answer:
+        """One call (a GET has no body) within `timeout`, bounded as `post`. The URL may
+        carry secrets in its query string (a provider that takes its credentials there):
+        nothing here shows it, and no exception this raises carries it."""
         seconds = self.timeout if timeout is None else max(0.001, min(self.timeout, timeout))
         started = time.monotonic()
         call = self._watchdog.start(seconds)
         try:
-            response = self._send(url, body, headers, call, seconds, started)
+            response = self._send(method, url, body, headers, call, seconds, started)
             try:
                 return self._receive(response, call, started)
             finally:
@@ -166,8 +180,9 @@ class BoundedClient(Closing):
 
     def _send(
         self,
+        method: str,
         url: str,
-        body: bytes,
+        body: bytes | None,
         headers: Mapping[str, str],
         call: Call,
         seconds: float,
@@ -175,7 +190,7 @@ class BoundedClient(Closing):
     ) -> requests.Response:
         """The request sent and the answer's headers read; the body is left unread."""
         session = self._session()
-        request = session.prepare_request(requests.Request("POST", url, data=body, headers=headers))
+        request = session.prepare_request(requests.Request(method, url, data=body, headers=headers))
         # The adapter, not Session.send: even with allow_redirects=False, Session.send reads
         # (and decompresses) a redirect's whole body, with no cap.
         adapter = session.get_adapter(url)
@@ -224,8 +239,10 @@ class BoundedClient(Closing):
         return Answer(status, headers, body, time.monotonic() - started)
 
     def _proxies_for(self, url: str) -> dict[str, str]:
-        """The environment's proxies for this URL (NO_PROXY applied), read once per URL;
-        on first sight, the URL's credentials are registered with `scrub` (base64 too)."""
+        """The environment's proxies for this URL (NO_PROXY applied), read once per URL
+        without its query (which may hold a token: one entry per token would grow without
+        end); on first sight, the URL's credentials are registered with `scrub` (base64 too)."""
+        url = url.split("?", 1)[0]
         with self._lock:
             proxies = self._proxies.get(url)
             if proxies is None:

@@ -1,0 +1,100 @@
+"""The bytes of a call, as a profile says to send them: pure, no HTTP.
+
+A refresh or a revoke is a method, a URL, headers and a body: the profile's parameters, the
+token under its name, and the app's credentials in the parameters, as HTTP Basic (RFC 6749
+section 2.3.1: each part form-encoded, then joined by a colon and base64-encoded), or not at
+all. A GET carries its parameters in the query string, credentials included where the
+provider wants them there (TikTok Shop): such a URL is a secret, and nothing shows it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
+
+from tokenrefresh.base.providers import Profile
+from tokenrefresh.base.settings import ClientCredentials
+
+__all__ = ["FORM", "JSON", "Request", "refresh_request", "revoke_request", "with_base_url"]
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str = field(repr=False)  # a GET's query string may hold a secret
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes | None = field(repr=False)
+
+
+def refresh_request(
+    profile: Profile, credentials: ClientCredentials | None, token: str, url: str
+) -> Request:
+    """The refresh call: `token` is the one the profile presents (refresh or access)."""
+    refresh = profile.refresh
+    params = {**refresh.params, "grant_type": refresh.grant_type, refresh.token_name: token}
+    return _request(profile, credentials, refresh.method, refresh.body, url, params)
+
+
+def revoke_request(
+    profile: Profile, credentials: ClientCredentials | None, token: str, url: str
+) -> Request:
+    """The revoke call (RFC 7009): a form POST of the token, and its hint if the profile has one."""
+    revoke = profile.revoke
+    params = {revoke.token_name: token}
+    if revoke.token_type_hint:
+        params["token_type_hint"] = revoke.token_type_hint
+    return _request(profile, credentials, "POST", "form", url, params)
+
+
+def with_base_url(url: str, base_url: str | None) -> str:
+    """`url` with the scheme, host and port of `base_url` (an app's stand-in or proxy)."""
+    if not base_url:
+        return url
+    base, parts = urlsplit(base_url), urlsplit(url)
+    return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+
+
+def _request(
+    profile: Profile,
+    credentials: ClientCredentials | None,
+    method: str,
+    body_format: str,
+    url: str,
+    params: Mapping[str, str],
+) -> Request:
+    client = profile.client
+    headers: dict[str, str] = {}
+    if client.auth != "none":
+        if credentials is None:
+            raise ValueError(f"the {profile.name} profile sends the app's credentials: none given")
+        secret = credentials.client_secret.reveal()
+        if client.auth == "basic":
+            pair = f"{_form_part(credentials.client_key)}:{_form_part(secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(
+                pair.encode("utf-8", "surrogatepass")
+            ).decode("ascii")
+        else:
+            params = {client.id_name: credentials.client_key, client.secret_name: secret, **params}
+    if body_format == "query":
+        return Request(method, f"{url}?{_encoded(params)}", headers, None)
+    if body_format == "json":
+        body = json.dumps(params, ensure_ascii=True).encode("ascii")
+        return Request(method, url, {**headers, "Content-Type": JSON}, body)
+    body = _encoded(params).encode("ascii")
+    return Request(method, url, {**headers, "Content-Type": FORM}, body)
+
+
+def _encoded(params: Mapping[str, str]) -> str:
+    """As requests would encode a form; a lone surrogate in a stored token is sent as its
+    bytes (surrogatepass, as the cipher stores it) instead of raising UnicodeEncodeError."""
+    return urlencode(params, encoding="utf-8", errors="surrogatepass")
+
+
+def _form_part(text: str) -> str:
+    return quote_plus(text, safe="", encoding="utf-8", errors="surrogatepass")
