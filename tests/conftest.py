@@ -213,6 +213,16 @@ def _secrets_of_this_test_only() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_configuration_file_of_the_developer(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default configuration file (~/.config/tokenrefresh/config.toml) is looked for
+    under an empty XDG_CONFIG_HOME: a developer's own file must not change what a test sees."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-config"))
+    monkeypatch.delenv("TOKENREFRESH_CONFIG", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _logging_of_this_test_only() -> Iterator[None]:
     """An in-process CLI run sets the log levels (`--quiet`: the `tokenrefresh` logger to
     ERROR): put back after the test, so that no test depends on which test ran before it

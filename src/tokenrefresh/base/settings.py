@@ -38,6 +38,7 @@ __all__ = [
     "basic_auth_secrets",
     "database_url_secrets",
     "url_authority",
+    "validate_url",
 ]
 
 log = logging.getLogger("tokenrefresh.settings")  # the name logs have always shown
@@ -144,7 +145,7 @@ class Settings:
             client_key=_read(env, CLIENT_KEY),
             client_secret=Secret(client_secret) if client_secret else None,
             api_base_url=_validate_base_url(_read(env, API_BASE_URL) or DEFAULT_API_BASE_URL),
-            authorize_url=_validate_url(
+            authorize_url=validate_url(
                 AUTHORIZE_URL, _read(env, AUTHORIZE_URL) or DEFAULT_AUTHORIZE_URL
             ),
             ping_url=Secret(_validate_ping_url(PING_URL, ping_url)) if ping_url else None,
@@ -386,10 +387,10 @@ _HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 def _validate_base_url(url: str) -> str:
     """A URL every call can use, or ConfigError before any run: a host and port that cannot
     be used would otherwise fail (and back off) every account, one by one."""
-    return _validate_url(API_BASE_URL, url).rstrip("/")
+    return validate_url(API_BASE_URL, url).rstrip("/")
 
 
-def _validate_url(name: str, url: str) -> str:
+def validate_url(name: str, url: str) -> str:
     """`url` as given if it is https (http for a loopback host) with a usable host and port
     and no credentials, query or fragment; ConfigError naming the variable otherwise."""
     try:

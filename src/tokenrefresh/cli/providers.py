@@ -17,12 +17,12 @@ __all__ = ["providers_list", "providers_show"]
 def providers_list(as_json: AsJson = False) -> None:
     """List the provider profiles: the shipped ones and the configuration file's."""
     setup()
-    from tokenrefresh.base.providers import load_profiles
+    from tokenrefresh.base.apps import configured_profiles
     from tokenrefresh.render.providers import show_profiles
     from tokenrefresh.render.terminal import Terminal
 
     with errors_as_json(as_json):
-        profiles = load_profiles()
+        profiles = configured_profiles()
     show_profiles(Terminal(), [profiles[name] for name in sorted(profiles)], as_json=as_json)
 
 
@@ -34,10 +34,11 @@ def providers_show(
 ) -> None:
     """Print every key of a profile, its parents' included, as TOML (or --json)."""
     setup()
-    from tokenrefresh.base.providers import find_profile, load_profiles
+    from tokenrefresh.base.apps import configured_profiles
+    from tokenrefresh.base.providers import find_profile
     from tokenrefresh.render.providers import show_profile
     from tokenrefresh.render.terminal import Terminal
 
     with errors_as_json(as_json):
-        profile = find_profile(load_profiles(), name)
+        profile = find_profile(configured_profiles(), name)
     show_profile(Terminal(), profile, as_json=as_json)

@@ -53,11 +53,13 @@ def revoke_request(
 
 
 def with_base_url(url: str, base_url: str | None) -> str:
-    """`url` with the scheme, host and port of `base_url` (an app's stand-in or proxy)."""
+    """`url` with the scheme, host and port of `base_url` (an app's stand-in or proxy); a
+    path in `base_url` goes before the profile's (as TIKTOK_API_BASE_URL always did)."""
     if not base_url:
         return url
     base, parts = urlsplit(base_url), urlsplit(url)
-    return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+    path = base.path.rstrip("/") + parts.path
+    return urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
 
 
 def _request(
