@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from conftest import Cli
 from helpers import AddAccounts, account, import_line, runs, stored_tokens, table
 from standin import TikTokStandIn
+from tokenrefresh.storage import schema
 
 WINDOW = ("--window", "3h")  # the stand-in's tokens live 2 h: all due
 
@@ -246,7 +247,8 @@ def test_a_column_dropped_by_hand_stops_every_command_before_tiktok(
         result = cli(*args)
         assert result.exit_code == 3, args
         assert result.stderr == (
-            "error: the database schema is stamped revision 0005 but lacks column "
+            f"error: the database schema is stamped revision {schema.HEAD_REVISION} but lacks "
+            "column "
             "accounts.label: it was changed outside tokenrefresh; restore it from a backup "
             "(nothing was changed)\n"
         )

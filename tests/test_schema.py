@@ -97,12 +97,13 @@ def test_db_upgrade_refuses_a_newer_schema_and_changes_nothing(cli: Cli, engine:
     """A database a newer tokenrefresh migrated: exit 3 as every other command says, not an
     `unexpected CommandError`, and nothing touched."""
     with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+        newer = f"{int(schema.HEAD_REVISION) + 1:04d}"  # the next revision, not yet written
+        connection.execute(text(f"UPDATE alembic_version SET version_num = '{newer}'"))
     before = snapshot(engine, [*HISTORY, "alembic_version"])
     result = cli("db", "upgrade")
     assert result.exit_code == 3
     assert result.stderr == (
-        "error: the database schema is at revision 0006, newer than this tokenrefresh knows "
+        f"error: the database schema is at revision {newer}, newer than this tokenrefresh knows "
         f"({schema.HEAD_REVISION}): upgrade tokenrefresh\n"
     )
     assert result.stdout == ""
@@ -256,7 +257,7 @@ def test_sqlite_at_an_older_revision_is_upgraded_on_first_use(cli: Cli, tmp_path
     assert f"revision {schema.HEAD_REVISION}" in current.stdout
 
 
-@pytest.mark.parametrize("start", ["0001", "0002", "0003", "0004"])
+@pytest.mark.parametrize("start", ["0001", "0002", "0003", "0004", "0005"])
 def test_an_sqlite_upgrade_keeps_every_row(tmp_path: Path, start: str) -> None:
     """A migration that changes a constraint copies the table on SQLite; with foreign keys
     on, dropping the old copy would cascade to every attempt and spent-token row."""
@@ -286,7 +287,9 @@ def test_an_sqlite_upgrade_keeps_every_row(tmp_path: Path, start: str) -> None:
     assert upgraded.exit_code == 0, upgraded.output
     engine = create_database_engine(make_url(url))
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM accounts")).scalar_one() == 1
+        assert connection.execute(text("SELECT app, open_id FROM accounts")).all() == [
+            ("tiktok", "user0")  # every account from before apps belongs to `tiktok`
+        ]
         assert connection.execute(text("SELECT count(*) FROM refresh_attempts")).scalar_one() == 1
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
     engine.dispose()

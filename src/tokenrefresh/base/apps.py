@@ -29,6 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tokenrefresh.base import defaults
 from tokenrefresh.base.durations import parse_duration
 from tokenrefresh.base.envfile import read_small_file
 from tokenrefresh.base.providers import ProfileSource, load_profiles
@@ -47,10 +48,11 @@ __all__ = [
     "configured_profiles",
     "default_config_path",
     "load_configuration",
+    "providers_by_app",
 ]
 
 CONFIG = "TOKENREFRESH_CONFIG"
-DEFAULT_APP = "tiktok"  # the app of a configuration without a file
+DEFAULT_APP = defaults.APP  # the app of a configuration without a file
 MAX_APPS = 1000
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _CLIENT_ID = re.compile(r"[!-~]{1,255}")
@@ -159,6 +161,11 @@ def load_configuration(environ: Mapping[str, str] | None = None) -> Configuratio
     env = os.environ if environ is None else environ
     path = config_path(env)
     return _from_environment(env) if path is None else _from_file(path)
+
+
+def providers_by_app(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each configured app's provider profile, by app name (what `accounts list` shows)."""
+    return {name: app.profile.name for name, app in load_configuration(environ).apps.items()}
 
 
 def configured_profiles(environ: Mapping[str, str] | None = None) -> dict[str, Profile]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from tokenrefresh.base.durations import Duration, Seconds
 
 __all__ = [
+    "APP",
     "ATTEMPTS_SHOWN",
     "CONCURRENCY",
     "DELIVERY_BUDGET",
@@ -24,6 +25,9 @@ __all__ = [
     "WINDOW",
 ]
 
+# The app of a configuration without a file (TIKTOK_CLIENT_KEY and friends), and of every
+# account stored before accounts belonged to apps (migration 0006).
+APP = "tiktok"
 # With 2-hour access tokens and cron every 30 minutes: an account is first taken with
 # 60-90 minutes left; if that tick is missed (or its run is slow), the next one still
 # finds 30-60 minutes left, enough for a full run of up to MAX_RUNTIME.

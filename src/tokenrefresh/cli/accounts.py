@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -132,7 +133,7 @@ def accounts_list(
     lacking = _scopes(missing_scope, "--missing-scope")
     with _opened() as (_, accounts):
         listed = accounts.list(status.value if status else None, lacking)
-    renderer(as_json=as_json).accounts(listed, utcnow())
+    renderer(as_json=as_json).accounts(_with_providers(listed), utcnow())
 
 
 @accounts_app.command("show")
@@ -152,7 +153,8 @@ def accounts_show(
 
     with _opened() as (_, accounts):
         details = accounts.details(_find(accounts, account, open_id).id, attempts)
-    renderer(as_json=as_json).account_details(details, utcnow())
+    [shown] = _with_providers([details.account])
+    renderer(as_json=as_json).account_details(replace(details, account=shown), utcnow())
 
 
 @accounts_app.command("token")
@@ -371,6 +373,15 @@ def _connections(context: Context, http_timeout: float) -> Connections:
     cipher = context.cipher(verify_with=repository)
     client = context.client(read_timeout=http_timeout)
     return Connections(repository, cipher, client, OnDemand(repository, cipher, client))
+
+
+def _with_providers(accounts: list[AccountView]) -> list[AccountView]:
+    """The accounts with their app's provider, as the configuration names it (None for an
+    app the configuration no longer has)."""
+    from tokenrefresh.base.apps import providers_by_app
+
+    by_app = providers_by_app()
+    return [replace(account, provider=by_app.get(account.app)) for account in accounts]
 
 
 def _scopes(values: list[str], option: str) -> tuple[str, ...]:

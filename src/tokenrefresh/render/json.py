@@ -110,6 +110,9 @@ def account_json(account: AccountView) -> dict[str, Any]:
     access_expires_at, refresh_expires_at = expiries(account)
     return {
         "id": account.id,
+        "app": account.app,
+        "provider": account.provider,
+        "user_id": outside(account.open_id),
         "open_id": outside(account.open_id),
         "label": outside(account.label),
         "status": account.status,

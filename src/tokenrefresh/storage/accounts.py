@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tokenrefresh.base import defaults
 from tokenrefresh.base.defaults import FAILING_AFTER
 from tokenrefresh.base.scopes import granted_scopes
 from tokenrefresh.errors import DatabaseError, ImportFileError
@@ -63,9 +64,9 @@ class AccountQueries(Database):
     """Accounts as the `accounts` commands and the library see them."""
 
     def import_accounts(
-        self, accounts: Sequence[NewAccount], *, force: bool = False
+        self, accounts: Sequence[NewAccount], *, force: bool = False, app: str = defaults.APP
     ) -> ImportCounts:
-        """Upsert by open_id in one transaction, refusing stale pairs unless `force`.
+        """Upsert by open_id within `app` in one transaction, refusing stale pairs unless `force`.
 
         A re-import is a new consent: the account becomes active again with fresh tokens,
         unless it was disabled by hand, which stays the operator's decision. Refused (the
@@ -77,13 +78,13 @@ class AccountQueries(Database):
         now = self.clock()
 
         def write(connection: Connection) -> ImportCounts:
-            stored = self._stored_for_import(connection, [a.open_id for a in accounts])
+            stored = self._stored_for_import(connection, app, [a.open_id for a in accounts])
             if not force:
                 refusals = self._import_refusals(connection, accounts, stored)
                 if refusals:
                     raise ImportFileError(_refusal_message(refusals))
             new_rows = [
-                _new_account_values(account, now)
+                {**_new_account_values(account, now), "app": app}
                 for account in accounts
                 if account.open_id not in stored
             ]
@@ -101,14 +102,14 @@ class AccountQueries(Database):
                     if account.label is not None:
                         connection.execute(
                             update(Account)
-                            .where(Account.open_id == account.open_id)
+                            .where(Account.id == stored[account.open_id].id)
                             .values(label=account.label, updated_at=now)
                         )
                     continue
                 updated += 1
                 connection.execute(
                     update(Account)
-                    .where(Account.open_id == account.open_id)
+                    .where(Account.id == stored[account.open_id].id)
                     .values(_reimport_values(account, now))
                 )
                 if stored[account.open_id].needed_its_user:
@@ -126,9 +127,9 @@ class AccountQueries(Database):
             raise
 
     def _stored_for_import(
-        self, connection: Connection, open_ids: Sequence[str]
+        self, connection: Connection, app: str, open_ids: Sequence[str]
     ) -> dict[str, _StoredPair]:
-        """What is stored for these open_ids; on PostgreSQL with the rows locked, in order."""
+        """What `app` stores for these open_ids; on PostgreSQL with the rows locked, in order."""
         stored: dict[str, _StoredPair] = {}
         for chunk in chunks(sorted(open_ids), 500):
             query = (
@@ -141,7 +142,7 @@ class AccountQueries(Database):
                     Account.tokens_issued_at,
                     Account.last_refreshed_at,
                 )
-                .where(Account.open_id.in_(chunk))
+                .where(Account.app == app, Account.open_id.in_(chunk))
                 .order_by(Account.open_id)
             )
             if self.holds_row_locks:

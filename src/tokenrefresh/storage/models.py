@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -86,7 +87,10 @@ class Account(Base):
     __tablename__ = "accounts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    open_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # The app (a configuration's [apps.NAME]; `tiktok` without a file) the account belongs
+    # to, and the user's id at its provider (TikTok's open_id), unique within the app.
+    app: Mapped[str] = mapped_column(String(64), server_default=text("'tiktok'"))
+    open_id: Mapped[str] = mapped_column(String(255))
     label: Mapped[str | None] = mapped_column(String(255))
     access_token_ciphertext: Mapped[str | None] = mapped_column(Text)
     refresh_token_ciphertext: Mapped[str | None] = mapped_column(Text)
@@ -121,6 +125,7 @@ class Account(Base):
 
     __table_args__ = (
         CheckConstraint("status IN ('active', 'expired', 'disabled', 'revoked')", name="status"),
+        UniqueConstraint("app", "open_id"),
         # The refresh run walks this index in expiry order: only active accounts are in it.
         _partial_index("ix_accounts_due", ["access_expires_at", "id"], "status = 'active'"),
         Index("ix_accounts_status", "status"),

@@ -61,7 +61,8 @@ class AccountView:
     """An account as shown to people: everything but its tokens."""
 
     id: int
-    open_id: str
+    app: str
+    open_id: str  # the user's id at the app's provider (TikTok's open_id)
     label: str | None
     status: str
     scope: str
@@ -74,6 +75,9 @@ class AccountView:
     created_at: datetime
     updated_at: datetime
     has_tokens: bool
+    # The app's provider profile, as the configuration says (storage does not know it:
+    # None until a service fills it in; None also for an app no longer configured).
+    provider: str | None = None
 
 
 @dataclass(frozen=True)

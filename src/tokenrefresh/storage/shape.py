@@ -18,14 +18,14 @@ __all__ = [
     "read_moment",
 ]
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 # How long a SQLite connection waits for another's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _TABLES = {
     "accounts": (
-        "id open_id label access_token_ciphertext refresh_token_ciphertext access_expires_at "
+        "id app open_id label access_token_ciphertext refresh_token_ciphertext access_expires_at "
         "refresh_expires_at scope status token_generation refresh_token_fingerprint "
         "tokens_issued_at lease_owner lease_expires_at refresh_expiry_warned last_refreshed_at "
         "last_error consecutive_failures next_attempt_at created_at updated_at"

@@ -132,6 +132,7 @@ def stored_text(text: str | None, limit: int = 2000) -> str | None:
 
 ACCOUNT_VIEW_COLUMNS = (
     Account.id,
+    Account.app,
     Account.open_id,
     Account.label,
     Account.status,
