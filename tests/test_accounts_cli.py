@@ -33,6 +33,9 @@ AddAccounts = Callable[..., list[IssuedTokens]]
 
 ACCOUNT_KEYS = {
     "id",
+    "app",
+    "provider",
+    "user_id",
     "open_id",
     "label",
     "status",
