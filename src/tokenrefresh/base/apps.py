@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,7 +32,7 @@ from tokenrefresh.base import defaults
 from tokenrefresh.base.durations import parse_duration
 from tokenrefresh.base.envfile import read_small_file
 from tokenrefresh.base.providers import ProfileSource, load_profiles
-from tokenrefresh.base.providers.load import NAME_SHAPE
+from tokenrefresh.base.providers.load import NAME_SHAPE, parse_toml
 from tokenrefresh.base.providers.profile import Profile
 from tokenrefresh.base.scrub import register_secret
 from tokenrefresh.base.settings import ClientCredentials, Secret, Settings, validate_url
@@ -207,12 +206,7 @@ def _from_environment(env: Mapping[str, str]) -> Configuration:
 
 def _from_file(path: str) -> Configuration:
     data, _ = read_small_file(CONFIG, path)
-    try:
-        document = tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    document = parse_toml(data, path)
     unknown = sorted(set(document) - {"apps", "providers"})
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r} (known: apps, providers)")

@@ -80,11 +80,9 @@ class ProviderClient:
     def refresh(self, token: str) -> TokenGrant:
         """Present `token` (the refresh token, or the access token where the profile says
         so) once; a grant, or one of the three outcome exceptions."""
-        if not token:
-            raise ValueError("a token is required")
         secrets = self._secrets(token)
         request = refresh_request(self.profile, self._credentials, token, self._refresh_url)
-        return interpret_answer(self._call(request, secrets, ROTATED), self.profile, secrets)
+        return interpret_answer(self.call(request, secrets, ROTATED), self.profile, secrets)
 
     def revoke(self, token: str) -> None:
         """Revoke `token` (RFC 7009); returns only when the provider said so."""
@@ -94,7 +92,7 @@ class ProviderClient:
             raise ValueError("a token is required")
         secrets = self._secrets(token)
         request = revoke_request(self.profile, self._credentials, token, self._revoke_url)
-        answer = self._call(request, secrets, REVOKED)
+        answer = self.call(request, secrets, REVOKED)
         fields, _, secrets, details = read_answer(answer, secrets, token_fields(self.profile))
         if fields is not None:
             raise_error_field(
@@ -114,8 +112,10 @@ class ProviderClient:
             return (token,)
         return (token, self._credentials.client_secret.reveal())
 
-    def _call(self, request: Request, secrets: tuple[str, ...], if_processed: str) -> Answer:
-        """One bounded call: status, headers and the decoded, capped body."""
+    def call(self, request: Request, secrets: tuple[str, ...], if_processed: str) -> Answer:
+        """One bounded call: status, headers and the decoded, capped body; or RefreshFailed
+        saying whether the provider may have done it (`if_processed`: what, if so). For a
+        call the profile does not describe (TikTok's code exchange) as for its own."""
         sent_at = datetime.now(UTC)
         label = self.profile.label
         try:

@@ -18,7 +18,15 @@ from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 from tokenrefresh.base.providers import Profile
 from tokenrefresh.base.settings import ClientCredentials
 
-__all__ = ["FORM", "JSON", "Request", "refresh_request", "revoke_request", "with_base_url"]
+__all__ = [
+    "FORM",
+    "JSON",
+    "Request",
+    "form_request",
+    "refresh_request",
+    "revoke_request",
+    "with_base_url",
+]
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -49,6 +57,14 @@ def revoke_request(
     params = {revoke.token_name: token}
     if revoke.token_type_hint:
         params["token_type_hint"] = revoke.token_type_hint
+    return _request(profile, credentials, "POST", "form", url, params)
+
+
+def form_request(
+    profile: Profile, credentials: ClientCredentials | None, url: str, params: Mapping[str, str]
+) -> Request:
+    """A form POST of `params` with the app's credentials as the profile places them (the
+    code exchange)."""
     return _request(profile, credentials, "POST", "form", url, params)
 
 

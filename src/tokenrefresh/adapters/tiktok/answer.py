@@ -10,13 +10,12 @@ constants below are what the profile says; a test holds the two together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 
 from tokenrefresh.adapters.oauth import answer as generic
 from tokenrefresh.adapters.oauth.answer import ROTATED, UNRECOGNISED_CODE
-from tokenrefresh.adapters.oauth.reading import MAX_RETRY_AFTER, Answer, log_id
-from tokenrefresh.base.outcomes import RefreshFailed, TokenGrant
+from tokenrefresh.adapters.oauth.reading import MAX_RETRY_AFTER, Answer
+from tokenrefresh.base.outcomes import TokenGrant
 from tokenrefresh.base.providers import Profile, shipped_profile
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
     "error_reason",
     "interpret_answer",
     "tiktok_profile",
-    "unread_answer",
 ]
 
 # Longer lifetimes are cut to these: refreshing sooner than needed is always safe.
@@ -65,26 +63,3 @@ def error_reason(
 ) -> tuple[str | None, str]:
     """The error code if it looks like one of TikTok's (else None), and the reason."""
     return generic.error_reason(code, description, status, secrets, tiktok_profile())
-
-
-def unread_answer(
-    reason: str,
-    status: int,
-    headers: Mapping[str, str],
-    elapsed: float,
-    secrets: tuple[str, ...],
-    *,
-    if_processed: str = ROTATED,
-) -> RefreshFailed:
-    """An answer whose body was not read: if it was a 200, TikTok may have done the call
-    (rotated the token, spent the code, revoked the token: `if_processed` says which)."""
-    rotated = status == 200
-    if rotated:
-        reason += f" ({if_processed})"
-    return RefreshFailed(
-        reason,
-        maybe_processed=rotated,
-        http_status=status,
-        log_id=log_id(None, headers, secrets),  # the header's, as no body was read
-        elapsed=elapsed,
-    )

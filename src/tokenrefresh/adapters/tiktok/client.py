@@ -1,48 +1,36 @@
-"""TikTokClient: moves the bytes of one refresh, code exchange or revoke. One form POST per
-call (`_post`, shared by all three) through `outbound.BoundedClient`: a cap on the body and a
-total deadline, so that no endpoint can hold a worker (and with it SIGTERM and --max-runtime)
-longer than `timeout`. What the bytes mean: `answer.py`, `code_answer.py`, `revoke_answer.py`."""
+"""TikTokClient: the `tiktok` profile's ProviderClient (`adapters/oauth/client.py`), with what
+only TikTok's Login Kit has here: the code exchange, and the reading of its revoke answers.
+Every call goes through the ProviderClient's one bounded call (a cap on the body, a total
+deadline, no redirects), so that no endpoint can hold a worker (and with it SIGTERM and
+--max-runtime) longer than `timeout`. What the bytes mean: `answer.py`, `code_answer.py`,
+`revoke_answer.py`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from urllib.parse import urlencode
-
-from tokenrefresh.adapters.oauth.reading import Answer
-from tokenrefresh.adapters.outbound.call import (
-    DEFAULT_CONNECT_TIMEOUT,
-    AnswerUnreadable,
-    BoundedClient,
-    CallFailed,
-)
-from tokenrefresh.adapters.tiktok.answer import ROTATED, interpret_answer, unread_answer
+from tokenrefresh.adapters.oauth.client import ProviderClient
+from tokenrefresh.adapters.oauth.request import form_request, revoke_request, with_base_url
+from tokenrefresh.adapters.outbound.call import DEFAULT_CONNECT_TIMEOUT
+from tokenrefresh.adapters.tiktok.answer import tiktok_profile
 from tokenrefresh.adapters.tiktok.code_answer import CODE_USED, interpret_code_answer
 from tokenrefresh.adapters.tiktok.revoke_answer import REVOKED, interpret_revoke_answer
-from tokenrefresh.base.outcomes import (
-    RefreshFailed,
-    TokenGrant,
-)
+from tokenrefresh.base.outcomes import TokenGrant
 from tokenrefresh.base.settings import ClientCredentials
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "TikTokClient"]
 
 TOKEN_PATH = "/v2/oauth/token/"  # noqa: S105 - a URL path
 REVOKE_PATH = "/v2/oauth/revoke/"
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_TIMEOUT = 20.0  # seconds for a whole call, connect to last byte (--http-timeout)
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # TikTok's answers are under 2 KiB
-
-
-# ----------------------------------------------------------------------------- the client
 
 
 class TikTokClient:
     """Refreshes, exchanges and revokes tokens at TikTok's OAuth endpoints.
 
-    Every call is one form POST through `_post` (a BoundedClient: one session per worker
-    thread): `timeout` bounds the whole call, connect to last byte; `max_body_bytes` the
-    answer; no redirect is followed, nothing retried.
+    Every call is one form POST (one session per worker thread): `timeout` bounds the whole
+    call, connect to last byte; `max_body_bytes` the answer; no redirect is followed,
+    nothing retried. `base_url` replaces the profile's scheme, host and port (a path in it
+    goes first): TIKTOK_API_BASE_URL.
     """
 
     def __init__(
@@ -56,22 +44,25 @@ class TikTokClient:
     ) -> None:
         if not timeout > 0 or not connect_timeout > 0 or max_body_bytes < 1:
             raise ValueError("timeouts and max_body_bytes must be positive")
+        profile = tiktok_profile()
+        assert profile.urls.token is not None
+        assert profile.urls.revoke is not None
+        self._profile = profile
         self._credentials = credentials
-        self._url = base_url.rstrip("/") + TOKEN_PATH
-        self._revoke_url = base_url.rstrip("/") + REVOKE_PATH
-        self._timeout = timeout
-        self._http = BoundedClient(
+        self._url = with_base_url(profile.urls.token, base_url)
+        self._revoke_url = with_base_url(profile.urls.revoke, base_url)
+        self._provider = ProviderClient(
+            profile,
+            credentials,
+            base_url=base_url,
             timeout=timeout,
             connect_timeout=connect_timeout,
             max_body_bytes=max_body_bytes,
-            accept="application/json",
         )
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """Present the refresh token once; a grant, or one of the three outcome exceptions."""
-        secrets = (refresh_token, self._credentials.client_secret.reveal())
-        fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        return interpret_answer(self._post(self._url, fields, secrets, ROTATED), secrets)
+        return self._provider.refresh(refresh_token)
 
     def exchange_code(
         self, code: str, *, redirect_uri: str, code_verifier: str | None = None
@@ -92,7 +83,8 @@ class TikTokClient:
         fields = {"code": code, "grant_type": "authorization_code", "redirect_uri": redirect_uri}
         if code_verifier is not None:
             fields["code_verifier"] = code_verifier
-        return interpret_code_answer(self._post(self._url, fields, secrets, CODE_USED), secrets)
+        request = form_request(self._profile, self._credentials, self._url, fields)
+        return interpret_code_answer(self._provider.call(request, secrets, CODE_USED), secrets)
 
     def revoke(self, access_token: str) -> None:
         """Revoke the user's access token (and with it the app's access to the account).
@@ -101,62 +93,8 @@ class TikTokClient:
         if not access_token:
             raise ValueError("an access token is required")
         secrets = (access_token, self._credentials.client_secret.reveal())
-        answer = self._post(self._revoke_url, {"token": access_token}, secrets, REVOKED)
-        interpret_revoke_answer(answer, secrets)
+        request = revoke_request(self._profile, self._credentials, access_token, self._revoke_url)
+        interpret_revoke_answer(self._provider.call(request, secrets, REVOKED), secrets)
 
     def close(self) -> None:
-        self._http.close()
-
-    def _post(
-        self, url: str, fields: Mapping[str, str], secrets: tuple[str, ...], if_processed: str
-    ) -> Answer:
-        """One form POST of the app's credentials and `fields` within the deadline: status,
-        headers and the decoded, capped body. `if_processed`: what a failure after sending
-        may have done at TikTok ("the token may have been rotated")."""
-        form = _form_body(
-            {
-                "client_key": self._credentials.client_key,
-                "client_secret": self._credentials.client_secret.reveal(),
-                **fields,
-            }
-        )
-        sent_at = datetime.now(UTC)
-        try:
-            answer = self._http.post(url, form, {"Content-Type": FORM_CONTENT_TYPE})
-        except AnswerUnreadable as problem:
-            raise unread_answer(
-                f"TikTok's {problem.reason}",
-                problem.status,
-                problem.headers,
-                problem.elapsed,
-                secrets,
-                if_processed=if_processed,
-            ) from None
-        except CallFailed as failure:
-            raise self._failure(failure, if_processed) from None
-        return Answer(answer.status, answer.headers, answer.body, sent_at, answer.elapsed)
-
-    def _failure(self, failure: CallFailed, if_processed: str) -> RefreshFailed:
-        """A call without an answer; says whether TikTok may have seen it."""
-        elapsed = failure.elapsed
-        if not failure.sent:
-            if failure.timed_out:
-                reason = f"could not connect to TikTok within {self._timeout:g} s"
-            else:
-                reason = f"could not connect to TikTok ({failure.cause})"
-            return RefreshFailed(reason, elapsed=elapsed)
-        if failure.timed_out:
-            reason = f"no complete answer from TikTok within {self._timeout:g} s ({if_processed})"
-        elif failure.status is None:
-            reason = f"connection to TikTok failed after sending ({failure.cause})"
-        else:
-            reason = f"connection to TikTok failed while reading the answer ({failure.cause})"
-        return RefreshFailed(
-            reason, maybe_processed=True, http_status=failure.status, elapsed=elapsed
-        )
-
-
-def _form_body(form: Mapping[str, str]) -> bytes:
-    """The form as requests would encode it; a lone surrogate in a stored token is sent as
-    its bytes (surrogatepass, as the cipher stores it) instead of raising UnicodeEncodeError."""
-    return urlencode(form, encoding="utf-8", errors="surrogatepass").encode("ascii")
+        self._provider.close()

@@ -34,7 +34,7 @@ from tokenrefresh.base.providers.profile import (
 )
 from tokenrefresh.errors import ConfigError
 
-__all__ = ["MAX_PROFILE_BYTES", "NAME_SHAPE", "ProfileSource", "resolve_profiles"]
+__all__ = ["MAX_PROFILE_BYTES", "NAME_SHAPE", "ProfileSource", "parse_toml", "resolve_profiles"]
 
 NAME_SHAPE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 MAX_PROFILE_BYTES = 64 * 1024
@@ -59,13 +59,17 @@ class ProfileSource:
         """A whole file that is one profile (the shipped ones)."""
         if len(text) > MAX_PROFILE_BYTES:
             raise ConfigError(f"{where}: larger than {MAX_PROFILE_BYTES // 1024} KiB")
-        try:
-            table = tomllib.loads(text.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ConfigError(f"{where}: not UTF-8 text") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{where}: not valid TOML ({error})") from None
-        return cls(name, table, where)
+        return cls(name, parse_toml(text, where), where)
+
+
+def parse_toml(text: bytes, where: str) -> dict[str, Any]:
+    """A TOML document, or a ConfigError naming `where` (a profile, the configuration file)."""
+    try:
+        return tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where}: not valid TOML ({error})") from None
 
 
 # ----------------------------------------------------------------------------- converters
