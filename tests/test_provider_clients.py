@@ -32,7 +32,9 @@ CREDENTIALS = ClientCredentials(CLIENT_ID, Secret(CLIENT_SECRET))
 def provider(request: pytest.FixtureRequest) -> Iterator[tuple[Provider, ProviderClient]]:
     name = request.param
     with serving(name) as (standin, base_url):
-        client = ProviderClient(shipped_profile(name), CREDENTIALS, base_url=base_url, timeout=5)
+        client = ProviderClient(
+            shipped_profile(name), credentials=CREDENTIALS, base_url=base_url, timeout=5
+        )
         try:
             yield standin, client
         finally:
@@ -236,7 +238,10 @@ def test_a_provider_whose_url_holds_the_secret_never_shows_it_when_the_call_fail
     provider: tuple[Provider, ProviderClient],
 ) -> None:
     client = ProviderClient(
-        shipped_profile("tiktok-shop"), CREDENTIALS, base_url="http://127.0.0.1:9", timeout=2
+        shipped_profile("tiktok-shop"),
+        credentials=CREDENTIALS,
+        base_url="http://127.0.0.1:9",
+        timeout=2,
     )
     try:
         error = raised(client, "ROW_refresh-first")
@@ -256,7 +261,7 @@ def test_the_tiktok_profile_through_the_generic_client_refreshes_at_the_tiktok_s
     issued = standin.issue("open-id-generic")
     client = ProviderClient(
         shipped_profile("tiktok"),
-        ClientCredentials(standin.client_key, Secret(standin.client_secret)),
+        credentials=ClientCredentials(standin.client_key, Secret(standin.client_secret)),
         base_url=standin.base_url,
         timeout=5,
     )

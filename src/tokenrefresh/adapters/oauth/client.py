@@ -53,9 +53,9 @@ class ProviderClient:
     def __init__(
         self,
         profile: Profile,
-        credentials: ClientCredentials | None,
         *,
-        base_url: str | None = None,
+        credentials: ClientCredentials | None,  # None: the provider needs none
+        base_url: str | None = None,  # a stand-in's or a proxy's scheme, host and port
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,

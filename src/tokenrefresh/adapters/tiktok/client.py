@@ -53,7 +53,7 @@ class TikTokClient:
         self._revoke_url = with_base_url(profile.urls.revoke, base_url)
         self._provider = ProviderClient(
             profile,
-            credentials,
+            credentials=credentials,
             base_url=base_url,
             timeout=timeout,
             connect_timeout=connect_timeout,

@@ -77,11 +77,11 @@ class Refresh:
     at least `min_age` old)."""
 
     method: Method
-    body: BodyFormat
+    body: BodyFormat  # a GET's is its query string
     presents: Presents
-    token_name: str
+    token_name: str  # the parameter the presented token goes in
     grant_type: str
-    params: Mapping[str, str]
+    params: Mapping[str, str]  # fixed, sent with every refresh
     window: timedelta
     min_age: timedelta
 
@@ -148,12 +148,12 @@ class Errors:
 class Consent:
     """The consent page's parameters, and the code exchange that follows it."""
 
-    scopes: tuple[str, ...]
+    scopes: tuple[str, ...]  # asked for unless the caller names others
     scope_separator: str
     pkce: Pkce
-    client_id_name: str
-    params: Mapping[str, str]
-    code_name: str
+    client_id_name: str  # the client id's name in the consent URL
+    params: Mapping[str, str]  # fixed parameters of the consent URL
+    code_name: str  # the code's name in the exchange (TikTok Shop: auth_code)
     code_grant_type: str
 
 
@@ -163,7 +163,7 @@ class Revoke:
 
     presents: Presents
     token_name: str
-    token_type_hint: str
+    token_type_hint: str  # "" sends none
 
 
 @dataclass(frozen=True)
