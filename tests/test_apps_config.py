@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tokenrefresh.base.apps import CONFIG, load_configuration
@@ -226,3 +228,92 @@ def test_a_wrong_profile_in_the_file_exits_3_naming_the_file_and_key(tmp_path: P
     expected = f"{env[CONFIG]}: [providers.idp]: [refresh] unknown key 'methd' (known: method,"
     assert json.loads(result.stdout)["error"]["message"].startswith(expected)
     assert f"error: {expected}" in result.stderr
+
+
+# ----------------------------------------------------------------------------- any file
+
+APP_KEYS_AND_MORE = st.sampled_from(
+    [
+        *("provider", "client_id", "client_secret_env", "client_secret_file", "base_url"),
+        *("window", "concurrency", "rate_limit", "client_secret", "extends", "urls", "refresh"),
+    ]
+)
+TOML_SCALARS = st.one_of(
+    st.sampled_from(["x", "tiktok", "instagram", "oauth2", "idp", "X_MAIN_SECRET", "/run/s"]),
+    st.sampled_from(["90m", "1d", "0s", "https://idp.example/t", "http://127.0.0.1:1", ""]),
+    st.text(max_size=10),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.floats(allow_nan=False),
+)
+TOML_TABLES = st.dictionaries(
+    APP_KEYS_AND_MORE | st.text(min_size=1, max_size=6),
+    TOML_SCALARS | st.dictionaries(st.sampled_from(["token", "method", "x"]), TOML_SCALARS),
+    max_size=6,
+)
+
+
+VALID_APPS = st.sampled_from(
+    [
+        {"provider": "x", "client_id": "c", "client_secret_env": "X_MAIN_SECRET"},
+        {"provider": "instagram"},
+        {"provider": "idp", "client_id": "c", "client_secret_file": "/run/s"},
+        {},
+    ]
+)
+# A valid app with one or two keys changed, or any table at all.
+APP_TABLES = (
+    st.tuples(VALID_APPS, st.dictionaries(APP_KEYS_AND_MORE, TOML_SCALARS, max_size=2)).map(
+        lambda pair: {**pair[0], **pair[1]}
+    )
+    | TOML_TABLES
+)
+
+
+@settings(max_examples=300)
+@given(
+    apps=st.dictionaries(st.sampled_from(["a", "x-main"]), APP_TABLES, min_size=1, max_size=2)
+    | st.dictionaries(st.sampled_from(["a", "B", "1"]), TOML_TABLES, max_size=3),
+    providers=st.just({"idp": {"extends": "oauth2", "urls": {"token": "https://idp.example/t"}}})
+    | st.dictionaries(st.sampled_from(["idp", "tiktok", "p-2"]), TOML_TABLES, max_size=2),
+)
+def test_whatever_the_file_holds_it_is_a_configuration_or_an_error_naming_it(
+    tmp_path_factory: pytest.TempPathFactory,
+    apps: dict[str, dict[str, object]],
+    providers: dict[str, dict[str, object]],
+) -> None:
+    path = tmp_path_factory.mktemp("config") / "config.toml"
+    path.write_text(_toml({"apps": apps, "providers": providers}))
+    try:
+        configuration = load_configuration({CONFIG: str(path), "X_MAIN_SECRET": SECRET})
+    except ConfigError as error:
+        message = error.message
+    else:
+        assert set(configuration.apps) == set(apps)
+        for each in configuration.apps.values():
+            assert not each.profile.template
+        return
+    assert message.startswith(f"{path}: ") or message.startswith("cannot read")
+    assert SECRET not in message
+
+
+def _toml(document: dict[str, object]) -> str:
+    """A small TOML writer for the test's documents (tables of scalars and tables)."""
+    lines: list[str] = []
+    for kind, tables in document.items():
+        assert isinstance(tables, dict)
+        for name, table in tables.items():
+            lines.append(f"[{kind}.{json.dumps(name)}]")
+            for key, value in table.items():
+                lines.append(f"{json.dumps(key)} = {_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else "0.0"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
