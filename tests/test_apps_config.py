@@ -89,6 +89,12 @@ def test_without_a_file_a_missing_secret_is_named_when_the_app_is_used() -> None
         "the environment: TIKTOK_CLIENT_SECRET is not set: the TikTok app's credentials are "
         "needed to refresh"
     )
+    with pytest.raises(ConfigError) as raised:
+        load_configuration({}).app("tiktok").credentials({})
+    assert raised.value.message == (
+        "the environment: TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET are not set: the TikTok "
+        "app's credentials are needed to refresh"
+    )
 
 
 def test_a_file_lists_every_app_with_its_provider_secret_and_overrides(tmp_path: Path) -> None:

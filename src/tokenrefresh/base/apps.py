@@ -77,6 +77,7 @@ class App:
     client_id: str | None
     secret_source: str  # where the secret comes from, as errors name it
     source: str  # "the environment", or "FILE: [apps.NAME]"
+    id_source: str = "client_id"  # where the client id comes from, as errors name it
     base_url: str | None = None
     window: timedelta | None = None
     concurrency: int | None = None
@@ -98,7 +99,7 @@ class App:
         if not self.client_id or secret is None:
             missing = [
                 what
-                for what, value in (("client_id", self.client_id), (self.secret_source, secret))
+                for what, value in ((self.id_source, self.client_id), (self.secret_source, secret))
                 if not value
             ]
             raise ConfigError(
@@ -198,6 +199,7 @@ def _from_environment(env: Mapping[str, str]) -> Configuration:
         client_id=settings.client_key,
         secret_source="TIKTOK_CLIENT_SECRET",  # noqa: S106 - a variable's name
         source="the environment",
+        id_source="TIKTOK_CLIENT_KEY",
         base_url=settings.api_base_url,
         _secret=settings.client_secret,
     )
