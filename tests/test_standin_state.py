@@ -47,7 +47,8 @@ class Running:
 
     def stop(self) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=10)
+        # Generous: on a loaded CI machine the server's shutdown once took over 10 s.
+        self.process.wait(timeout=60)
         assert self.process.stdout is not None
         assert self.process.stderr is not None
         # Through the buffered files: readline() may have buffered more than one line.
