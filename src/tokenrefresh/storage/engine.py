@@ -162,6 +162,12 @@ def _postgresql_engine(url: URL, pool_size: int) -> Engine:
         "keepalives_interval": 10,
         "keepalives_count": 3,
     }
+    # libpq's GSSAPI encryption probe (gssencmode=prefer, its default) in psycopg's binary
+    # wheel has crashed processes with a segfault in connect (psycopg/psycopg#1213; seen
+    # here once, in the tests). Off unless asked for: `?gssencmode=prefer` (or `require`) in
+    # the URL, or PGGSSENCMODE, turns it back on for a site that uses Kerberos.
+    if "PGGSSENCMODE" not in os.environ:
+        defaults["gssencmode"] = "disable"
     connect_args = {key: value for key, value in defaults.items() if key not in url.query}
     engine = create_engine(
         url,
