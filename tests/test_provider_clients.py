@@ -8,6 +8,8 @@ TikTok stand-in."""
 from __future__ import annotations
 
 import base64
+import io
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +18,7 @@ import pytest
 from standin import TikTokStandIn
 from standin_providers import CLIENT_ID, CLIENT_SECRET, Provider, serving
 from tokenrefresh.adapters.oauth.client import ProviderClient
+from tokenrefresh.base.logs import configure_logging
 from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
@@ -276,3 +279,32 @@ def test_the_tiktok_profile_through_the_generic_client_refreshes_at_the_tiktok_s
     assert near(grant.access_expires_at, before + timedelta(seconds=standin.access_ttl))
     assert grant.refresh_expires_at is not None
     assert near(grant.refresh_expires_at, before + timedelta(seconds=standin.refresh_ttl))
+
+
+@pytest.mark.parametrize("provider", ["tiktok-shop", "instagram"], indirect=True)
+def test_debug_logs_never_show_a_query_string_that_holds_a_secret(
+    provider: tuple[Provider, ProviderClient],
+) -> None:
+    """At -vv urllib3 logs each request line; TikTok Shop's holds the app secret and the
+    refresh token, Instagram's the access token."""
+    standin, client = provider
+    standin.refresh_tokens.add("ROW_refresh-first")
+    standin.access_tokens["IGQV-old"] = 0.0
+    token = "ROW_refresh-first" if client.profile.name == "tiktok-shop" else "IGQV-old"
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    configure_logging(verbose=2, stream=stream)
+    try:
+        client.refresh(token)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    logged = stream.getvalue()
+    path = standin.received[0].path
+    assert f'"GET {path}?*** HTTP/1.1" 200' in logged
+    assert token not in logged
+    assert CLIENT_SECRET not in logged

@@ -3,7 +3,9 @@
 Nothing logged anywhere in tokenrefresh carries a token: accounts are named by id and
 open_id, TikTok's texts are scrubbed by the client, and driver errors are logged without
 their SQL parameters. As a last line of defence, both formats scrub every record (and its
-exception) of the registered secrets, and write it as one line a terminal cannot misread.
+exception) of the registered secrets and of every URL's query string (a provider that takes
+its credentials or a token in the query string, logged by urllib3 at -vv), and write it as
+one line a terminal cannot misread.
 """
 
 from __future__ import annotations
@@ -64,17 +66,24 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 stream_override: TextIO | None = None
 
+# A URL's (or a request line's path's) query string: `/token?app_secret=...` -> `/token?***`.
+_QUERY = re.compile(r"((?:[a-z][a-z0-9+.-]*://|/)[^\s\"'?]*)\?[^\s\"'#]+", re.IGNORECASE)
+
+
+def _without_queries(text: str) -> str:
+    return _QUERY.sub(r"\1?***", text)
+
 
 class _ScrubbingFormatter(logging.Formatter):
     """Base of both formats: a record's message and exception, scrubbed of every secret."""
 
     def message(self, record: logging.LogRecord) -> str:
-        return scrub(record.getMessage())
+        return scrub(_without_queries(record.getMessage()))
 
     def exception(self, record: logging.LogRecord) -> str | None:
         if not record.exc_info:
             return None
-        return scrub(self.formatException(record.exc_info))
+        return scrub(_without_queries(self.formatException(record.exc_info)))
 
 
 class HumanFormatter(_ScrubbingFormatter):
