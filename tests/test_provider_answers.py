@@ -201,3 +201,19 @@ def test_an_expiry_past_the_clamp_is_cut_to_it(name: str) -> None:
     assert isinstance(outcome, TokenGrant)
     assert outcome.access_expires_at == sent_at + profile.lifetimes.max_access
     assert f"{names.access_expiry} clamped to" in " ".join(outcome.notes)
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"), [(10**20, None), (-(10**15), None), ("105002", "105002"), (" 7 ", "7")]
+)
+def test_a_code_of_an_odd_size_or_form_is_never_a_success(code: object, shown: str | None) -> None:
+    """TikTok Shop reads whole-number codes: one too large to show is still an error, and
+    one sent as its digits in a string is the same code (the access token beside it is
+    not taken)."""
+    shop = load_profiles()["tiktok-shop"]
+    sent_at = datetime.fromisoformat("2026-12-03T00:00:00+00:00")
+    document = {"code": code, "message": "no", "data": {"access_token": "new-access-token-1"}}
+    outcome = outcome_of(shop, 200, {}, json.dumps(document).encode(), sent_at)
+    assert type(outcome) is RefreshFailed
+    assert outcome.error_code == shown
+    assert outcome.reason == f"{shown or 'an unrecognised error code'} (HTTP 200): no"

@@ -36,7 +36,7 @@ from tokenrefresh.base.providers.load import NAME_SHAPE, parse_toml
 from tokenrefresh.base.providers.profile import Profile
 from tokenrefresh.base.scrub import register_secret
 from tokenrefresh.base.settings import ClientCredentials, Secret, Settings, validate_url
-from tokenrefresh.errors import ConfigError
+from tokenrefresh.errors import ConfigError, UsageError
 
 __all__ = [
     "CONFIG",
@@ -134,8 +134,6 @@ class Configuration:
 
     def app(self, name: str | None) -> App:
         """The app called `name`; without a name, the only one (a UsageError otherwise)."""
-        from tokenrefresh.errors import UsageError
-
         if name is None:
             if len(self.apps) == 1:
                 return next(iter(self.apps.values()))

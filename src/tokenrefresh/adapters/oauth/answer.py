@@ -172,10 +172,14 @@ def _at(fields: Mapping[str, Any], path: str) -> object:
 
 
 def _code(value: object, kind: str) -> str | None:
-    """A code of the kind the profile reads: non-empty text, or a whole JSON number."""
+    """A code of the kind the profile reads: non-empty text, or a whole number (as JSON
+    sends it, or as its digits in a string: a failure is never taken for a success)."""
     if kind == "text":
         return non_empty_str(value)
+    if isinstance(value, str) and _CODE_SHAPES["number"].fullmatch(value.strip()):
+        return str(int(value))  # a number sent as text ("105002") is the same code
     if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        # A code too large to be one is still an error (never a success), just not shown.
         return str(int(value)) if abs(value) < 10**12 else "unrecognised"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
