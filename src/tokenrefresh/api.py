@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 
 from tokenrefresh.adapters.context import Context
 from tokenrefresh.base import defaults
+from tokenrefresh.base.apps import App, Configuration, environment_configuration, load_configuration
 from tokenrefresh.base.closing import Closing
+from tokenrefresh.base.outcomes import TokenEndpoint
 from tokenrefresh.base.settings import (
     API_BASE_URL,
     CLIENT_KEY,
@@ -30,18 +32,13 @@ from tokenrefresh.base.settings import (
     Settings,
 )
 from tokenrefresh.errors import AccountNotFound, ConfigurationError, InvalidArgument
-from tokenrefresh.services.refresh.on_demand import (
-    DEFAULT_WAIT,
-    AccessToken,
-    LazyEndpoint,
-    OnDemand,
-)
+from tokenrefresh.services.refresh.apps import app_endpoints, key_app
+from tokenrefresh.services.refresh.on_demand import DEFAULT_WAIT, AccessToken, OnDemand
 from tokenrefresh.storage.engine import default_database_path, describe_url
 from tokenrefresh.storage.records import AccountView
 from tokenrefresh.storage.repository import Repository
 
 if TYPE_CHECKING:
-    from tokenrefresh.adapters.tiktok import TikTokClient
     from tokenrefresh.services.connections import Connected, Connections, Revoked
 
 __all__ = ["DEFAULT_MIN_VALID", "AccessToken", "TokenStore"]
@@ -87,7 +84,10 @@ class TokenStore(Closing):
             API_BASE_URL: api_base_url,
         }
         environ = {name: value for name, value in given.items() if value is not None}
-        self._open(Settings.from_env(environ), http_timeout, wait, pool_size)
+        # Explicit arguments configure one TikTok app, as the environment does without a
+        # file; `from_env` reads TOKENREFRESH_CONFIG (or the default file) as the CLI does.
+        configuration = environment_configuration(environ)
+        self._open(Settings.from_env(environ), configuration, http_timeout, wait, pool_size)
 
     @classmethod
     def from_env(
@@ -100,17 +100,24 @@ class TokenStore(Closing):
     ) -> TokenStore:
         """A store configured as the CLI is, from `environ` (default: os.environ)."""
         store = cls.__new__(cls)
-        store._open(Settings.from_env(environ), http_timeout, wait, pool_size)
+        configuration = load_configuration(environ)
+        store._open(Settings.from_env(environ), configuration, http_timeout, wait, pool_size)
         return store
 
     def _open(
-        self, settings: Settings, http_timeout: float, wait: timedelta, pool_size: int
+        self,
+        settings: Settings,
+        configuration: Configuration,
+        http_timeout: float,
+        wait: timedelta,
+        pool_size: int,
     ) -> None:
         if not 0 < http_timeout <= defaults.MAX_HTTP_TIMEOUT:
             raise InvalidArgument(
                 f"http_timeout must be more than 0 and at most {defaults.MAX_HTTP_TIMEOUT:.0f}s"
             )
         self._settings = settings
+        self._configuration = configuration
         self._http_timeout = http_timeout
         self._lock = threading.Lock()
         self._context = Context(settings, pool_size=pool_size)
@@ -124,7 +131,8 @@ class TokenStore(Closing):
             self._context.close()
             raise
         self._cipher = cipher
-        self._tokens = OnDemand(self._repository, cipher, LazyEndpoint(self._client), wait=wait)
+        endpoints = app_endpoints(configuration, self._client_for)
+        self._tokens = OnDemand(self._repository, cipher, endpoints, wait=wait)
         self._connections: Connections | None = None
         self._closed = False
 
@@ -135,9 +143,13 @@ class TokenStore(Closing):
         open_id: str | None = None,
         min_valid: timedelta = DEFAULT_MIN_VALID,
         scopes: Iterable[str] = (),
+        app: str | None = None,
+        user_id: str | None = None,
     ) -> AccessToken:
         """The account's access token, valid for at least `min_valid` from now: the stored
-        one, or the account refreshed now. Exactly one of `account_id` and `open_id`.
+        one, or the account refreshed now. Exactly one of `account_id`, `user_id` (the
+        user's id at the provider, within `app`) and `open_id` (TikTok's name for it).
+        Without `app`, a user id is of the only configured app, else of `tiktok`.
 
         `scopes` (e.g. {"video.publish"}): the scopes the caller needs. If the account's
         consent lacks one, ReconnectNeeded (`reason` "missing_scope", `missing_scopes`)
@@ -147,8 +159,17 @@ class TokenStore(Closing):
         TemporarilyUnavailable, ConfigurationError or InvalidArgument (all under
         TokenRefreshError).
         """
+        if open_id is not None and user_id is not None:
+            raise TypeError("give user_id or open_id (the same thing for TikTok), not both")
+        user = user_id if user_id is not None else open_id
+        if app is not None and account_id is not None:
+            raise TypeError("app names where a user id belongs: give it with user_id")
         return self._tokens.access_token(
-            account_id=account_id, open_id=open_id, min_valid=min_valid, scopes=scopes
+            account_id=account_id,
+            open_id=user,
+            min_valid=min_valid,
+            scopes=scopes,
+            app=key_app(self._configuration, app),
         )
 
     def account(self, *, account_id: int | None = None, open_id: str | None = None) -> AccountView:
@@ -192,9 +213,9 @@ class TokenStore(Closing):
     def __repr__(self) -> str:
         return f"TokenStore({describe_url(self._context.database_url)})"
 
-    def _client(self) -> TikTokClient:
+    def _client_for(self, app: App) -> TokenEndpoint:
         with self._lock:
-            return self._context.client(read_timeout=self._http_timeout)
+            return self._context.client_for(app, read_timeout=self._http_timeout)
 
     def _consent(self) -> Connections:
         from tokenrefresh.services.connections import Connections

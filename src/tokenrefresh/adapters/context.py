@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tokenrefresh.adapters.locks import AdvisoryLock, FileRunLock, RunLock
+from tokenrefresh.base.apps import ENVIRONMENT
 from tokenrefresh.base.closing import Closing
 from tokenrefresh.base.settings import Settings
 from tokenrefresh.errors import ConfigError
@@ -31,7 +32,10 @@ from tokenrefresh.storage.repository import Repository
 
 if TYPE_CHECKING:  # imported where used: `status` needs neither cryptography nor requests
     from tokenrefresh.adapters.crypto import TokenCipher
+    from tokenrefresh.adapters.oauth.client import ProviderClient
     from tokenrefresh.adapters.tiktok import TikTokClient
+    from tokenrefresh.base.apps import App
+    from tokenrefresh.base.outcomes import TokenEndpoint
 
 __all__ = ["Context", "lock_name"]
 
@@ -55,6 +59,7 @@ class Context(Closing):
         self.pool_size = pool_size
         self._engine: Engine | None = None
         self._client: TikTokClient | None = None
+        self._app_clients: dict[str, ProviderClient] = {}
 
     @cached_property
     def database_url(self) -> URL:
@@ -128,6 +133,22 @@ class Context(Closing):
             )
         return self._client
 
+    def client_for(self, app: App, *, read_timeout: float) -> TokenEndpoint:
+        """The client of one configured app: the environment's TikTok app is `client`;
+        every other app gets its profile's client, with its own credentials and base URL."""
+        if app.source == ENVIRONMENT:
+            return self.client(read_timeout=read_timeout)
+        if app.name not in self._app_clients:
+            from tokenrefresh.adapters.oauth.client import ProviderClient
+
+            self._app_clients[app.name] = ProviderClient(
+                app.profile,
+                credentials=app.credentials(),
+                base_url=app.base_url,
+                timeout=read_timeout,
+            )
+        return self._app_clients[app.name]
+
     def record_refusal(self, command: str, shard: Shard | None, error: ConfigError) -> None:
         """Record a run that a configuration error stopped (exit 3), so `status` shows it.
 
@@ -169,5 +190,7 @@ class Context(Closing):
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        for client in self._app_clients.values():
+            client.close()
         if self._engine is not None:
             self._engine.dispose()

@@ -41,11 +41,13 @@ from tokenrefresh.errors import ConfigError, UsageError
 __all__ = [
     "CONFIG",
     "DEFAULT_APP",
+    "ENVIRONMENT",
     "App",
     "Configuration",
     "config_path",
     "configured_profiles",
     "default_config_path",
+    "environment_configuration",
     "load_configuration",
     "providers_by_app",
 ]
@@ -67,6 +69,9 @@ APP_KEYS = (
 )
 
 
+ENVIRONMENT = "the environment"  # the source of the one app defined without a file
+
+
 @dataclass(frozen=True)
 class App:
     """One app: a provider's profile, the app's client id and where its secret is, and the
@@ -76,7 +81,7 @@ class App:
     profile: Profile
     client_id: str | None
     secret_source: str  # where the secret comes from, as errors name it
-    source: str  # "the environment", or "FILE: [apps.NAME]"
+    source: str  # ENVIRONMENT, or "FILE: [apps.NAME]"
     id_source: str = "client_id"  # where the client id comes from, as errors name it
     base_url: str | None = None
     window: timedelta | None = None
@@ -158,7 +163,7 @@ def load_configuration(environ: Mapping[str, str] | None = None) -> Configuratio
     """The apps of the configuration file, or the one app of the environment."""
     env = os.environ if environ is None else environ
     path = config_path(env)
-    return _from_environment(env) if path is None else _from_file(path)
+    return environment_configuration(env) if path is None else _from_file(path)
 
 
 def providers_by_app(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -186,7 +191,7 @@ def config_path(env: Mapping[str, str]) -> str | None:
     return str(default) if default.is_file() else None
 
 
-def _from_environment(env: Mapping[str, str]) -> Configuration:
+def environment_configuration(env: Mapping[str, str]) -> Configuration:
     """Today's one TikTok app, from TIKTOK_CLIENT_KEY, TIKTOK_CLIENT_SECRET(_FILE) and
     TIKTOK_API_BASE_URL (read and checked by Settings, as they always were)."""
     settings = Settings.from_env(env)
@@ -196,7 +201,7 @@ def _from_environment(env: Mapping[str, str]) -> Configuration:
         profile=profiles["tiktok"],
         client_id=settings.client_key,
         secret_source="TIKTOK_CLIENT_SECRET",  # noqa: S106 - a variable's name
-        source="the environment",
+        source=ENVIRONMENT,
         id_source="TIKTOK_CLIENT_KEY",
         base_url=settings.api_base_url,
         _secret=settings.client_secret,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
@@ -16,9 +14,18 @@ import typer
 from tokenrefresh.base import defaults
 from tokenrefresh.base.scrub import safe_text
 from tokenrefresh.base.settings import Settings
+from tokenrefresh.cli.account_support import (
+    confirm,
+    find,
+    named,
+    opened,
+    scopes_of,
+    with_providers,
+)
 from tokenrefresh.cli.input import read_code, read_lines
 from tokenrefresh.cli.options import (
     AccountArgument,
+    AppOption,
     AsJson,
     HttpTimeout,
     OpenIdOption,
@@ -32,7 +39,6 @@ from tokenrefresh.storage.records import AccountStatus
 
 if TYPE_CHECKING:
     from tokenrefresh.adapters.context import Context
-    from tokenrefresh.services.accounts import Accounts
     from tokenrefresh.services.connections import Connections
     from tokenrefresh.storage.records import AccountView
 
@@ -85,20 +91,23 @@ def accounts_import(
             "older than the stored one (this replaces a newer pair).",
         ),
     ] = False,
+    app: AppOption = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
-    """Import accounts from JSON Lines (TikTok token response shape); all or nothing."""
+    """Import an app's accounts from JSON Lines (its provider's token answers); all or nothing."""
     setup(quiet=quiet)
     from tokenrefresh.adapters.context import Context
+    from tokenrefresh.base.apps import load_configuration
     from tokenrefresh.render import renderer
     from tokenrefresh.services.accounts import Accounts
 
+    chosen = load_configuration().app(app)  # before reading: a wrong --app reads nothing
     lines = read_lines(file)
     with Context(Settings.from_env()) as context:
         repository = context.repository()
         cipher = context.cipher(verify_with=repository)
-        report = Accounts(repository).import_lines(lines, cipher, force=force)
+        report = Accounts(repository).import_lines(lines, cipher, force=force, app=chosen)
     if not quiet or as_json:
         renderer(as_json=as_json).imported(report)
 
@@ -130,10 +139,10 @@ def accounts_list(
     from tokenrefresh.base.clock import utcnow
     from tokenrefresh.render import renderer
 
-    lacking = _scopes(missing_scope, "--missing-scope")
-    with _opened() as (_, accounts):
+    lacking = scopes_of(missing_scope, "--missing-scope")
+    with opened() as (_, accounts):
         listed = accounts.list(status.value if status else None, lacking)
-    renderer(as_json=as_json).accounts(_with_providers(listed), utcnow())
+    renderer(as_json=as_json).accounts(with_providers(listed), utcnow())
 
 
 @accounts_app.command("show")
@@ -151,9 +160,9 @@ def accounts_show(
     from tokenrefresh.base.clock import utcnow
     from tokenrefresh.render import renderer
 
-    with _opened() as (_, accounts):
-        details = accounts.details(_find(accounts, account, open_id).id, attempts)
-    [shown] = _with_providers([details.account])
+    with opened() as (_, accounts):
+        details = accounts.details(find(accounts, account, open_id).id, attempts)
+    [shown] = with_providers([details.account])
     renderer(as_json=as_json).account_details(replace(details, account=shown), utcnow())
 
 
@@ -172,6 +181,7 @@ def accounts_token(
     ] = defaults.MIN_VALID,
     scope: ScopeOption = [],  # noqa: B006 - Typer's way of saying "none given"
     http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
+    app_name: AppOption = None,
 ) -> None:
     """Print the account's access token, and only it, for apps and scripts.
 
@@ -183,16 +193,29 @@ def accounts_token(
     account_id, open_id = account_key(account, open_id)
     if min_valid < timedelta(0):
         raise UsageError("--min-valid must not be negative")
-    scopes = _scopes(scope, "--scope")
+    scopes = scopes_of(scope, "--scope")
     from tokenrefresh.adapters.context import Context
-    from tokenrefresh.services.refresh.on_demand import LazyEndpoint, OnDemand
+    from tokenrefresh.base.apps import load_configuration
+    from tokenrefresh.services.refresh.apps import app_endpoints, key_app
+    from tokenrefresh.services.refresh.on_demand import OnDemand
 
+    if app_name is not None and account_id is not None:
+        raise UsageError("--app names where a user id belongs: give it with --open-id")
+    configuration = load_configuration()
+    if app_name is not None:
+        configuration.app(app_name)  # an app not configured: exit 2, naming the apps
     with Context(Settings.from_env(), pool_size=2) as context:
         repository = context.repository()
         cipher = context.cipher(verify_with=repository)
-        client = LazyEndpoint(lambda: context.client(read_timeout=http_timeout))
-        token = OnDemand(repository, cipher, client).access_token(
-            account_id=account_id, open_id=open_id, min_valid=min_valid, scopes=scopes
+        endpoints = app_endpoints(
+            configuration, lambda app: context.client_for(app, read_timeout=http_timeout)
+        )
+        token = OnDemand(repository, cipher, endpoints).access_token(
+            account_id=account_id,
+            open_id=open_id,
+            min_valid=min_valid,
+            scopes=scopes,
+            app=key_app(configuration, app_name),
         )
     sys.stdout.write(token.token + "\n")
 
@@ -231,7 +254,7 @@ def accounts_authorize_url(
         new_state,
     )
 
-    scopes = _scopes(scope, "--scope")
+    scopes = scopes_of(scope, "--scope")
     settings = Settings.from_env()
     credentials = settings.require_client_credentials()
     try:
@@ -313,13 +336,13 @@ def accounts_revoke(
     changes (exit 1).
     """
     setup()
-    with _opened() as (context, accounts):
-        found = _find(accounts, account, open_id)
+    with opened() as (context, accounts):
+        found = find(accounts, account, open_id)
         if found.status == AccountStatus.REVOKED:
             typer.echo(_already_revoked(found))
             return
-        question = f"Revoke account {_named(found)} at TikTok and erase its tokens?"
-        _confirm(yes, "revoking", question)
+        question = f"Revoke account {named(found)} at TikTok and erase its tokens?"
+        confirm(yes, "revoking", question)
         revoked = _connections(context, http_timeout).revoke(found)
     typer.echo(_revoked_line(revoked.account_id, found.open_id, revoked.at_tiktok))
 
@@ -341,28 +364,17 @@ def accounts_remove(
 ) -> None:
     """Remove an account and its tokens (its user must reconnect to come back)."""
     setup()
-    with _opened() as (context, accounts):
-        found = _find(accounts, account, open_id)
+    with opened() as (context, accounts):
+        found = find(accounts, account, open_id)
         what = "Revoke at TikTok and remove" if revoke else "Remove"
-        _confirm(yes, "removing", f"{what} account {_named(found)} and its tokens?")
+        confirm(yes, "removing", f"{what} account {named(found)} and its tokens?")
         if revoke and found.status == AccountStatus.REVOKED:
             typer.echo(_already_revoked(found))
         elif revoke:
             revoked = _connections(context, http_timeout).revoke(found)
             typer.echo(_revoked_line(revoked.account_id, found.open_id, revoked.at_tiktok))
         accounts.remove(found.id)
-    typer.echo(f"Removed account {_named(found)}.")
-
-
-@contextmanager
-def _opened() -> Iterator[tuple[Context, Accounts]]:
-    """The command's context (a small pool: no accounts command needs more than two
-    connections at once) and the accounts service over its database."""
-    from tokenrefresh.adapters.context import Context
-    from tokenrefresh.services.accounts import Accounts
-
-    with Context(Settings.from_env(), pool_size=2) as context:
-        yield context, Accounts(context.repository())
+    typer.echo(f"Removed account {named(found)}.")
 
 
 def _connections(context: Context, http_timeout: float) -> Connections:
@@ -375,36 +387,8 @@ def _connections(context: Context, http_timeout: float) -> Connections:
     return Connections(repository, cipher, client, OnDemand(repository, cipher, client))
 
 
-def _with_providers(accounts: list[AccountView]) -> list[AccountView]:
-    """The accounts with their app's provider, as the configuration names it (None for an
-    app the configuration no longer has)."""
-    from tokenrefresh.base.apps import providers_by_app
-
-    by_app = providers_by_app()
-    return [replace(account, provider=by_app.get(account.app)) for account in accounts]
-
-
-def _scopes(values: list[str], option: str) -> tuple[str, ...]:
-    """The scopes of a repeatable option, each value split at commas (TikTok joins scopes
-    with commas, so no scope holds one); exit 2 naming the option for a bad one."""
-    from tokenrefresh.base.scopes import check_scopes
-
-    try:
-        return check_scopes(values)
-    except ValueError as error:
-        raise UsageError(f"{option}: {error}") from None
-
-
-def _confirm(yes: bool, doing: str, question: str) -> None:
-    if yes:
-        return
-    if sys.stdin is None or not sys.stdin.isatty():
-        raise UsageError(f"{doing} an account needs --yes when not run interactively")
-    typer.confirm(question, abort=True)
-
-
 def _already_revoked(account: AccountView) -> str:
-    return f"Account {_named(account)} is already revoked: nothing was sent to TikTok."
+    return f"Account {named(account)} is already revoked: nothing was sent to TikTok."
 
 
 def _revoked_line(account_id: int, open_id: str, at_tiktok: bool) -> str:
@@ -428,17 +412,6 @@ def accounts_enable(account: AccountArgument = None, open_id: OpenIdOption = Non
 
 def _set_enabled(account: str | None, open_id: str | None, *, enabled: bool) -> None:
     setup()
-    with _opened() as (_, accounts):
-        changed = accounts.set_enabled(_find(accounts, account, open_id).id, enabled)
-    typer.echo(f"Account {_named(changed)} is {changed.status}.")
-
-
-def _find(accounts: Accounts, account: str | None, open_id: str | None) -> AccountView:
-    """The account an ACCOUNT argument or --open-id names (see `account_key`)."""
-    account_id, open_id = account_key(account, open_id)
-    return accounts.get(account_id, open_id)
-
-
-def _named(account: AccountView) -> str:
-    """`7 (abc123)`: an account as a terminal may show it (open_ids come from outside)."""
-    return f"{account.id} ({safe_text(account.open_id, 255)})"
+    with opened() as (_, accounts):
+        changed = accounts.set_enabled(find(accounts, account, open_id).id, enabled)
+    typer.echo(f"Account {named(changed)} is {changed.status}.")

@@ -30,6 +30,7 @@ __all__ = ["cleanup", "refresh", "status"]
 @app.command()
 @handles_errors
 def refresh(
+    context: typer.Context,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -45,8 +46,20 @@ def refresh(
         ),
     ] = None,
     window: Annotated[
-        timedelta, window_option("Refresh access tokens that expire within this time.")
+        timedelta,
+        window_option(
+            "Refresh access tokens that expire within this time. Unless given, each app's "
+            "own: its `window` in TOKENREFRESH_CONFIG, else its provider's (TikTok's below)."
+        ),
     ] = defaults.WINDOW,
+    app_name: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            metavar="NAME",
+            help="Refresh only this app's accounts (default: every configured app).",
+        ),
+    ] = None,
     concurrency: Annotated[
         int,
         typer.Option(
@@ -63,7 +76,7 @@ def refresh(
             min=0.01,
             envvar="TOKENREFRESH_RATE_LIMIT",
             metavar="R",
-            help="At most this many TikTok calls per second (default: no limit).",
+            help="At most this many calls per second to each app's provider (default: no limit).",
         ),
     ] = None,
     max_runtime: Annotated[
@@ -105,8 +118,10 @@ def refresh(
     from tokenrefresh.services.jobs import JobOptions, refresh_job
     from tokenrefresh.services.refresh.plan import RefreshOptions
 
+    source = context.get_parameter_source("window")  # given: on the command line or env
+    given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
     options = RefreshOptions(
-        window=window,
+        window=window if given else None,  # None: each app's own
         account_ids=tuple(account_id or ()),
         concurrency=concurrency,
         rate_limit=rate_limit,
@@ -116,7 +131,7 @@ def refresh(
         event_retention=event_retention,
     )
     job = JobOptions(dry_run, metrics_file, show_progress=not (quiet or as_json or dry_run))
-    report = refresh_job(options, job, http_timeout=http_timeout)
+    report = refresh_job(options, job, http_timeout=http_timeout, app=app_name)
     # A run that an error ended (TikTok rejected the app's credentials) says so on stderr;
     # with --json its document is printed too, as for every run that got past configuration.
     if as_json or report.error is None:
@@ -188,13 +203,21 @@ def status(
     """Accounts by status, tokens expiring soon or overdue, reconnects needed, last runs."""
     setup()
     from tokenrefresh.adapters.context import Context
+    from tokenrefresh.base.apps import load_configuration
     from tokenrefresh.base.clock import utcnow
     from tokenrefresh.base.settings import Settings
+    from tokenrefresh.errors import ConfigError
     from tokenrefresh.render import renderer
     from tokenrefresh.services.events.announce import delivery_configured
     from tokenrefresh.services.status import check_health, collect_status
 
     settings = Settings.from_env()
+    # A configuration that cannot be read is a finding of `status`, not a reason to fail it.
+    configured_apps, configuration_error = None, None
+    try:
+        configured_apps = tuple(load_configuration().apps)
+    except ConfigError as error:
+        configuration_error = error.message
     with Context(settings) as context:
         report = collect_status(
             context.repository(),
@@ -203,6 +226,8 @@ def status(
             limit,
             delivery_configured=delivery_configured(settings),
             keys_configured=bool(settings.encryption_keys),
+            configured_apps=configured_apps,
+            configuration_error=configuration_error,
         )
     if not check:
         renderer(as_json=as_json).status(report)

@@ -191,6 +191,15 @@ OpenIdOption = Annotated[
         help="The account by its open_id, always (even one of digits only).",
     ),
 ]
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        metavar="NAME",
+        help="The app (an [apps.NAME] of TOKENREFRESH_CONFIG); may be left out when only "
+        "one app is configured.",
+    ),
+]
 _NUMBER = re.compile(r"[0-9]+")
 
 

@@ -123,6 +123,8 @@ def _fresh_token(request: _Request) -> str | None:
         account_id = int(request.account)
     elif request.account is not None:
         open_id = request.account
+    if open_id is not None and _configuration_file():
+        return None  # which app a user id belongs to is the configuration's to say
     snapshot = read_token_state(path, account_id=account_id, open_id=open_id)
     if snapshot is None:
         return None
@@ -134,6 +136,15 @@ def _fresh_token(request: _Request) -> str | None:
         return None
     assert state.access_token_ciphertext is not None
     return cipher.decrypt(state.access_token_ciphertext)
+
+
+def _configuration_file() -> bool:
+    """Whether a configuration file may name the apps (`base/apps.py` reads it)."""
+    if os.environ.get("TOKENREFRESH_CONFIG"):
+        return True
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+    return (root / "tokenrefresh" / "config.toml").exists()
 
 
 def _sqlite_file(url: str | None) -> Path | None:

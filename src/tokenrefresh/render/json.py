@@ -186,6 +186,7 @@ def refresh_json(report: RunReport) -> dict[str, Any]:
                 }
                 for plan in report.planned
             ],
+            **_unconfigured(report),
         }
     return {
         "command": "refresh",
@@ -208,7 +209,16 @@ def refresh_json(report: RunReport) -> dict[str, Any]:
         ),
         "problems": [result_json(problem) for problem in report.problems],
         "problems_not_listed": report.problems_not_listed,
+        **_unconfigured(report),
     }
+
+
+def _unconfigured(report: RunReport) -> dict[str, Any]:
+    """`unconfigured_apps`, only when there are any: a run's document is otherwise what it
+    was before apps (scripts compare its keys)."""
+    if not report.unconfigured_apps:
+        return {}
+    return {"unconfigured_apps": dict(report.unconfigured_apps)}
 
 
 def status_json(report: StatusReport) -> dict[str, Any]:
@@ -228,6 +238,17 @@ def status_json(report: StatusReport) -> dict[str, Any]:
             "missing": stats.without_tokens,
         },
         "failing": stats.failing,
+        "apps": {
+            app: {
+                "accounts": count,
+                "configured": (
+                    None if report.configured_apps is None else app in report.configured_apps
+                ),
+            }
+            for app, count in report.apps.items()
+        },
+        "unconfigured_apps": dict(report.unconfigured_apps),
+        "configuration_error": outside(report.configuration_error),
         "keys_configured": report.keys_configured,
         "events": {
             "pending": report.events.pending,

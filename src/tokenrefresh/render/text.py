@@ -38,6 +38,7 @@ class TextRenderer(Terminal):
     def refresh(self, report: RunReport, *, quiet: bool) -> None:
         if report.dry_run:
             self._dry_run(report)
+            self._unconfigured(report)
             return
         if quiet and report.exit_code == 0:
             return
@@ -72,6 +73,15 @@ class TextRenderer(Terminal):
             self.line(
                 "Lost: TikTok rotated those tokens but the database did not store them; the next "
                 "run will show whether their users must reconnect. Check the database first."
+            )
+        self._unconfigured(report)
+
+    def _unconfigured(self, report: RunReport) -> None:
+        for app, count in report.unconfigured_apps.items():
+            self.line(
+                f"Not refreshed: {count} active account(s) of app {shown(app, TEXT_LIMIT)}, "
+                "which the configuration does not name (never refreshed or expired until it "
+                "does again)."
             )
 
     def _dry_run(self, report: RunReport) -> None:
@@ -200,6 +210,20 @@ class TextRenderer(Terminal):
             "Soonest refresh token expiry: "
             + (relative(stats.soonest_refresh_expiry, now) if stats.soonest_refresh_expiry else "-")
         )
+        if len(report.apps) > 1 or report.unconfigured_apps:
+            self.line(
+                "Accounts by app: "
+                + ", ".join(f"{shown(app, 64)} {count}" for app, count in report.apps.items())
+            )
+        for app, count in report.unconfigured_apps.items():
+            self.line(
+                f"Not refreshed: {count} active account(s) of app {shown(app, 64)}, which the "
+                "configuration does not name"
+            )
+        if report.configuration_error is not None:
+            self.line(
+                f"Configuration: cannot be read: {shown(report.configuration_error, TEXT_LIMIT)}"
+            )
         if not report.keys_configured:
             self.line(
                 "Keys: none configured (TOKENREFRESH_ENCRYPTION_KEYS): tokens cannot be read "

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 from tokenrefresh.adapters.crypto import TokenCipher, fingerprint
+from tokenrefresh.base import defaults
 from tokenrefresh.base.clock import Clock, utcnow
 from tokenrefresh.errors import AccountNotFound, UsageError
 from tokenrefresh.services.importer import parse_accounts
@@ -20,6 +22,9 @@ from tokenrefresh.storage.records import (
 )
 from tokenrefresh.storage.repository import Repository
 
+if TYPE_CHECKING:
+    from tokenrefresh.base.apps import App
+
 __all__ = ["AccountDetails", "Accounts", "ImportReport"]
 
 
@@ -28,6 +33,7 @@ class ImportReport:
     created: int
     updated: int
     unchanged: int = 0
+    app: str = defaults.APP  # the app the accounts were imported into
 
 
 @dataclass(frozen=True)
@@ -44,14 +50,22 @@ class Accounts:
         self._clock = clock
 
     def import_lines(
-        self, lines: Iterable[str], cipher: TokenCipher, *, force: bool = False
+        self,
+        lines: Iterable[str],
+        cipher: TokenCipher,
+        *,
+        force: bool = False,
+        app: App | None = None,
     ) -> ImportReport:
-        """Parse every line first, then upsert all of them in one transaction.
+        """Parse every line first, then upsert all of them into `app` in one transaction.
 
-        Lines that would put back a spent refresh token, or a pair older than the stored
-        one, make the whole import fail (exit 2) unless `force`.
+        Each line is in the shape of the app's provider's token answer; without an app, the
+        `tiktok` app of a configuration without a file. Lines that would put back a spent
+        refresh token, or a pair older than the stored one, make the whole import fail
+        (exit 2) unless `force`.
         """
-        parsed = parse_accounts(lines, self._clock())
+        parsed = parse_accounts(lines, self._clock(), app.profile if app else None)
+        name = app.name if app else defaults.APP
         counts = self._repository.import_accounts(
             [
                 NewAccount(
@@ -63,9 +77,10 @@ class Accounts:
                 for account in parsed
             ],
             force=force,
+            app=name,
         )
         return ImportReport(
-            created=counts.created, updated=counts.updated, unchanged=counts.unchanged
+            created=counts.created, updated=counts.updated, unchanged=counts.unchanged, app=name
         )
 
     def list(

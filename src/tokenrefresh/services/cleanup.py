@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -58,9 +58,17 @@ class CleanupReport:
 class Cleanup:
     """The `cleanup` service: `preview` counts what `run` would change."""
 
-    def __init__(self, repository: Repository, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        clock: Clock = utcnow,
+        *,
+        apps: Collection[str] | None = None,
+    ) -> None:
+        """`apps`: the configured apps; an account of any other is never expired here."""
         self._repository = repository
         self._clock = clock
+        self._apps = apps
 
     def preview(
         self, retention: timedelta, event_retention: timedelta = defaults.EVENT_RETENTION
@@ -95,7 +103,7 @@ class Cleanup:
             if on_started is not None:
                 on_started()
             try:
-                report.expired_count = repository.expire_past_refresh_expiry(now)
+                report.expired_count = repository.expire_past_refresh_expiry(now, self._apps)
                 report.tokens_erased = repository.erase_dead_tokens(now)
                 report.attempts_pruned, report.runs_pruned = repository.prune_history(
                     now - retention
@@ -125,5 +133,5 @@ class Cleanup:
         report = CleanupReport(
             dry_run=dry_run, started_at=now, retention=retention, event_retention=event_retention
         )
-        report.expired = self._repository.past_refresh_expiry(now, MAX_LISTED)
+        report.expired = self._repository.past_refresh_expiry(now, MAX_LISTED, self._apps)
         return report

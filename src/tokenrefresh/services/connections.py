@@ -15,6 +15,7 @@ from datetime import timedelta
 from tokenrefresh.adapters.crypto import TokenCipher, fingerprint
 from tokenrefresh.adapters.tiktok.code_answer import checked_open_id
 from tokenrefresh.adapters.tiktok.consent import check_code, check_code_verifier, check_redirect_uri
+from tokenrefresh.base import defaults
 from tokenrefresh.base.clock import Clock, utcnow
 from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
@@ -157,6 +158,13 @@ class Connections:
         If TikTok cannot be reached, nothing changes (TemporarilyUnavailable): an account
         marked revoked whose tokens still work at TikTok would be the worse mistake.
         """
+        if account.app != defaults.APP:
+            # Its token must never be presented to TikTok; revoking at its own provider
+            # is not built yet (`accounts remove` forgets it here).
+            raise InvalidArgument(
+                f"account {account.id} belongs to app {account.app!r}: revoke works for "
+                f"{defaults.APP!r} accounts only so far; nothing was changed"
+            )
         at_tiktok = False
         try:
             token = self.tokens.access_token(account_id=account.id, min_valid=REVOKE_MIN_VALID)

@@ -7,6 +7,7 @@ The CLI hands over options and gets a report back; nothing here prints.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -19,15 +20,23 @@ from typing import TYPE_CHECKING
 
 from tokenrefresh.adapters.context import Context
 from tokenrefresh.base import defaults
+from tokenrefresh.base.apps import ENVIRONMENT, App, load_configuration
 from tokenrefresh.base.clock import utcnow
 from tokenrefresh.base.settings import Settings
 from tokenrefresh.errors import ConfigError, LockHeld, TokenRefreshError
 from tokenrefresh.services.cleanup import Cleanup, CleanupReport
 from tokenrefresh.services.events.announce import deliver_pending, notice_expiring
+from tokenrefresh.services.refresh.apps import (
+    AppPlan,
+    app_names,
+    app_plans,
+    chosen_apps,
+    unconfigured_apps,
+)
 from tokenrefresh.services.refresh.observers import ProgressBar, RunObserver, StartHook
-from tokenrefresh.services.refresh.plan import Plan, RefreshOptions
+from tokenrefresh.services.refresh.plan import RefreshOptions
 from tokenrefresh.services.refresh.report import RunReport
-from tokenrefresh.services.refresh.run import Refresher
+from tokenrefresh.services.refresh.run import AppRun, Refresher
 from tokenrefresh.storage.history import counts_as_success
 from tokenrefresh.storage.records import Shard
 from tokenrefresh.storage.repository import Repository
@@ -36,6 +45,8 @@ if TYPE_CHECKING:
     from tokenrefresh.services.monitoring import Monitoring
 
 __all__ = ["MAX_RUN_CONNECTIONS", "JobOptions", "cleanup_job", "refresh_job", "run_pool_size"]
+
+log = logging.getLogger("tokenrefresh.refresh")
 
 
 @dataclass(frozen=True)
@@ -59,30 +70,53 @@ def run_pool_size(concurrency: int) -> int:
     return min(concurrency + 2, MAX_RUN_CONNECTIONS)
 
 
-def refresh_job(options: RefreshOptions, job: JobOptions, *, http_timeout: float) -> RunReport:
-    """`tokenrefresh refresh`: the dry run, or the run with its lock, signals and pings."""
+def refresh_job(
+    options: RefreshOptions, job: JobOptions, *, http_timeout: float, app: str | None = None
+) -> RunReport:
+    """`tokenrefresh refresh`: the dry run, or the run with its lock, signals and pings;
+    over every configured app, or the one named `app`."""
     settings = _settings("refresh", options.shard, job.dry_run)
-    monitoring = _monitoring("refresh", settings, job, options.window)
+    monitoring = _monitoring("refresh", settings, job, options.window or defaults.WINDOW)
     with (
         Context(settings, pool_size=run_pool_size(options.concurrency)) as context,
         _refusal_recorded(context, "refresh", options.shard, job.dry_run),
     ):
+        configuration = load_configuration()
+        apps = chosen_apps(configuration, app)
         repository = context.repository()
         cipher = context.cipher(verify_with=repository)
         # A dry run checks that the credentials are there, but never needs the HTTP stack.
-        settings.require_client_credentials()
-        plan = Plan(repository, options)
+        _require_credentials(settings, apps)
+        plans = app_plans(repository, options, configuration, apps)
+        unconfigured = unconfigured_apps(repository, configuration) if app is None else {}
+        for name, count in unconfigured.items():
+            log.warning(
+                "%d active account(s) of app %r are not refreshed: the configuration does "
+                "not name that app",
+                count,
+                name,
+            )
         if job.dry_run:
-            return plan.dry_run()
-        client = context.client(read_timeout=http_timeout)
+            report = _dry_run(plans)
+            report.unconfigured_apps = unconfigured
+            return report
+        parts = [
+            AppRun(
+                each.plan,
+                context.client_for(each.app, read_timeout=http_timeout),
+                app_names(each.app),
+            )
+            for each in plans
+        ]
         # On PostgreSQL a run for named accounts needs no run lock: its leases keep it apart
         # from a cron run over the same accounts, which it must not wait for.
-        needs_lock = not (plan.explicit and context.holds_row_locks)
+        needs_lock = not (options.account_ids and context.holds_row_locks)
         lock = context.run_lock("refresh", options.shard) if needs_lock else None
         observer = _observer(monitoring, show_progress=job.show_progress)
-        refresher = Refresher(repository, cipher, client, lock, observer=observer)
+        refresher = Refresher(repository, cipher, None, lock, observer=observer)
         with _graceful_stop(refresher, monitoring), _reported(monitoring, repository) as reported:
-            report = refresher.run(plan)
+            report = refresher.run(parts)
+            report.unconfigured_apps = unconfigured
             reported(report.exit_code, report.summary, _counts_as_success(report))
         if report.run_id is not None:  # the run took place: announce what changed
             notice_expiring(repository, options.warn_before, options.shard)
@@ -100,7 +134,7 @@ def cleanup_job(
     settings = _settings("cleanup", None, job.dry_run)
     monitoring = _monitoring("cleanup", settings, job, retention)
     with Context(settings) as context, _refusal_recorded(context, "cleanup", None, job.dry_run):
-        cleanup = Cleanup(context.repository())
+        cleanup = Cleanup(context.repository(), apps=tuple(load_configuration().apps))
         if job.dry_run:
             return cleanup.preview(retention, event_retention)
         with _reported(monitoring, context.repository()) as reported:
@@ -113,6 +147,27 @@ def cleanup_job(
             reported(0, report.summary, None)
         deliver_pending(settings, context.repository(), retention=event_retention)
         return report
+
+
+def _require_credentials(settings: Settings, apps: list[App]) -> None:
+    """Every app's credentials are there (ConfigError naming what is missing, and where)."""
+    for app in apps:
+        if app.source == ENVIRONMENT:
+            settings.require_client_credentials()
+        else:
+            app.credentials()
+
+
+def _dry_run(plans: list[AppPlan]) -> RunReport:
+    """What a run would refresh: every app's plan, most urgent first."""
+    reports = [each.plan.dry_run() for each in plans]
+    if len(reports) == 1:
+        return reports[0]
+    report = reports[0] if reports else RunReport(dry_run=True, started_at=utcnow())
+    for other in reports[1:]:
+        report.planned.extend(other.planned)
+    report.planned.sort(key=lambda planned: (planned.access_expires_at, planned.account_id))
+    return report
 
 
 def _counts_as_success(report: RunReport) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,6 +36,12 @@ class StatusReport:
     delivery_configured: bool = False
     # False: no TOKENREFRESH_ENCRYPTION_KEYS, so no stored token can be read or refreshed.
     keys_configured: bool = True
+    # Accounts by app, and which apps the configuration names (None: it could not be read,
+    # `configuration_error` says why).
+    apps: dict[str, int] = field(default_factory=dict)
+    configured_apps: tuple[str, ...] | None = None
+    unconfigured_apps: dict[str, int] = field(default_factory=dict)  # their active accounts
+    configuration_error: str | None = None
 
 
 # Events pending longer than this, with somewhere to deliver them, are worth a warning.
@@ -49,8 +56,13 @@ def collect_status(
     *,
     delivery_configured: bool = False,
     keys_configured: bool = True,
+    configured_apps: Collection[str] | None = None,
+    configuration_error: str | None = None,
 ) -> StatusReport:
+    """`configured_apps`: the apps the configuration names (None: not known); the active
+    accounts of any other app are not refreshed, and are named."""
     stats = repository.stats(now, window)
+    active = repository.accounts_by_app(active_only=True) if configured_apps is not None else {}
     return StatusReport(
         generated_at=now,
         window=window,
@@ -68,6 +80,14 @@ def collect_status(
         events=repository.outbox_stats(),
         delivery_configured=delivery_configured,
         keys_configured=keys_configured,
+        apps=repository.accounts_by_app(),
+        configured_apps=None if configured_apps is None else tuple(sorted(configured_apps)),
+        unconfigured_apps={
+            app: count
+            for app, count in active.items()
+            if configured_apps is not None and app not in configured_apps
+        },
+        configuration_error=configuration_error,
     )
 
 
@@ -129,6 +149,21 @@ def check_health(report: StatusReport, max_age: timedelta) -> HealthCheck:
             HealthProblem(
                 Severity.CRITICAL,
                 f"{report.stats.overdue} active account(s) have an expired access token",
+            )
+        )
+    if report.configuration_error is not None:
+        problems.append(
+            HealthProblem(
+                Severity.CRITICAL,
+                f"the configuration cannot be read: {report.configuration_error}",
+            )
+        )
+    for app, count in report.unconfigured_apps.items():
+        problems.append(
+            HealthProblem(
+                Severity.WARNING,
+                f"{count} active account(s) of app {app!r} are not refreshed: the "
+                "configuration does not name that app",
             )
         )
     if report.reconnect_count:

@@ -39,7 +39,7 @@ _TOKEN_STATE_COLUMNS = (
 # as much as the round trip.
 _TOKEN_STATE_BY_ID = select(*_TOKEN_STATE_COLUMNS).where(Account.id == bindparam("b_id"))
 _TOKEN_STATE_BY_OPEN_ID = select(*_TOKEN_STATE_COLUMNS).where(
-    Account.open_id == bindparam("b_open_id")
+    Account.app == bindparam("b_app"), Account.open_id == bindparam("b_open_id")
 )
 
 _PROBE_TEXT = "tokenrefresh write probe"  # written in place of the ciphertexts, never committed
@@ -224,20 +224,22 @@ class AccountQueries(Database):
         row = self.row(query)
         return account_view(row) if row is not None else None
 
-    def find_account(self, open_id: str) -> AccountView | None:
-        query = select(*ACCOUNT_VIEW_COLUMNS).where(Account.open_id == open_id)
+    def find_account(self, open_id: str, app: str = defaults.APP) -> AccountView | None:
+        """The account of user `open_id` within `app` (a user id is unique only there)."""
+        query = select(*ACCOUNT_VIEW_COLUMNS).where(Account.app == app, Account.open_id == open_id)
         row = self.row(query)
         return account_view(row) if row is not None else None
 
     def token_state(
-        self, account_id: int | None = None, open_id: str | None = None
+        self, account_id: int | None = None, open_id: str | None = None, app: str = defaults.APP
     ) -> TokenState | None:
-        """One account's token state by id or open_id (the primary key or a unique index)."""
+        """One account's token state by id, or by user id within its app (the primary key
+        or a unique index)."""
         parameters: dict[str, int | str | None]
         if open_id is None:
             query, parameters = _TOKEN_STATE_BY_ID, {"b_id": account_id}
         else:
-            query, parameters = _TOKEN_STATE_BY_OPEN_ID, {"b_open_id": open_id}
+            query, parameters = _TOKEN_STATE_BY_OPEN_ID, {"b_app": app, "b_open_id": open_id}
         row = self.read(lambda c: c.execute(query, parameters).one_or_none())
         return TokenState(**row._mapping) if row is not None else None
 

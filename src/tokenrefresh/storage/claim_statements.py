@@ -124,7 +124,7 @@ RECORD_FAILURE = (
 RELEASE = update(Account).where(Account.id == bindparam("b_id"), _LEASE_IS_OURS).values(**_NO_LEASE)
 INSERT_ATTEMPT = insert(Attempt)
 _SPENT_INSERTS: dict[str, Executable] = {}
-_CLAIMS: dict[tuple[str, bool, bool, bool], Executable] = {}
+_CLAIMS: dict[tuple[str | bool, ...], Executable] = {}
 
 
 def spent_insert(dialect: str) -> Executable:
@@ -152,31 +152,43 @@ def spent_insert(dialect: str) -> Executable:
     return _SPENT_INSERTS[dialect]
 
 
-def claim_statement(due: bool, sharded: bool, skip_locked: bool) -> Executable:
+def claim_statement(due: Due | None, skip_locked: bool) -> Executable:
     """Take the lease of one account if it is free (and, with `due`, still due): an UPDATE
     returning the claim columns, or nothing. PostgreSQL picks the row `FOR UPDATE SKIP
     LOCKED` in a CTE first, so a claimer never waits for another's short transaction."""
-    key = ("claim", due, sharded, skip_locked)
+    key = ("claim", *_due_shape(due), skip_locked)
     if key not in _CLAIMS:
         free = or_(Account.lease_expires_at.is_(None), Account.lease_expires_at <= _NOW)
-        _CLAIMS[key] = _leasing(_claim_conditions(due, sharded, free), skip_locked)
+        _CLAIMS[key] = _leasing(_claim_conditions(due, free), skip_locked)
     return _CLAIMS[key]
 
 
-def takeover_statement(due: bool, sharded: bool, skip_locked: bool) -> Executable:
+def takeover_statement(due: Due | None, skip_locked: bool) -> Executable:
     """Take over a lease whose holder is known to be gone (compare-and-set on the holder)."""
-    key = ("takeover", due, sharded, skip_locked)
+    key = ("takeover", *_due_shape(due), skip_locked)
     if key not in _CLAIMS:
         stale = Account.lease_owner == bindparam("b_stale")
-        _CLAIMS[key] = _leasing(_claim_conditions(due, sharded, stale), skip_locked)
+        _CLAIMS[key] = _leasing(_claim_conditions(due, stale), skip_locked)
     return _CLAIMS[key]
 
 
-def _claim_conditions(due: bool, sharded: bool, lease: Any) -> list[Any]:
+def _due_shape(due: Due | None) -> tuple[bool, bool, bool, bool]:
+    """Which parts of the due rule a claim re-checks (each shape one statement)."""
+    if due is None:
+        return (False, False, False, False)
+    return (True, due.shard is not None, due.app is not None, due.issued_before is not None)
+
+
+def _claim_conditions(due: Due | None, lease: Any) -> list[Any]:
     conditions: list[Any] = [Account.id == bindparam("b_id"), lease]
-    if due:
-        now = bindparam("b_due_now", type_=UTCDateTime())
-        conditions += due_conditions(now, bindparam("b_horizon", type_=UTCDateTime()))
+    _, sharded, by_app, aged = _due_shape(due)
+    if due is not None:
+        conditions += due_conditions(
+            bindparam("b_due_now", type_=UTCDateTime()),
+            bindparam("b_horizon", type_=UTCDateTime()),
+            app=bindparam("b_app") if by_app else None,
+            issued_before=bindparam("b_issued_before", type_=UTCDateTime()) if aged else None,
+        )
     if sharded:
         conditions.append(shard_condition(bindparam("b_shard_count"), bindparam("b_shard_index")))
     return conditions
@@ -199,4 +211,8 @@ def due_parameters(due: Due) -> dict[str, Any]:
     parameters: dict[str, Any] = {"b_horizon": due.horizon, "b_due_now": due.now}
     if due.shard is not None:
         parameters.update(b_shard_count=due.shard.count, b_shard_index=due.shard.index)
+    if due.app is not None:
+        parameters["b_app"] = due.app
+    if due.issued_before is not None:
+        parameters["b_issued_before"] = due.issued_before
     return parameters

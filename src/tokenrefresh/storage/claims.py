@@ -61,8 +61,7 @@ from tokenrefresh.storage.records import (
 from tokenrefresh.storage.sql import (
     CANDIDATE_COLUMNS,
     claimed_account,
-    due_conditions,
-    shard_conditions,
+    due_where,
     stored_text,
 )
 
@@ -95,7 +94,7 @@ class ClaimQueries(Database):
 
     def due_batches(self, due: Due, batch_size: int) -> Iterator[list[Candidate]]:
         """Due accounts, most urgent first, a batch at a time (keyset pagination)."""
-        conditions = [*due_conditions(due.now, due.horizon), *shard_conditions(due.shard)]
+        conditions = due_where(due)
         after: tuple[datetime, int] | None = None
         while True:
             query = (
@@ -124,7 +123,7 @@ class ClaimQueries(Database):
         return [rows[account_id] for account_id in account_ids if account_id in rows]
 
     def count_due(self, due: Due) -> int:
-        conditions = [*due_conditions(due.now, due.horizon), *shard_conditions(due.shard)]
+        conditions = due_where(due)
         return int(self.scalar(select(func.count()).select_from(Account).where(*conditions)))
 
     @contextmanager
@@ -177,9 +176,7 @@ class ClaimQueries(Database):
             "b_until": now + lease,
             **(due_parameters(due) if due is not None else {}),
         }
-        statement = claim_statement(
-            due is not None, due is not None and due.shard is not None, self.holds_row_locks
-        )
+        statement = claim_statement(due, self.holds_row_locks)
         row = self.single_write(lambda c: c.execute(statement, parameters).one_or_none())
         if row is not None:
             return row
@@ -188,9 +185,7 @@ class ClaimQueries(Database):
             return None
         log.info("account %s: taking over the lease of %s, which is gone", account_id, stale)
         parameters["b_stale"] = stale
-        takeover = takeover_statement(
-            due is not None, due is not None and due.shard is not None, self.holds_row_locks
-        )
+        takeover = takeover_statement(due, self.holds_row_locks)
         return self.single_write(lambda c: c.execute(takeover, parameters).one_or_none())
 
 

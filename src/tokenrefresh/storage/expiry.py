@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, func, or_, select, update
 
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Account
@@ -24,23 +25,26 @@ __all__ = ["ExpiryQueries"]
 class ExpiryQueries(Database):
     """Marking accounts past their refresh token's expiry, and erasing dead tokens."""
 
-    def past_refresh_expiry(self, now: datetime, limit: int) -> list[AccountView]:
-        """Accounts not yet marked expired whose refresh token has run out."""
+    def past_refresh_expiry(
+        self, now: datetime, limit: int, apps: Collection[str] | None = None
+    ) -> list[AccountView]:
+        """Accounts not yet marked expired whose refresh token has run out (of `apps`
+        only, if given: an app no longer configured is left as it is)."""
         query = (
             select(*ACCOUNT_VIEW_COLUMNS)
-            .where(*past_expiry_conditions(now))
+            .where(*past_expiry_conditions(now), *_of_apps(apps))
             .order_by(Account.id)
             .limit(limit)
         )
         return [account_view(row) for row in self.rows(query)]
 
-    def expire_past_refresh_expiry(self, now: datetime) -> int:
+    def expire_past_refresh_expiry(self, now: datetime, apps: Collection[str] | None = None) -> int:
         reason = "the refresh token passed its expiry; the user must reconnect"
 
         def write(connection: Connection) -> int:
             expired = connection.execute(
                 update(Account)
-                .where(*past_expiry_conditions(now))
+                .where(*past_expiry_conditions(now), *_of_apps(apps))
                 .values(status=AccountStatus.EXPIRED.value, last_error=reason, updated_at=now)
                 .returning(Account.id)
             ).all()
@@ -77,3 +81,7 @@ class ExpiryQueries(Database):
             return int(result.rowcount)
 
         return self.transaction(write)
+
+
+def _of_apps(apps: Collection[str] | None) -> list[ColumnElement[bool]]:
+    return [] if apps is None else [Account.app.in_(list(apps))]

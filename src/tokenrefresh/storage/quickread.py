@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import quote
 
+from tokenrefresh.base import defaults
 from tokenrefresh.storage.records import TokenState
 from tokenrefresh.storage.shape import (
     COLUMNS_PRESENT,
@@ -49,7 +50,9 @@ class Snapshot:
     state: TokenState
 
 
-def read_token_state(path: Path, *, account_id: int | None, open_id: str | None) -> Snapshot | None:
+def read_token_state(
+    path: Path, *, account_id: int | None, open_id: str | None, app: str = defaults.APP
+) -> Snapshot | None:
     """The account's token state in the SQLite file at `path` (which must exist: it is
     opened read-write only so that a WAL database can be read, never created)."""
     try:
@@ -63,7 +66,7 @@ def read_token_state(path: Path, *, account_id: int | None, open_id: str | None)
         return None
     try:
         connection.execute("BEGIN")  # one snapshot for every read below
-        return _read(connection, account_id, open_id)
+        return _read(connection, account_id, open_id, app)
     except sqlite3.Error:
         return None
     finally:
@@ -71,7 +74,7 @@ def read_token_state(path: Path, *, account_id: int | None, open_id: str | None)
 
 
 def _read(
-    connection: sqlite3.Connection, account_id: int | None, open_id: str | None
+    connection: sqlite3.Connection, account_id: int | None, open_id: str | None, app: str
 ) -> Snapshot | None:
     if connection.execute("SELECT version_num FROM alembic_version").fetchall() != [
         (HEAD_REVISION,)
@@ -87,7 +90,7 @@ def _read(
     if open_id is None:
         cursor = connection.execute(_STATE_QUERY + "id = ?", (account_id,))
     else:
-        cursor = connection.execute(_STATE_QUERY + "open_id = ?", (open_id,))
+        cursor = connection.execute(_STATE_QUERY + "app = ? AND open_id = ?", (app, open_id))
     row = cursor.fetchone()
     if row is None:
         return None

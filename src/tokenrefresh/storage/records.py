@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from tokenrefresh.base import defaults
+
 __all__ = [
     "AccountLine",
     "AccountStatus",
@@ -54,6 +56,11 @@ class Due:
     now: datetime
     horizon: datetime
     shard: Shard | None = None
+    # The app whose accounts these are (None: every app, for callers that present each
+    # account to its own app's endpoint), and, for a provider that refreshes only tokens of a
+    # minimum age (Instagram: 24 h), the latest issue time a due token may have.
+    app: str | None = None
+    issued_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class Candidate:
     label: str | None
     status: str
     access_expires_at: datetime
+    app: str
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ class ClaimedAccount:
     token_generation: int
     access_token_ciphertext: str | None = field(repr=False)
     refresh_token_ciphertext: str | None = field(repr=False)
+    app: str = defaults.APP
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,7 @@ class TokenState:
     # stored pair came from that refresh (an import or connect sets only the first).
     tokens_issued_at: datetime | None = None
     last_refreshed_at: datetime | None = None
+    app: str = defaults.APP
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from tokenrefresh.storage.records import (
     AttemptView,
     Candidate,
     ClaimedAccount,
+    Due,
     RunView,
     Shard,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "claimed_account",
     "dead_token_conditions",
     "due_conditions",
+    "due_where",
     "has_tokens",
     "past_expiry_conditions",
     "prunable_run_conditions",
@@ -51,22 +53,41 @@ IS_ACTIVE = Account.status == literal_column("'active'")
 IS_FAILING = Account.consecutive_failures > literal_column("0")
 
 
+Value = Any  # a value, or a bound parameter in a statement built once
+
+
 def due_conditions(
-    now: datetime | ColumnElement[datetime], horizon: datetime | ColumnElement[datetime]
+    now: Value, horizon: Value, *, app: Value = None, issued_before: Value = None
 ) -> list[ColumnElement[bool]]:
     """The due rule, the one place it is written: active, the access token expiring by
     `horizon`, the refresh token valid at `now`, the next attempt's time come, a refresh
-    token stored, and not refreshed since `now` (by this run or another).
+    token stored, and not refreshed since `now` (by this run or another); with `app`, of
+    that app only; with `issued_before`, its tokens issued by then (a minimum age).
 
-    `now` and `horizon` are values, or bound parameters in a statement built once.
+    Each is a value, or a bound parameter in a statement built once.
     """
-    return [
+    conditions = [
         IS_ACTIVE,
         Account.access_expires_at <= horizon,
         Account.refresh_expires_at > now,
         Account.next_attempt_at <= now,
         Account.refresh_token_ciphertext.is_not(None),
         or_(Account.last_refreshed_at.is_(None), Account.last_refreshed_at < now),
+    ]
+    if app is not None:
+        conditions.append(Account.app == app)
+    if issued_before is not None:
+        conditions.append(
+            or_(Account.tokens_issued_at.is_(None), Account.tokens_issued_at <= issued_before)
+        )
+    return conditions
+
+
+def due_where(due: Due) -> list[ColumnElement[bool]]:
+    """The due rule for this Due, its shard included, as plain values."""
+    return [
+        *due_conditions(due.now, due.horizon, app=due.app, issued_before=due.issued_before),
+        *shard_conditions(due.shard),
     ]
 
 

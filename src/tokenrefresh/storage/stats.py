@@ -92,3 +92,14 @@ class StatsQueries(Database):
             .limit(limit)
         )
         return [account_view(row) for row in self.rows(query)]
+
+    def accounts_by_app(self, *, active_only: bool = False) -> dict[str, int]:
+        """How many accounts each app holds (only the active ones, with `active_only`)."""
+        query = (
+            select(Account.app, func.count().label("accounts"))
+            .group_by(Account.app)
+            .order_by(Account.app)
+        )
+        if active_only:
+            query = query.where(IS_ACTIVE)
+        return {row.app: int(row.accounts) for row in self.rows(query)}

@@ -39,6 +39,8 @@ from tokenrefresh.base.outcomes import (
     UserTokenRejected,
 )
 from tokenrefresh.base.providers import Profile
+from tokenrefresh.base.providers.lifetimes import stated_expiry
+from tokenrefresh.base.providers.profile import ExpiryUnit
 from tokenrefresh.base.scrub import MASK, safe_text, scrub
 
 __all__ = [
@@ -254,7 +256,7 @@ def _grant(
 def _expiry(
     data: Mapping[str, Any],
     name: str,
-    unit: str,
+    unit: ExpiryUnit,
     ceiling: timedelta,
     sent_at: datetime,
     notes: list[str],
@@ -262,18 +264,17 @@ def _expiry(
     when_unusable: str,
 ) -> datetime | None:
     """sent_at plus the field's lifetime (seconds, or an absolute timestamp less sent_at),
-    clamped to `ceiling`; None if it is missing or unusable, with a note saying so."""
-    seconds = _positive_seconds(data.get(name)) if name else None
-    if seconds is not None and unit == "timestamp":
-        seconds = seconds - Decimal(sent_at.timestamp())
-        seconds = seconds if seconds > 0 else None
-    if seconds is None:
+    clamped to `ceiling` (`stated_expiry`, which imports share); None if it is missing or
+    unusable, with a note saying so."""
+    value = _positive_seconds(data.get(name)) if name else None
+    expiry = stated_expiry(value, unit, ceiling, sent_at) if value is not None else None
+    if expiry is None:
         notes.append(f"{name or 'the expiry'} missing or unusable: {when_unusable}")
         return None
-    if seconds > Decimal(ceiling.total_seconds()):
+    expires_at, cut = expiry
+    if cut:
         notes.append(f"{name} clamped to {_ceiling_text(ceiling)}")
-        return sent_at + ceiling
-    return sent_at + timedelta(seconds=float(seconds))
+    return expires_at
 
 
 def _ceiling_text(ceiling: timedelta) -> str:

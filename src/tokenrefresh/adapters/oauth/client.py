@@ -5,6 +5,7 @@ what the bytes mean is `answer.py`'s."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from tokenrefresh.adapters.oauth.answer import (
@@ -82,7 +83,16 @@ class ProviderClient:
         so) once; a grant, or one of the three outcome exceptions."""
         secrets = self._secrets(token)
         request = refresh_request(self.profile, self._credentials, token, self._refresh_url)
-        return interpret_answer(self.call(request, secrets, ROTATED), self.profile, secrets)
+        grant = interpret_answer(self.call(request, secrets, ROTATED), self.profile, secrets)
+        if self.profile.refresh.presents == "access_token" and grant.access_token:
+            # The new access token is also what the next refresh presents: it goes in the
+            # refresh-token slot too, with its expiry (see `accounts import`).
+            return replace(
+                grant,
+                refresh_token=grant.access_token,
+                refresh_expires_at=grant.access_expires_at,
+            )
+        return grant
 
     def revoke(self, token: str) -> None:
         """Revoke `token` (RFC 7009); returns only when the provider said so."""

@@ -8,6 +8,7 @@ before anything else happens with it, and a grant that cannot be stored is LOST,
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tokenrefresh.adapters.crypto import TokenCipher
@@ -27,9 +28,20 @@ from tokenrefresh.services.refresh.report import AccountResult, Result, StopReas
 from tokenrefresh.storage.records import AccountStatus, AttemptRecord, NewTokens, WriteResult
 from tokenrefresh.storage.repository import Claim, GrantNotStored
 
-__all__ = ["AccountRefresher", "describe_exception"]
+__all__ = ["TIKTOK_APP", "AccountRefresher", "AppNames", "describe_exception"]
 
 log = logging.getLogger("tokenrefresh.refresh")
+
+
+@dataclass(frozen=True)
+class AppNames:
+    """What messages call an app's provider, and the app's credentials."""
+
+    provider: str
+    credentials: str
+
+
+TIKTOK_APP = AppNames("TikTok", "TIKTOK_CLIENT_KEY / TIKTOK_CLIENT_SECRET")
 
 
 class AccountRefresher:
@@ -44,8 +56,10 @@ class AccountRefresher:
         retry: RetryPolicy | None = None,
         backoff: FailureBackoff | None = None,
         pacing: Pacing | None = None,
+        names: AppNames = TIKTOK_APP,
     ) -> None:
         self._client = client
+        self._names = names
         self._cipher = cipher
         self._clock = clock
         self._retry = retry or RetryPolicy()
@@ -143,10 +157,11 @@ class AccountRefresher:
             return rejected
         except AppCredentialsRejected as rejected:
             calls.add(started_at, Result.FAILED, rejected)
+            names = self._names
             raise ClientRejected(
-                "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
-                f"TIKTOK_CLIENT_SECRET), {self._pacing.control.wording.rejected}. "
-                f"TikTok said: {rejected.reason}"
+                f"{names.provider} rejected the app's credentials ({names.credentials}), "
+                f"{self._pacing.control.wording.rejected}. "
+                f"{names.provider} said: {rejected.reason}"
             ) from None
         except RefreshFailed as failed:
             throttled = failed.http_status == 429 or failed.retry_after is not None
@@ -157,7 +172,7 @@ class AccountRefresher:
             ):
                 self._pacing.control.stop(
                     StopReason.CIRCUIT_BREAKER,
-                    f"TikTok is failing: {self._pacing.breaker.reason}; "
+                    f"{self._names.provider} is failing: {self._pacing.breaker.reason}; "
                     f"{self._pacing.control.wording.left}",
                 )
             return failed
@@ -173,7 +188,7 @@ class AccountRefresher:
         if failed.retry_after is not None and failed.retry_after > policy.max_wait:
             self._pacing.control.stop(
                 StopReason.RATE_LIMITED,
-                f"TikTok asked to wait {failed.retry_after:.0f}s (Retry-After); "
+                f"{self._names.provider} asked to wait {failed.retry_after:.0f}s (Retry-After); "
                 f"{self._pacing.control.wording.left}",
             )
             return False
@@ -189,7 +204,7 @@ class AccountRefresher:
         except Exception as error:
             log.debug("account %s: storing the grant failed", account.id, exc_info=error)
             detail = (
-                "TikTok issued a new token pair but it could not be stored "
+                f"{self._names.provider} issued a new token pair but it could not be stored "
                 f"({describe_exception(error)}); its user may have to reconnect"
             )
             log.error("account %s (%s): %s", account.id, account.open_id, detail)
@@ -215,7 +230,8 @@ class AccountRefresher:
             status = AccountStatus.DISABLED
             other = safe_text(grant.open_id, 80)
             detail = (
-                f"TikTok says this refresh token belongs to open_id {other!r}: the new tokens "
+                f"{self._names.provider} says this refresh token belongs to open_id {other!r}: "
+                "the new tokens "
                 "are stored, but the account is disabled until someone checks it"
             )
         elif account.status == AccountStatus.DISABLED:
@@ -223,9 +239,10 @@ class AccountRefresher:
         written = claim.save_grant(tokens, calls.records, status=status, error=detail)
         if written == WriteResult.LOST_RACE:
             log.warning(
-                "account %s (%s): TikTok issued a new token pair, but the account was "
+                "account %s (%s): %s issued a new token pair, but the account was "
                 "re-imported meanwhile; the newer consent wins and this pair is not stored",
                 account.id,
+                self._names.provider,
                 account.open_id,
             )
             return AccountResult(
@@ -252,11 +269,11 @@ class AccountRefresher:
 
     def _rejected(self, claim: Claim, rejected: UserTokenRejected, calls: _Calls) -> AccountResult:
         account = claim.account
-        reason = f"TikTok rejected the refresh token: {rejected.reason}"
+        reason = f"{self._names.provider} rejected the refresh token: {rejected.reason}"
         if calls.answer_lost:
             reason += (
-                "; an earlier attempt in this run got no answer, so TikTok probably rotated the "
-                "token then and the response carrying the new one was lost"
+                f"; an earlier attempt in this run got no answer, so {self._names.provider} "
+                "probably rotated the token then and the response carrying the new one was lost"
             )
         written = claim.mark_expired(reason, calls.records)
         if written == WriteResult.LOST_RACE:
@@ -285,7 +302,10 @@ class AccountRefresher:
         reason = f"refresh failed: {failed.reason}"
         if failed.maybe_processed:
             if "may have been rotated" not in failed.reason:  # say it once
-                reason += "; TikTok may have rotated the token without the answer arriving"
+                reason += (
+                    f"; {self._names.provider} may have rotated the token without the answer "
+                    "arriving"
+                )
             reason += ": if the next attempt is rejected, the user must reconnect"
         written = claim.record_failure(reason, next_attempt_at, calls.records)
         if written == WriteResult.LOST_RACE:

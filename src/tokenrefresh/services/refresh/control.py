@@ -46,8 +46,11 @@ class RunControl:
     could deadlock against the interrupted main thread); `stopping` turns it into a stop.
     """
 
-    def __init__(self, wording: Wording = RUN) -> None:
+    def __init__(self, wording: Wording = RUN, *, parent: RunControl | None = None) -> None:
         self.wording = wording
+        # One app's part of a run: stopped on its own (its provider failing or refusing the
+        # app) or with the whole run (a signal, the deadline, the lock or database lost).
+        self.parent = parent
         self.stop_event = threading.Event()
         self.deadline: float | None = None
         self.reason: StopReason | None = None
@@ -77,6 +80,8 @@ class RunControl:
 
     @property
     def stopping(self) -> bool:
+        if self.parent is not None and self.parent.stopping:
+            return True
         if not self.stop_event.is_set():
             if self.pending_signal is not None:
                 self.signal_number, name = self.pending_signal
@@ -89,6 +94,8 @@ class RunControl:
         return self.stop_event.is_set()
 
     def past_deadline(self, extra: float = 0.0) -> bool:
+        if self.parent is not None and self.parent.past_deadline(extra):
+            return True
         return self.deadline is not None and time.monotonic() + extra >= self.deadline
 
     def sleep(self, seconds: float) -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tokenrefresh.adapters.crypto import TokenCipher
+from tokenrefresh.base import defaults
 from tokenrefresh.base.clock import Clock, iso, utcnow
 from tokenrefresh.base.durations import MAX_DURATION, check_duration, format_duration
 from tokenrefresh.base.outcomes import TokenEndpoint, TokenGrant
@@ -37,7 +38,8 @@ from tokenrefresh.errors import (
     RefreshesSuspended,
     TemporarilyUnavailable,
 )
-from tokenrefresh.services.refresh.account import AccountRefresher
+from tokenrefresh.services.refresh.account import AccountRefresher, AppNames
+from tokenrefresh.services.refresh.apps import AppEndpoints, OnlyDefault
 from tokenrefresh.services.refresh.control import ON_DEMAND, RunControl
 from tokenrefresh.services.refresh.pacing import Pacing, Throttle
 from tokenrefresh.services.refresh.report import RECONNECT_HOW, REJECTED_WHY, AccountResult, Result
@@ -105,14 +107,16 @@ class OnDemand:
         self,
         repository: Repository,
         cipher: TokenCipher,
-        client: TokenEndpoint,
+        client: TokenEndpoint | AppEndpoints,
         *,
         clock: Clock = utcnow,
         wait: timedelta = DEFAULT_WAIT,
     ) -> None:
         self._repository = repository
         self._cipher = cipher
-        self._client = client
+        # Each account is presented to its own app's endpoint only: a bare client serves
+        # the default app (`tiktok`) alone; an AppEndpoints serves every configured app.
+        self._endpoints = client if isinstance(client, AppEndpoints) else OnlyDefault(client)
         self._clock = clock
         self._wait = wait.total_seconds()
         self._throttle = Throttle(4)  # a 429 slows every on-demand call of this process
@@ -128,6 +132,7 @@ class OnDemand:
         open_id: str | None = None,
         min_valid: timedelta,
         scopes: Iterable[str] = (),
+        app: str = defaults.APP,
     ) -> AccessToken:
         """The account's access token, valid for at least `min_valid` from now, of a
         consent that granted every one of `scopes` (checked before anything else is done).
@@ -145,17 +150,20 @@ class OnDemand:
             wanted = frozenset(check_scopes(scopes))
         except ValueError as error:
             raise InvalidArgument(f"scopes: {error}") from None
-        state = self._state(account_id, open_id)
+        state = self._state(account_id, open_id, app)
         token = self._fresh(state, min_valid, wanted)
         if token is not None:
             return token
         with self._lock_for(state.id):
             return self._refreshed(state.id, min_valid, wanted)
 
-    def _state(self, account_id: int | None, open_id: str | None) -> TokenState:
+    def _state(
+        self, account_id: int | None, open_id: str | None, app: str = defaults.APP
+    ) -> TokenState:
+        """By id, or by user id (`open_id`) within `app`."""
         if (account_id is None) == (open_id is None):
             raise TypeError("give exactly one of account_id and open_id")
-        state = self._repository.token_state(account_id, open_id)
+        state = self._repository.token_state(account_id, open_id, app)
         if state is None:
             raise AccountNotFound.by_key(account_id, open_id)
         return state
@@ -193,10 +201,15 @@ class OnDemand:
         """Take the lease and refresh, or wait for whoever holds it; then read again."""
         give_up = time.monotonic() + self._wait
         pause = _POLL_FIRST
-        if isinstance(self._client, LazyEndpoint):
-            self._client.ready()  # missing credentials: a ConfigError, not an account failure
+        endpoint: tuple[TokenEndpoint, AppNames] | None = None
         while True:
             state = self._state(account_id, None)
+            if endpoint is None:
+                # An app not configured, or its credentials missing: a ConfigError before
+                # anything is claimed, never an account failure.
+                endpoint = self._endpoints(state.app)
+                if isinstance(endpoint[0], LazyEndpoint):
+                    endpoint[0].ready()
             token = self._fresh(state, min_valid, wanted)  # another caller may have refreshed it
             if token is not None:
                 return token
@@ -213,7 +226,7 @@ class OnDemand:
                     _check_pacing(state, min_valid, self._clock())
                     self._suspension.check()
                     try:
-                        result = self._refresher(give_up).refresh(claim)
+                        result = self._refresher(give_up, *endpoint).refresh(claim)
                     except GrantNotStored as error:
                         self._suspension.start(account_id, error.detail)
                         raise
@@ -234,11 +247,13 @@ class OnDemand:
             time.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
 
-    def _refresher(self, give_up: float) -> AccountRefresher:
+    def _refresher(
+        self, give_up: float, client: TokenEndpoint, names: AppNames
+    ) -> AccountRefresher:
         control = RunControl(ON_DEMAND)
         control.deadline = give_up  # retries stop when the caller's wait is up
         pacing = Pacing(throttle=self._throttle, control=control)
-        return AccountRefresher(self._client, self._cipher, clock=self._clock, pacing=pacing)
+        return AccountRefresher(client, self._cipher, clock=self._clock, pacing=pacing, names=names)
 
     def _after(
         self,

@@ -126,7 +126,15 @@ class Throttle:
 class CircuitBreaker:
     """Opens when most recent calls failed transiently; stays open for the rest of the run."""
 
-    def __init__(self, window: int = 20, min_calls: int = 10, failure_ratio: float = 0.8) -> None:
+    def __init__(
+        self,
+        window: int = 20,
+        min_calls: int = 10,
+        failure_ratio: float = 0.8,
+        *,
+        provider: str = "TikTok",
+    ) -> None:
+        self._provider = provider
         self._outcomes: deque[bool] = deque(maxlen=window)
         self._min_calls = min_calls
         self._failure_ratio = failure_ratio
@@ -146,7 +154,7 @@ class CircuitBreaker:
             failures = sum(self._outcomes)
             calls = len(self._outcomes)
             if calls >= self._min_calls and failures >= self._failure_ratio * calls:
-                self.reason = f"{failures} of the last {calls} calls to TikTok failed" + (
+                self.reason = f"{failures} of the last {calls} calls to {self._provider} failed" + (
                     f" (last: {description})" if description else ""
                 )
                 return True

@@ -27,7 +27,7 @@ BATCH_SIZE = 1000  # due accounts read at once: a few hundred kB, 10 queries for
 
 @dataclass(frozen=True)
 class RefreshOptions:
-    window: timedelta = defaults.WINDOW
+    window: timedelta | None = None  # None: each app's own (its profile's, or its override)
     account_ids: tuple[int, ...] = ()
     concurrency: int = defaults.CONCURRENCY
     rate_limit: float | None = None
@@ -46,12 +46,28 @@ class Plan:
     """The accounts of one run: those due now (or exactly the ones named), in order."""
 
     def __init__(
-        self, repository: Repository, options: RefreshOptions, clock: Clock = utcnow
+        self,
+        repository: Repository,
+        options: RefreshOptions,
+        clock: Clock = utcnow,
+        *,
+        app: str | None = None,
+        min_age: timedelta = timedelta(0),
     ) -> None:
+        """`app`: the accounts of that app only (None: of every app, for a caller that
+        presents each to its own app); `min_age`: how old a token must be to be refreshed."""
         # An id given twice is refreshed once: a second worker would spend the token again.
         self.options = replace(options, account_ids=tuple(dict.fromkeys(options.account_ids)))
+        self.app = app
+        self.window = defaults.WINDOW if options.window is None else options.window
         now = clock()
-        self.due = Due(now=now, horizon=now + options.window, shard=options.shard)
+        self.due = Due(
+            now=now,
+            horizon=now + self.window,
+            shard=options.shard,
+            app=app,
+            issued_before=now - min_age if min_age > timedelta(0) else None,
+        )
         self.explicit = bool(self.options.account_ids)
         self._repository = repository
         self._clock = clock

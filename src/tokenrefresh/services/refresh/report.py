@@ -92,6 +92,8 @@ class RunReport:
     signal_number: int | None = None
     duration_seconds: float = 0.0
     error: TokenRefreshError | None = None  # what ended the run, with its own exit code
+    # Active accounts of apps the configuration does not name, by app: not refreshed.
+    unconfigured_apps: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:

@@ -1,0 +1,356 @@
+"""A run over several apps (issue 20, parts 2 and 4): each account is presented to its own
+app's provider and to no other; `--app` narrows a run to one app; an app whose credentials
+its provider refuses stops only its own part (its accounts left as they are, exit 3 naming
+it); an app the configuration no longer names is never refreshed or expired, and is named
+by the run and by `status`; Instagram's token is refreshed with itself, once old enough.
+
+Each provider is its own stand-in (tests/standin_providers.py, written from its documents);
+TikTok is the usual stand-in. Both databases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from conftest import Cli
+from helpers import AddAccounts, counts
+from standin import TikTokStandIn
+from standin_providers import CLIENT_SECRET, Provider, serving
+from tokenrefresh.adapters.crypto import TokenCipher, fingerprint
+from tokenrefresh.base.settings import Secret
+from tokenrefresh.storage.records import NewAccount
+from tokenrefresh.storage.repository import Repository
+
+SECRETS = {"X_SECRET": CLIENT_SECRET, "GOOGLE_SECRET": CLIENT_SECRET}
+
+
+@dataclass
+class Apps:
+    """The stand-ins of the configured apps, and the configuration file naming them."""
+
+    providers: dict[str, Provider]
+    config: Path
+    env: dict[str, str]
+
+
+@pytest.fixture
+def apps(tmp_path: Path, standin: TikTokStandIn) -> Iterator[Apps]:
+    """Apps `tiktok` (the TikTok stand-in), `x`, `google` and `instagram`, each on its own
+    stand-in, in one configuration file."""
+    with ExitStack() as stack:
+        providers, lines = {}, []
+        lines += [
+            "[apps.tiktok]",
+            'provider = "tiktok"',
+            f'client_id = "{standin.client_key}"',
+            'client_secret_env = "TIKTOK_CLIENT_SECRET"',
+            f'base_url = "{standin.base_url}"',
+        ]
+        for app, provider, secret in (
+            ("x", "x", "X_SECRET"),
+            ("google", "google", "GOOGLE_SECRET"),
+            ("instagram", "instagram", None),
+        ):
+            stand_in, base_url = stack.enter_context(serving(provider))
+            providers[app] = stand_in
+            lines += [f"[apps.{app}]", f'provider = "{provider}"', f'base_url = "{base_url}"']
+            if secret is not None:
+                lines += [f'client_id = "{stand_in.client_id}"', f'client_secret_env = "{secret}"']
+        config = tmp_path / "config.toml"
+        config.write_text("\n".join(lines) + "\n")
+        yield Apps(providers, config, {"TOKENREFRESH_CONFIG": str(config), **SECRETS})
+
+
+StoreAccount = Callable[..., None]
+
+
+@pytest.fixture
+def store_account(engine: Engine, fernet_key: str) -> StoreAccount:
+    """Store an account of `app` as an import would (tokens encrypted with the test's key)."""
+    cipher = TokenCipher([Secret(fernet_key)])
+    repository = Repository(engine)
+
+    def store(
+        app: str,
+        user_id: str,
+        *,
+        access: str,
+        refresh: str,
+        access_in: timedelta = timedelta(minutes=10),
+        refresh_in: timedelta = timedelta(days=30),
+        issued: timedelta = timedelta(days=2),
+    ) -> None:
+        now = datetime.now(UTC)
+        account = NewAccount(
+            line=1,
+            open_id=user_id,
+            label=None,
+            access_expires_at=now + access_in,
+            refresh_expires_at=now + refresh_in,
+            issued_at=now - issued,
+            issued_at_stated=True,
+            scope="",
+            access_token_ciphertext=cipher.encrypt(access),
+            refresh_token_ciphertext=cipher.encrypt(refresh),
+            refresh_token_fingerprint=fingerprint(refresh),
+        )
+        repository.import_accounts([account], app=app)
+
+    return store
+
+
+def row(engine: Engine, app: str, user_id: str) -> dict[str, object]:
+    with engine.connect() as connection:
+        found = connection.execute(
+            text("SELECT * FROM accounts WHERE app = :app AND open_id = :user"),
+            {"app": app, "user": user_id},
+        ).one()
+    return dict(found._mapping)
+
+
+def decrypted(fernet_key: str, ciphertext: object) -> str:
+    assert isinstance(ciphertext, str)
+    return TokenCipher([Secret(fernet_key)]).decrypt(ciphertext)
+
+
+def x_tokens(provider: Provider, count: int) -> list[tuple[str, str]]:
+    """(access, refresh) pairs the X stand-in issued (as at consent)."""
+    pairs = []
+    for _ in range(count):
+        access, refresh = provider.new_token("x-access"), provider.new_token("x-refresh")
+        provider.refresh_tokens.add(refresh)
+        provider.access_tokens[access] = time.time()
+        pairs.append((access, refresh))
+    return pairs
+
+
+def google_tokens(provider: Provider) -> tuple[str, str]:
+    access, refresh = provider.new_token("ya29"), provider.new_token("1//google")
+    provider.refresh_tokens.add(refresh)
+    provider.access_tokens[access] = time.time()
+    return access, refresh
+
+
+def instagram_token(provider: Provider, age: timedelta) -> str:
+    token = provider.new_token("IGQV")
+    provider.access_tokens[token] = time.time() - age.total_seconds()
+    return token
+
+
+def presented_to(provider: Provider) -> list[str]:
+    """Every token presented to the stand-in, whatever its parameter."""
+    return [
+        value
+        for request in provider.received
+        for name, value in (*request.form.items(), *request.query.items())
+        if name in ("refresh_token", "access_token", "token")
+    ]
+
+
+def test_one_run_refreshes_each_account_at_its_own_provider_and_no_other(
+    cli: Cli,
+    apps: Apps,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    store_account: StoreAccount,
+    engine: Engine,
+    fernet_key: str,
+) -> None:
+    tiktok = add_accounts(2)  # imported before the file existed: app `tiktok`
+    x, google = apps.providers["x"], apps.providers["google"]
+    x_pairs = x_tokens(x, 2)
+    for index, (access, refresh) in enumerate(x_pairs):
+        store_account("x", f"x-user-{index}", access=access, refresh=refresh)
+    g_access, g_refresh = google_tokens(google)
+    store_account("google", "g-user", access=g_access, refresh=g_refresh)
+
+    result = cli("refresh", "--window", "3h", "--json", env=apps.env)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == counts(refreshed=5)
+    assert "unconfigured_apps" not in result.json()  # only when there are any
+    # TikTok saw only TikTok's tokens, X only X's, Google only Google's.
+    assert sorted(standin.presented()) == sorted(tokens.refresh_token for tokens in tiktok)
+    assert sorted(presented_to(x)) == sorted(refresh for _, refresh in x_pairs)
+    assert presented_to(google) == [g_refresh]
+    for index, (_, old_refresh) in enumerate(x_pairs):
+        stored = row(engine, "x", f"x-user-{index}")
+        new_refresh = decrypted(fernet_key, stored["refresh_token_ciphertext"])
+        assert new_refresh in x.refresh_tokens
+        assert new_refresh != old_refresh
+        assert decrypted(fernet_key, stored["access_token_ciphertext"]) in x.access_tokens
+    google_row = row(engine, "google", "g-user")
+    # Google does not rotate: the stored refresh token stays; the new access token is kept.
+    assert decrypted(fernet_key, google_row["refresh_token_ciphertext"]) == g_refresh
+    assert decrypted(fernet_key, google_row["access_token_ciphertext"]) != g_access
+
+
+def test_app_narrows_the_run_to_that_apps_accounts(
+    cli: Cli,
+    apps: Apps,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    store_account: StoreAccount,
+) -> None:
+    add_accounts(1)
+    x = apps.providers["x"]
+    [(access, refresh)] = x_tokens(x, 1)
+    store_account("x", "x-user", access=access, refresh=refresh)
+
+    result = cli("refresh", "--app", "x", "--json", env=apps.env)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == counts(refreshed=1)
+    assert presented_to(x) == [refresh]
+    assert not standin.presented()  # the TikTok account was not part of this run
+    unknown = cli("refresh", "--app", "nope", env=apps.env)
+    assert unknown.exit_code == 2
+    assert "no app 'nope' is configured (apps: google, instagram, tiktok, x)" in unknown.stderr
+
+
+def test_an_app_whose_credentials_are_refused_stops_only_its_own_part(
+    cli: Cli,
+    apps: Apps,
+    standin: TikTokStandIn,
+    add_accounts: AddAccounts,
+    store_account: StoreAccount,
+    engine: Engine,
+) -> None:
+    tiktok = add_accounts(2)
+    x = apps.providers["x"]
+    x_pairs = x_tokens(x, 3)
+    for index, (access, refresh) in enumerate(x_pairs):
+        store_account("x", f"x-user-{index}", access=access, refresh=refresh)
+    before = {index: row(engine, "x", f"x-user-{index}") for index in range(3)}
+
+    wrong = {**apps.env, "X_SECRET": "a-wrong-secret-0000"}
+    result = cli("refresh", "--window", "3h", "--json", env=wrong)
+
+    assert result.exit_code == 3, result.stderr
+    document = result.json()
+    assert document["counts"]["refreshed"] == 2  # TikTok's part went on
+    assert document["stopped"]["reason"] == "client_rejected"
+    assert document["stopped"]["message"].startswith("app x: X rejected the app's credentials")
+    assert "app x: X rejected the app's credentials" in result.stderr
+    assert "a-wrong-secret-0000" not in result.stdout + result.stderr
+    assert sorted(standin.presented()) == sorted(tokens.refresh_token for tokens in tiktok)
+    for index in range(3):  # X's accounts as they were: never expired, tokens kept
+        after = row(engine, "x", f"x-user-{index}")
+        assert after["status"] == "active"
+        assert after["refresh_token_ciphertext"] == before[index]["refresh_token_ciphertext"]
+        assert after["token_generation"] == before[index]["token_generation"]
+    # The first refusal stopped X's part: at most the calls already in flight were made.
+    assert 1 <= len(x.received) <= 3
+
+
+def test_an_app_no_longer_configured_is_neither_refreshed_nor_expired_and_is_named(
+    cli: Cli, apps: Apps, store_account: StoreAccount, engine: Engine, tmp_path: Path
+) -> None:
+    x = apps.providers["x"]
+    [(access, refresh)] = x_tokens(x, 1)
+    store_account("x-old", "due-user", access=access, refresh=refresh)
+    store_account(
+        "x-old",
+        "past-expiry-user",
+        access="a" * 20,
+        refresh="r" * 20,
+        access_in=timedelta(days=-40),
+        refresh_in=timedelta(days=-1),
+    )
+
+    run = cli("refresh", "--json", env=apps.env)
+    dry = cli("refresh", "--dry-run", "--json", env=apps.env)
+    text_run = cli("refresh", env=apps.env)
+    cleaned = cli("cleanup", "--json", env=apps.env)
+    status = cli("status", "--json", env=apps.env)
+    check = cli("status", "--check", env=apps.env)
+    named = cli(
+        "refresh", "--account-id", str(row(engine, "x-old", "due-user")["id"]), env=apps.env
+    )
+
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["counts"] == counts()
+    assert run.json()["unconfigured_apps"] == {"x-old": 2}
+    assert dry.json()["unconfigured_apps"] == {"x-old": 2}
+    assert "Not refreshed: 2 active account(s) of app x-old" in text_run.stdout
+    assert cleaned.exit_code == 0
+    assert cleaned.json()["expired"] == []
+    assert status.json()["apps"]["x-old"] == {"accounts": 2, "configured": False}
+    assert status.json()["unconfigured_apps"] == {"x-old": 2}
+    assert check.exit_code == 1
+    assert "2 active account(s) of app 'x-old' are not refreshed" in check.stdout
+    assert named.exit_code == 3
+    assert "belongs to app 'x-old', which" in named.stderr
+    assert x.received == []  # nothing was ever presented
+    for user in ("due-user", "past-expiry-user"):
+        assert row(engine, "x-old", user)["status"] == "active"
+
+
+def test_instagram_presents_the_access_token_once_it_is_old_enough(
+    cli: Cli, apps: Apps, store_account: StoreAccount, engine: Engine, fernet_key: str
+) -> None:
+    instagram = apps.providers["instagram"]
+    old = instagram_token(instagram, timedelta(days=50))
+    young = instagram_token(instagram, timedelta(hours=2))
+    # Both inside Instagram's 14-day window; the young one is under its 24-hour minimum age.
+    for user, token, issued in (
+        ("old", old, timedelta(days=50)),
+        ("young", young, timedelta(hours=2)),
+    ):
+        store_account(
+            "instagram",
+            user,
+            access=token,
+            refresh=token,
+            access_in=timedelta(days=10),
+            refresh_in=timedelta(days=10),
+            issued=issued,
+        )
+
+    result = cli("refresh", "--app", "instagram", "--json", env=apps.env)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == counts(refreshed=1)
+    assert presented_to(instagram) == [old]
+    assert all(request.method == "GET" for request in instagram.received)
+    refreshed = row(engine, "instagram", "old")
+    new = decrypted(fernet_key, refreshed["access_token_ciphertext"])
+    assert new != old
+    assert new in instagram.access_tokens
+    # The next refresh presents the new token: it is in the refresh slot too, with its expiry.
+    assert decrypted(fernet_key, refreshed["refresh_token_ciphertext"]) == new
+    assert refreshed["refresh_expires_at"] == refreshed["access_expires_at"]
+    assert row(engine, "instagram", "young")["token_generation"] == 1
+
+
+def test_on_demand_refreshes_at_the_accounts_own_provider(
+    cli: Cli, apps: Apps, standin: TikTokStandIn, store_account: StoreAccount, engine: Engine
+) -> None:
+    google = apps.providers["google"]
+    access, refresh = google_tokens(google)
+    store_account(
+        "google", "g-user", access=access, refresh=refresh, access_in=timedelta(minutes=1)
+    )
+    store_account(
+        "gone-app", "lost-user", access="a" * 20, refresh="r" * 20, access_in=timedelta(minutes=1)
+    )
+    gone_id = row(engine, "gone-app", "lost-user")["id"]
+
+    by_user = cli("accounts", "token", "--app", "google", "--open-id", "g-user", env=apps.env)
+    stale = cli("accounts", "token", str(gone_id), env=apps.env)
+
+    assert by_user.exit_code == 0, by_user.stderr
+    assert by_user.stdout.strip() in google.access_tokens
+    assert by_user.stdout.strip() != access
+    assert presented_to(google) == [refresh]
+    assert not standin.presented()
+    assert stale.exit_code == 3
+    assert "belongs to app 'gone-app'" in stale.stderr
