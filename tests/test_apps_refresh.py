@@ -354,3 +354,29 @@ def test_on_demand_refreshes_at_the_accounts_own_provider(
     assert not standin.presented()
     assert stale.exit_code == 3
     assert "belongs to app 'gone-app'" in stale.stderr
+
+
+def test_one_providers_outage_opens_its_own_breaker_and_the_other_apps_go_on(
+    cli: Cli, apps: Apps, store_account: StoreAccount, engine: Engine, fernet_key: str
+) -> None:
+    x, google = apps.providers["x"], apps.providers["google"]
+    for index, (access, refresh) in enumerate(x_tokens(x, 6)):
+        store_account("x", f"x-user-{index}", access=access, refresh=refresh)
+    x.scripted = [(503, {"error": "temporarily_unavailable"})] * 100
+    google_pairs = [google_tokens(google) for _ in range(3)]
+    for index, (access, refresh) in enumerate(google_pairs):
+        store_account("google", f"g-user-{index}", access=access, refresh=refresh)
+
+    result = cli("refresh", "--json", env=apps.env)
+
+    document = result.json()
+    assert result.exit_code == 1, result.stderr
+    assert document["stopped"]["reason"] == "circuit_breaker"
+    assert document["stopped"]["message"].startswith("app x: X is failing: ")
+    assert "calls to X failed" in document["stopped"]["message"]
+    assert document["counts"]["refreshed"] == 3  # Google's part was not stopped
+    for index, (access, _) in enumerate(google_pairs):
+        stored = row(engine, "google", f"g-user-{index}")
+        assert decrypted(fernet_key, stored["access_token_ciphertext"]) != access
+    for index in range(6):  # X's accounts failed, none marked for its user
+        assert row(engine, "x", f"x-user-{index}")["status"] == "active"

@@ -127,13 +127,14 @@ class Harness:
         self.load_at_start = os.getloadavg()[0]
         self.source_at_start = source_state()
         self._serial = 0
+        self.apps = 1  # > 1: that many TikTok apps in a configuration file, accounts spread
 
     # --- plumbing ---------------------------------------------------------------
 
     def config_env(self) -> dict[str, str]:
         assert self.db is not None
         assert self.standin is not None
-        return {
+        env = {
             **self.env,
             "TOKENREFRESH_DATABASE_URL": self.db.url,
             "TOKENREFRESH_ENCRYPTION_KEYS": self.key,
@@ -141,6 +142,29 @@ class Harness:
             "TIKTOK_CLIENT_SECRET": self.standin.client_secret,
             "TIKTOK_API_BASE_URL": self.standin.base_url,
         }
+        if self.apps > 1:
+            env["TOKENREFRESH_CONFIG"] = str(self.apps_config())
+        return env
+
+    def app_names(self) -> list[str]:
+        return [f"app-{index + 1}" for index in range(self.apps)]
+
+    def apps_config(self) -> Path:
+        """A configuration file of `apps` TikTok apps, all on the stand-in."""
+        assert self.standin is not None
+        path = self.workdir / f"apps-{self.apps}.toml"
+        if not path.exists():
+            path.write_text(
+                "".join(
+                    f'[apps.{name}]\nprovider = "tiktok"\n'
+                    f'client_id = "{self.standin.client_key}"\n'
+                    'client_secret_env = "TIKTOK_CLIENT_SECRET"\n'
+                    f'base_url = "{self.standin.base_url}"\n\n'
+                    for name in self.app_names()
+                ),
+                encoding="utf-8",
+            )
+        return path
 
     def hello_path(self) -> Path:
         """The bare Typer hello-world, written once into the work directory."""
@@ -161,17 +185,24 @@ class Harness:
         """
         assert self.standin is not None
         self._serial += 1
-        path = self.workdir / f"import-{self._serial}.jsonl"
-        with path.open("w", encoding="utf-8") as out:
-            for index in range(count):
-                tokens = self.standin.issue(f"bench-{self._serial}-{index}")
-                out.write(json.dumps(tokens.as_import_line(expires_in=expires_in)) + "\n")
-        proc = self.cli("accounts", "import", "-", "--json", stdin_path=path, timeout=1800).check()
-        path.unlink()
-        created = proc.json()["created"]
+        wall, created = 0.0, 0
+        names = self.app_names() if self.apps > 1 else [None]
+        for position, app in enumerate(names):  # the accounts spread evenly over the apps
+            path = self.workdir / f"import-{self._serial}-{position}.jsonl"
+            with path.open("w", encoding="utf-8") as out:
+                for index in range(position, count, len(names)):
+                    tokens = self.standin.issue(f"bench-{self._serial}-{index}")
+                    out.write(json.dumps(tokens.as_import_line(expires_in=expires_in)) + "\n")
+            which = ["--app", app] if app else []
+            proc = self.cli(
+                "accounts", "import", *which, "-", "--json", stdin_path=path, timeout=1800
+            ).check()
+            path.unlink()
+            created += proc.json()["created"]
+            wall += proc.wall
         if created != count:
             raise BenchmarkError(f"import created {created} accounts, expected {count}")
-        return proc.wall
+        return wall
 
     def measure_refresh(
         self,
@@ -180,14 +211,30 @@ class Harness:
         latency: float,
         *extra: str,
         shards: int = 1,
+        apps: int = 1,
         **kwargs: Any,
     ) -> tuple[RefreshRun, float]:
         """Reset, import `count` due accounts, refresh them; (run, import wall time).
 
         With `shards` > 1, that many `refresh --shard K/N` processes run at once, each with
-        `concurrency` / `shards`. Repeated (at most MAX_RETRIES times, each noted in the
-        report) when a run was interrupted from outside.
+        `concurrency` / `shards`; with `apps` > 1, the accounts spread over that many apps
+        of a configuration file, each app's part with `concurrency` / `apps`. Repeated (at
+        most MAX_RETRIES times, each noted in the report) when a run was interrupted from
+        outside.
         """
+        assert self.db is not None
+        assert self.standin is not None
+        self.apps = apps
+        try:
+            return self._measure_refresh(
+                count, concurrency, latency, *extra, shards=shards, **kwargs
+            )
+        finally:
+            self.apps = 1
+
+    def _measure_refresh(
+        self, count: int, concurrency: int, latency: float, *extra: str, shards: int, **kwargs: Any
+    ) -> tuple[RefreshRun, float]:
         assert self.db is not None
         assert self.standin is not None
         for attempt in range(MAX_RETRIES + 1):
@@ -222,7 +269,9 @@ class Harness:
         machine_before, harness_before = machine_cpu(), time.process_time()
         postgres_before = postgres_cpu()
         if shards == 1:
-            procs = [self.cli("refresh", "--json", "--concurrency", str(concurrency), *extra,
+            # Over several apps, each app's part gets its share of the concurrency.
+            per_app = str(max(1, concurrency // self.apps))
+            procs = [self.cli("refresh", "--json", "--concurrency", per_app, *extra,
                               **kwargs)]  # fmt: skip
         else:
             procs = self._sharded(concurrency // shards, shards, *extra, **kwargs)

@@ -22,20 +22,25 @@ def run(harness: Harness) -> None:
     # but the evidence: the same run with no latency shows the refresh process's own
     # CPU-bound ceiling, which the latency-bound limit must stay under to be reachable.
     configs = [
-        (str(level), level, s.latency, s.serial_accounts if level == 1 else s.accounts, 1)
+        (str(level), level, s.latency, s.serial_accounts if level == 1 else s.accounts, 1, 1)
         for level in s.concurrency
     ]
-    configs.append((f"{top}, latency 0 (ceiling)", top, 0.0, s.accounts, 1))
+    configs.append((f"{top}, latency 0 (ceiling)", top, 0.0, s.accounts, 1, 1))
     if top >= 2:
-        configs.append((f"{top} as 2 shard processes", top, s.latency, s.accounts, 2))
+        configs.append((f"{top} as 2 shard processes", top, s.latency, s.accounts, 2, 1))
+        # One run over several apps (issue 20): the same accounts spread over 4 apps of a
+        # configuration file, each app's part with a quarter of the concurrency.
+        configs.append((f"{top} over 4 apps", top, s.latency, s.accounts, 1, 4))
     runs: dict[str, list[RefreshRun]] = {label: [] for label, *_ in configs}
     for rep in range(s.repeat):
-        for label, level, latency, count, shards in configs if rep % 2 == 0 else configs[::-1]:
+        order = configs if rep % 2 == 0 else configs[::-1]
+        for label, level, latency, count, shards, apps in order:
             run, _ = harness.measure_refresh(
                 count,
                 level,
                 latency,
                 shards=shards,
+                apps=apps,
                 timeout=max(600.0, 5 * count * latency),
             )
             runs[label].append(run)
@@ -48,7 +53,7 @@ def run(harness: Harness) -> None:
         return median([value(run) for run in runs[label]])
 
     rows = []
-    for label, level, latency, count, _shards in configs:
+    for label, level, latency, count, _shards, _apps in configs:
         limit = level / latency if latency > 0 else float("nan")
         rate = med(label, lambda run: run.rate)
         rows.append(
@@ -172,6 +177,26 @@ def run(harness: Harness) -> None:
                 f"evidence: 2 shard processes x concurrency {top // 2}, latency "
                 f"{s.latency * 1000:.0f} ms",
                 f"{rate_sharded:.1f}/s = {rate_sharded / limit_top:.0%} of {limit_top:.0f}/s",
+            )
+        )
+    several = f"{top} over 4 apps"
+    if several in runs:
+        rate_apps = med(several, lambda run: run.rate)
+        pairs = [
+            b.rate / a.rate for a, b in zip(runs[str(top)], runs[several], strict=True) if a.rate
+        ]
+        text += [
+            "",
+            f"Over 4 apps: the same {s.accounts:,} accounts spread over 4 TikTok apps of a "
+            f"configuration file, one `refresh` run, concurrency {top // 4} per app: "
+            f"{rate_apps:.1f}/s; per repetition, side by side with one app at concurrency "
+            f"{top}: " + ", ".join(f"{pair:.2f}x" for pair in pairs) + ".",
+        ]
+        harness.summary.append(
+            Row(
+                "1 throughput",
+                f"evidence: one run over 4 apps x concurrency {top // 4} vs one app",
+                f"{rate_apps:.1f}/s = {median(pairs):.2f}x of one app (median of ratios)",
             )
         )
     harness.sections.append("\n".join(text))
