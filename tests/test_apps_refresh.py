@@ -10,6 +10,7 @@ TikTok is the usual stand-in. Both databases.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -380,3 +381,47 @@ def test_one_providers_outage_opens_its_own_breaker_and_the_other_apps_go_on(
         assert decrypted(fernet_key, stored["access_token_ciphertext"]) != access
     for index in range(6):  # X's accounts failed, none marked for its user
         assert row(engine, "x", f"x-user-{index}")["status"] == "active"
+
+
+def test_events_and_metrics_say_which_app(
+    cli: Cli,
+    apps: Apps,
+    add_accounts: AddAccounts,
+    standin: TikTokStandIn,
+    store_account: StoreAccount,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    add_accounts(1, label="Shop Berlin")
+    standin.revoke("user0")
+    google = apps.providers["google"]
+    store_account("google", "g-user", access="ya29-old", refresh="1//revoked-long-ago")
+    x = apps.providers["x"]
+    [(access, refresh)] = x_tokens(x, 1)
+    store_account("x-old", "left-behind", access=access, refresh=refresh)
+    metrics = tmp_path / "metrics.prom"
+
+    result = cli("refresh", "--window", "3h", "--metrics-file", str(metrics), env=apps.env)
+
+    assert result.exit_code == 1, result.stderr
+    with engine.connect() as connection:
+        payloads = [
+            json.loads(payload)
+            for (payload,) in connection.execute(
+                text("SELECT payload FROM outbox WHERE type = 'account.expired' ORDER BY id")
+            )
+        ]
+    by_user = {payload["data"]["open_id"]: payload["data"] for payload in payloads}
+    # The app `tiktok` keeps the event shape it always had; any other app's events say
+    # which app, and which provider, the account belongs to.
+    assert set(by_user["user0"]) == {"account_id", "open_id", "label", "reason"}
+    assert by_user["g-user"]["app"] == "google"
+    assert by_user["g-user"]["provider"] == "google"
+    assert by_user["g-user"]["reason"].startswith("Google rejected the refresh token: ")
+    assert presented_to(google) == ["1//revoked-long-ago"]
+    exposition = metrics.read_text()
+    assert 'tokenrefresh_app_accounts{app="google",status="expired"} 1.0' in exposition
+    assert 'tokenrefresh_app_accounts{app="tiktok",status="expired"} 1.0' in exposition
+    assert 'tokenrefresh_app_accounts{app="x-old",status="active"} 1.0' in exposition
+    assert 'tokenrefresh_unconfigured_app_accounts{app="x-old"} 1.0' in exposition
+    assert 'tokenrefresh_accounts{status="expired"} 2.0' in exposition  # as it always was

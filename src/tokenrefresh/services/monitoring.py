@@ -19,7 +19,9 @@ from tokenrefresh.adapters.outbound.call import BoundedClient, CallFailed
 from tokenrefresh.base.envfile import file_kind
 from tokenrefresh.base.scrub import safe_text, scrub
 from tokenrefresh.base.settings import Secret
+from tokenrefresh.errors import TokenRefreshError
 from tokenrefresh.services.status import collect_status
+from tokenrefresh.storage.records import AccountStatus
 from tokenrefresh.storage.repository import Repository
 
 __all__ = ["Monitoring", "Pinger", "write_metrics"]
@@ -100,7 +102,9 @@ def write_metrics(
     """
     from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-    status = collect_status(repository, now, window, reconnect_limit=0)
+    status = collect_status(
+        repository, now, window, reconnect_limit=0, configured_apps=_configured_apps()
+    )
     registry = CollectorRegistry()
 
     def gauge(name: str, help_text: str, labels: tuple[str, ...] = ()) -> Gauge:
@@ -143,6 +147,21 @@ def write_metrics(
         accounts = gauge("accounts", "Accounts by status.", ("status",))
         for account_status, count in stats.by_status.items():
             accounts.labels(account_status).set(count)
+        # By app as well, in series of their own (`accounts` keeps the series it had).
+        by_app = gauge("app_accounts", "Accounts by app and status.", ("app", "status"))
+        for app in sorted(status.apps):
+            for account_status in AccountStatus:
+                by_app.labels(app, account_status.value).set(
+                    status.apps_by_status.get((app, account_status.value), 0)
+                )
+        if status.unconfigured_apps:
+            unconfigured = gauge(
+                "unconfigured_app_accounts",
+                "Active accounts of an app the configuration does not name: not refreshed.",
+                ("app",),
+            )
+            for app, count in status.unconfigured_apps.items():
+                unconfigured.labels(app).set(count)
         gauge(
             "access_tokens_expiring_within_window",
             "Active accounts whose access token expires within the refresh window.",
@@ -162,6 +181,16 @@ def write_metrics(
                 "The soonest refresh token expiry among active accounts.",
             ).set(stats.soonest_refresh_expiry.timestamp())
     write_atomically(path, generate_latest(registry))
+
+
+def _configured_apps() -> tuple[str, ...] | None:
+    """The apps the configuration names (None: it cannot be read; `status` says why)."""
+    from tokenrefresh.base.apps import load_configuration
+
+    try:
+        return tuple(load_configuration().apps)
+    except TokenRefreshError:
+        return None
 
 
 class MetricsPathRefused(OSError):

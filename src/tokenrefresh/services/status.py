@@ -39,6 +39,7 @@ class StatusReport:
     # Accounts by app, and which apps the configuration names (None: it could not be read,
     # `configuration_error` says why).
     apps: dict[str, int] = field(default_factory=dict)
+    apps_by_status: dict[tuple[str, str], int] = field(default_factory=dict)
     configured_apps: tuple[str, ...] | None = None
     unconfigured_apps: dict[str, int] = field(default_factory=dict)  # their active accounts
     configuration_error: str | None = None
@@ -62,7 +63,13 @@ def collect_status(
     """`configured_apps`: the apps the configuration names (None: not known); the active
     accounts of any other app are not refreshed, and are named."""
     stats = repository.stats(now, window)
-    active = repository.accounts_by_app(active_only=True) if configured_apps is not None else {}
+    by_app_status = repository.accounts_by_app_status()
+    apps: dict[str, int] = {}
+    active: dict[str, int] = {}
+    for (app, status), count in by_app_status.items():
+        apps[app] = apps.get(app, 0) + count
+        if status == AccountStatus.ACTIVE.value:
+            active[app] = count
     return StatusReport(
         generated_at=now,
         window=window,
@@ -80,7 +87,8 @@ def collect_status(
         events=repository.outbox_stats(),
         delivery_configured=delivery_configured,
         keys_configured=keys_configured,
-        apps=repository.accounts_by_app(),
+        apps=apps,
+        apps_by_status=by_app_status,
         configured_apps=None if configured_apps is None else tuple(sorted(configured_apps)),
         unconfigured_apps={
             app: count

@@ -11,8 +11,10 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
+from tokenrefresh.base import defaults
 from tokenrefresh.base.events.payload import new_event_id, payload
 from tokenrefresh.base.events.records import EventType, PendingEvent
+from tokenrefresh.errors import TokenRefreshError
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Account, OutboxEvent
 from tokenrefresh.storage.records import AccountStatus, Shard
@@ -111,18 +113,34 @@ def record_account_event(
     dedupe_key: str | None = None,
     **extra: Any,
 ) -> bool:
-    """An account event, its open_id and label read in the same transaction."""
+    """An account event, its open_id, label and app read in the same transaction.
+
+    An account of any app but `tiktok` also says its app and provider; the app `tiktok`
+    keeps the event shape it always had (receivers compare its fields)."""
     from tokenrefresh.base.events.payload import account_data
 
     row = connection.execute(
-        select(Account.open_id, Account.label).where(Account.id == account_id)
+        select(Account.open_id, Account.label, Account.app).where(Account.id == account_id)
     ).one_or_none()
     if row is None:
         return False
+    if row.app != defaults.APP:
+        extra = {"app": row.app, "provider": _provider_of(row.app), **extra}
     data = account_data(account_id, row.open_id, row.label, reason, **extra)
     return record_event(
         connection, event_type, data, now, account_id=account_id, dedupe_key=dedupe_key
     )
+
+
+def _provider_of(app: str) -> str | None:
+    """The app's provider as the configuration names it (None: it names no such app, or
+    cannot be read: the event is recorded all the same)."""
+    from tokenrefresh.base.apps import providers_by_app
+
+    try:
+        return providers_by_app().get(app)
+    except TokenRefreshError:
+        return None
 
 
 def record_recovered(connection: Connection, account_id: int, now: datetime, how: str) -> None:

@@ -95,11 +95,17 @@ class StatsQueries(Database):
 
     def accounts_by_app(self, *, active_only: bool = False) -> dict[str, int]:
         """How many accounts each app holds (only the active ones, with `active_only`)."""
+        by_app: dict[str, int] = {}
+        for (app, status), count in self.accounts_by_app_status().items():
+            if not active_only or status == AccountStatus.ACTIVE.value:
+                by_app[app] = by_app.get(app, 0) + count
+        return by_app
+
+    def accounts_by_app_status(self) -> dict[tuple[str, str], int]:
+        """How many accounts each app holds in each status (those it holds any of)."""
         query = (
-            select(Account.app, func.count().label("accounts"))
-            .group_by(Account.app)
-            .order_by(Account.app)
+            select(Account.app, Account.status, func.count().label("accounts"))
+            .group_by(Account.app, Account.status)
+            .order_by(Account.app, Account.status)
         )
-        if active_only:
-            query = query.where(IS_ACTIVE)
-        return {row.app: int(row.accounts) for row in self.rows(query)}
+        return {(row.app, row.status): int(row.accounts) for row in self.rows(query)}
