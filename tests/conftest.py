@@ -50,6 +50,9 @@ from tokenrefresh.storage import schema
 from tokenrefresh.storage.engine import create_database_engine
 from tokenrefresh.storage.repository import Repository
 
+# Fixtures of the multi-app tests (a configuration file of apps on stand-ins).
+pytest_plugins = ["apps_setup"]
+
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # "gw0", "gw1"... under pytest-xdist; "main" when the suite runs in one process (-n 0).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")

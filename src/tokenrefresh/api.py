@@ -22,7 +22,6 @@ from tokenrefresh.adapters.context import Context
 from tokenrefresh.base import defaults
 from tokenrefresh.base.apps import App, Configuration, environment_configuration, load_configuration
 from tokenrefresh.base.closing import Closing
-from tokenrefresh.base.outcomes import TokenEndpoint
 from tokenrefresh.base.settings import (
     API_BASE_URL,
     CLIENT_KEY,
@@ -39,6 +38,8 @@ from tokenrefresh.storage.records import AccountView
 from tokenrefresh.storage.repository import Repository
 
 if TYPE_CHECKING:
+    from tokenrefresh.adapters.oauth.client import ProviderClient
+    from tokenrefresh.adapters.tiktok import TikTokClient
     from tokenrefresh.services.connections import Connected, Connections, Revoked
 
 __all__ = ["DEFAULT_MIN_VALID", "AccessToken", "TokenStore"]
@@ -200,8 +201,16 @@ class TokenStore(Closing):
         )
 
     def revoke(self, *, account_id: int | None = None, open_id: str | None = None) -> Revoked:
-        """Revoke the account's access at TikTok and erase its tokens (status `revoked`)."""
-        return self._consent().revoke(self.account(account_id=account_id, open_id=open_id))
+        """Revoke the account's access at its app's provider (TikTok for the app `tiktok`)
+        and erase its tokens (status `revoked`)."""
+        from tokenrefresh.services.connections import Connections, revoke_endpoints
+
+        account = self.account(account_id=account_id, open_id=open_id)
+        revokers = revoke_endpoints(self._configuration, self._client_for)
+        revoking = Connections(
+            self._repository, self._cipher, None, self._tokens, revokers=revokers
+        )
+        return revoking.revoke(account)
 
     def close(self) -> None:
         with self._lock:
@@ -213,7 +222,7 @@ class TokenStore(Closing):
     def __repr__(self) -> str:
         return f"TokenStore({describe_url(self._context.database_url)})"
 
-    def _client_for(self, app: App) -> TokenEndpoint:
+    def _client_for(self, app: App) -> ProviderClient | TikTokClient:
         with self._lock:
             return self._context.client_for(app, read_timeout=self._http_timeout)
 

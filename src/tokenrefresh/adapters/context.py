@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # imported where used: `status` needs neither cryptography no
     from tokenrefresh.adapters.oauth.client import ProviderClient
     from tokenrefresh.adapters.tiktok import TikTokClient
     from tokenrefresh.base.apps import App
-    from tokenrefresh.base.outcomes import TokenEndpoint
 
 __all__ = ["Context", "lock_name"]
 
@@ -59,7 +58,7 @@ class Context(Closing):
         self.pool_size = pool_size
         self._engine: Engine | None = None
         self._client: TikTokClient | None = None
-        self._app_clients: dict[str, ProviderClient] = {}
+        self._app_clients: dict[str, ProviderClient | TikTokClient] = {}
 
     @cached_property
     def database_url(self) -> URL:
@@ -133,20 +132,13 @@ class Context(Closing):
             )
         return self._client
 
-    def client_for(self, app: App, *, read_timeout: float) -> TokenEndpoint:
+    def client_for(self, app: App, *, read_timeout: float) -> ProviderClient | TikTokClient:
         """The client of one configured app: the environment's TikTok app is `client`;
         every other app gets its profile's client, with its own credentials and base URL."""
         if app.source == ENVIRONMENT:
             return self.client(read_timeout=read_timeout)
         if app.name not in self._app_clients:
-            from tokenrefresh.adapters.oauth.client import ProviderClient
-
-            self._app_clients[app.name] = ProviderClient(
-                app.profile,
-                credentials=app.credentials(),
-                base_url=app.base_url,
-                timeout=read_timeout,
-            )
+            self._app_clients[app.name] = _app_client(app, read_timeout)
         return self._app_clients[app.name]
 
     def record_refusal(self, command: str, shard: Shard | None, error: ConfigError) -> None:
@@ -194,3 +186,21 @@ class Context(Closing):
             client.close()
         if self._engine is not None:
             self._engine.dispose()
+
+
+def _app_client(app: App, read_timeout: float) -> ProviderClient | TikTokClient:
+    """A file-configured app's client: TikTok's own (its code exchange and revoke answers)
+    for the `tiktok` profile, else the profile's ProviderClient."""
+    credentials = app.credentials()
+    if app.profile.name == "tiktok" and credentials is not None:
+        from tokenrefresh.adapters.tiktok import TikTokClient
+        from tokenrefresh.base.settings import DEFAULT_API_BASE_URL
+
+        return TikTokClient(
+            credentials, base_url=app.base_url or DEFAULT_API_BASE_URL, timeout=read_timeout
+        )
+    from tokenrefresh.adapters.oauth.client import ProviderClient
+
+    return ProviderClient(
+        app.profile, credentials=credentials, base_url=app.base_url, timeout=read_timeout
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,8 @@ class App:
     _secret: Secret | None = field(default=None, repr=False, compare=False)
     _secret_env: str | None = field(default=None, repr=False)
     _secret_file: str | None = field(default=None, repr=False)
+    # The environment the configuration was read from (None: os.environ, read when used).
+    _environ: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def refresh_window(self) -> timedelta:
@@ -100,7 +102,8 @@ class App:
         A ConfigError names what is missing, and where it should be."""
         if self.profile.client.auth == "none":
             return None
-        secret = self._secret or self._read_secret(os.environ if environ is None else environ)
+        source = environ if environ is not None else self._environ
+        secret = self._secret or self._read_secret(os.environ if source is None else source)
         if not self.client_id or secret is None:
             missing = [
                 what
@@ -163,7 +166,14 @@ def load_configuration(environ: Mapping[str, str] | None = None) -> Configuratio
     """The apps of the configuration file, or the one app of the environment."""
     env = os.environ if environ is None else environ
     path = config_path(env)
-    return environment_configuration(env) if path is None else _from_file(path)
+    if path is None:
+        return environment_configuration(env)
+    configuration = _from_file(path)
+    if environ is None:
+        return configuration
+    # Secrets named by variable come from the environment given, as everything else did.
+    apps = {name: replace(app, _environ=environ) for name, app in configuration.apps.items()}
+    return replace(configuration, apps=apps)
 
 
 def providers_by_app(environ: Mapping[str, str] | None = None) -> dict[str, str]:

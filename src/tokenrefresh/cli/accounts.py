@@ -15,10 +15,14 @@ from tokenrefresh.base import defaults
 from tokenrefresh.base.scrub import safe_text
 from tokenrefresh.base.settings import Settings
 from tokenrefresh.cli.account_support import (
+    already_revoked,
     confirm,
+    connections,
     find,
     named,
     opened,
+    revoked_line,
+    revoking,
     scopes_of,
     with_providers,
 )
@@ -38,9 +42,7 @@ from tokenrefresh.errors import UsageError
 from tokenrefresh.storage.records import AccountStatus
 
 if TYPE_CHECKING:
-    from tokenrefresh.adapters.context import Context
-    from tokenrefresh.services.connections import Connections
-    from tokenrefresh.storage.records import AccountView
+    pass
 
 __all__ = [
     "accounts_authorize_url",
@@ -307,7 +309,7 @@ def accounts_connect(
     with errors_as_json(as_json):
         code, verifier = read_code()
         with Context(Settings.from_env(), pool_size=2) as context:
-            connected = _connections(context, http_timeout).connect(
+            connected = connections(context, http_timeout).connect(
                 code, redirect_uri=redirect_uri, code_verifier=verifier, label=label
             )
     if as_json:
@@ -339,12 +341,12 @@ def accounts_revoke(
     with opened() as (context, accounts):
         found = find(accounts, account, open_id)
         if found.status == AccountStatus.REVOKED:
-            typer.echo(_already_revoked(found))
+            typer.echo(already_revoked(found))
             return
         question = f"Revoke account {named(found)} at TikTok and erase its tokens?"
         confirm(yes, "revoking", question)
-        revoked = _connections(context, http_timeout).revoke(found)
-    typer.echo(_revoked_line(revoked.account_id, found.open_id, revoked.at_tiktok))
+        revoked = revoking(context, http_timeout).revoke(found)
+    typer.echo(revoked_line(revoked))
 
 
 @accounts_app.command("remove")
@@ -369,31 +371,12 @@ def accounts_remove(
         what = "Revoke at TikTok and remove" if revoke else "Remove"
         confirm(yes, "removing", f"{what} account {named(found)} and its tokens?")
         if revoke and found.status == AccountStatus.REVOKED:
-            typer.echo(_already_revoked(found))
+            typer.echo(already_revoked(found))
         elif revoke:
-            revoked = _connections(context, http_timeout).revoke(found)
-            typer.echo(_revoked_line(revoked.account_id, found.open_id, revoked.at_tiktok))
+            revoked = revoking(context, http_timeout).revoke(found)
+            typer.echo(revoked_line(revoked))
         accounts.remove(found.id)
     typer.echo(f"Removed account {named(found)}.")
-
-
-def _connections(context: Context, http_timeout: float) -> Connections:
-    from tokenrefresh.services.connections import Connections
-    from tokenrefresh.services.refresh.on_demand import OnDemand
-
-    repository = context.repository()
-    cipher = context.cipher(verify_with=repository)
-    client = context.client(read_timeout=http_timeout)
-    return Connections(repository, cipher, client, OnDemand(repository, cipher, client))
-
-
-def _already_revoked(account: AccountView) -> str:
-    return f"Account {named(account)} is already revoked: nothing was sent to TikTok."
-
-
-def _revoked_line(account_id: int, open_id: str, at_tiktok: bool) -> str:
-    where = "at TikTok" if at_tiktok else "here (TikTok had no live token of it left)"
-    return f"Revoked account {account_id} ({safe_text(open_id, 255)}) {where}; tokens erased."
 
 
 @accounts_app.command("disable")

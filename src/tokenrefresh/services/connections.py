@@ -9,13 +9,16 @@ refreshes it again, and only a new connect (or import) makes it active.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from tokenrefresh.adapters.crypto import TokenCipher, fingerprint
 from tokenrefresh.adapters.tiktok.code_answer import checked_open_id
 from tokenrefresh.adapters.tiktok.consent import check_code, check_code_verifier, check_redirect_uri
 from tokenrefresh.base import defaults
+from tokenrefresh.base.apps import App, Configuration
 from tokenrefresh.base.clock import Clock, utcnow
 from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
@@ -25,19 +28,23 @@ from tokenrefresh.base.outcomes import (
     UnusableGrant,
     UserTokenRejected,
 )
+from tokenrefresh.base.providers.profile import Presents
 from tokenrefresh.errors import (
     ClientRejected,
+    ConfigError,
     InvalidArgument,
     MinValidUnreachable,
     ReconnectNeeded,
     TemporarilyUnavailable,
     UsageError,
 )
+from tokenrefresh.services.refresh.account import TIKTOK_APP, AppNames
+from tokenrefresh.services.refresh.apps import app_names
 from tokenrefresh.services.refresh.on_demand import OnDemand
 from tokenrefresh.storage.records import AccountView, NewAccount
 from tokenrefresh.storage.repository import Repository
 
-__all__ = ["Connected", "Connections", "Revoked"]
+__all__ = ["Connected", "Connections", "RevokeEndpoint", "Revoked", "revoke_endpoints"]
 
 log = logging.getLogger("tokenrefresh.connections")
 
@@ -60,12 +67,35 @@ class Connected:
 
 @dataclass(frozen=True)
 class Revoked:
-    """A revoked account. `at_tiktok`: TikTok confirmed the revocation (False: there was no
-    live token left to revoke, or TikTok said it was invalid already)."""
+    """A revoked account. `at_tiktok`: its provider (`provider`, TikTok for the app
+    `tiktok`) confirmed the revocation (False: there was no live token left to revoke, the
+    provider said it was invalid already, or it has no revoke endpoint)."""
 
     account_id: int
     open_id: str
     at_tiktok: bool
+    provider: str = "TikTok"
+    has_endpoint: bool = True  # False: the provider has none; the tokens were only erased
+
+    @property
+    def at_provider(self) -> bool:
+        """`at_tiktok`, by the name that fits every provider."""
+        return self.at_tiktok
+
+
+class Revoker(Protocol):
+    def revoke(self, token: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RevokeEndpoint:
+    """Where an app's tokens are revoked: its client (None: the provider has no revoke
+    endpoint, so revoking only forgets the tokens here), what messages call the provider,
+    and which token a revoke presents."""
+
+    client: Revoker | None
+    names: AppNames
+    presents: Presents = "access_token"
 
 
 @dataclass(frozen=True)
@@ -74,9 +104,12 @@ class Connections:
 
     repository: Repository
     cipher: TokenCipher
-    client: ConsentEndpoint
+    client: ConsentEndpoint | None  # TikTok's, for connect (None: a caller that only revokes)
     tokens: OnDemand
     clock: Clock = utcnow
+    # Each app's revoke endpoint (ConfigError for an app not configured); None: the app
+    # `tiktok` alone, at `client`.
+    revokers: Callable[[str], RevokeEndpoint] | None = None
 
     def connect(
         self,
@@ -92,6 +125,8 @@ class Connections:
         verifier) is a UsageError (exit 2) and changes nothing.
         """
         code, label = _checked(code, redirect_uri, code_verifier, label)
+        if self.client is None:
+            raise TypeError("connect needs TikTok's client")
         try:
             grant = self.client.exchange_code(
                 code, redirect_uri=redirect_uri, code_verifier=code_verifier
@@ -153,51 +188,113 @@ class Connections:
         return Connected(stored.id, stored.open_id, created=counts.created == 1)
 
     def revoke(self, account: AccountView) -> Revoked:
-        """Revoke the account's access at TikTok, then erase its tokens (status revoked).
+        """Revoke the account's access at its provider, then erase its tokens (status
+        revoked). A provider without a revoke endpoint (Instagram) is not called: the
+        tokens are erased here, and its user removes the app in the network's settings.
 
-        If TikTok cannot be reached, nothing changes (TemporarilyUnavailable): an account
-        marked revoked whose tokens still work at TikTok would be the worse mistake.
+        If the provider cannot be reached, nothing changes (TemporarilyUnavailable): an
+        account marked revoked whose tokens still work would be the worse mistake.
         """
-        if account.app != defaults.APP:
-            # Its token must never be presented to TikTok; revoking at its own provider
-            # is not built yet (`accounts remove` forgets it here).
+        endpoint = self._revoke_endpoint(account.app)
+        provider = endpoint.names.provider
+        at_provider = False
+        if endpoint.client is not None:
+            at_provider = self._revoke_at(endpoint.client, endpoint, account)
+        where = f" at {provider}" if at_provider else ""
+        reason = f"revoked{where}: its user must connect again"
+        self.repository.mark_revoked(account.id, reason)
+        return Revoked(
+            account.id, account.open_id, at_provider, provider, endpoint.client is not None
+        )
+
+    def _revoke_endpoint(self, app: str) -> RevokeEndpoint:
+        if self.revokers is not None:
+            return self.revokers(app)
+        if app != defaults.APP:
+            # Its token must never be presented to TikTok.
             raise InvalidArgument(
-                f"account {account.id} belongs to app {account.app!r}: revoke works for "
-                f"{defaults.APP!r} accounts only so far; nothing was changed"
+                f"the account belongs to app {app!r}: this caller revokes only "
+                f"{defaults.APP!r} accounts; nothing was changed"
             )
-        at_tiktok = False
+        if self.client is None:
+            raise TypeError("revoke needs TikTok's client, or revokers")
+        return RevokeEndpoint(self.client, TIKTOK_APP)
+
+    def _revoke_at(self, client: Revoker, endpoint: RevokeEndpoint, account: AccountView) -> bool:
+        """Present the account's token to the revoke endpoint; True if it was revoked."""
+        names, provider = endpoint.names, endpoint.names.provider
+        if endpoint.presents == "refresh_token":
+            # Under the account's lease: no refresh rotates the token meanwhile.
+            with self.repository.claim(account.id, None) as claim:
+                if claim is None:
+                    raise TemporarilyUnavailable(
+                        f"revoking account {account.id} failed: it is being refreshed right "
+                        "now; nothing was changed, try again",
+                        account_id=account.id,
+                        open_id=account.open_id,
+                    )
+                stored = claim.account.refresh_token_ciphertext
+                if stored is None:
+                    return False  # erased already: nothing live to revoke
+                return self._call_revoke(client, self.cipher.decrypt(stored), names, account)
         try:
-            token = self.tokens.access_token(account_id=account.id, min_valid=REVOKE_MIN_VALID)
+            fresh = self.tokens.access_token(
+                account_id=account.id, min_valid=REVOKE_MIN_VALID, app=account.app
+            )
         except ReconnectNeeded:
-            token = None  # nothing live to revoke: TikTok already refuses its tokens
+            return False  # nothing live to revoke: the provider already refuses its tokens
         except MinValidUnreachable:
-            # Refreshed moments ago, and TikTok's answer gave no usable lifetime: no token
-            # to revoke with until the pacing lets the account be refreshed again.
+            # Refreshed moments ago, and the answer gave no usable lifetime: no token to
+            # revoke with until the pacing lets the account be refreshed again.
             raise TemporarilyUnavailable(
                 f"revoking account {account.id} failed: it was refreshed moments ago and "
-                "TikTok's answer gave its access token no usable lifetime; nothing was "
+                f"{provider}'s answer gave its access token no usable lifetime; nothing was "
                 "changed, try again in a minute",
                 account_id=account.id,
                 open_id=account.open_id,
             ) from None
-        if token is not None:
-            try:
-                self.client.revoke(token.token)
-                at_tiktok = True
-            except UserTokenRejected:
-                log.info("account %s: TikTok says its token was invalid already", account.id)
-            except AppCredentialsRejected as rejected:
-                raise _app_rejected(rejected) from None
-            except RefreshFailed as failed:
-                raise TemporarilyUnavailable(
-                    f"revoking account {account.id} failed: {failed.reason}; nothing was "
-                    "changed, try again",
-                    account_id=account.id,
-                    open_id=account.open_id,
-                ) from None
-        reason = "revoked" + (" at TikTok" if at_tiktok else "") + ": its user must connect again"
-        self.repository.mark_revoked(account.id, reason)
-        return Revoked(account.id, account.open_id, at_tiktok)
+        return self._call_revoke(client, fresh.token, names, account)
+
+    def _call_revoke(
+        self, client: Revoker, token: str, names: AppNames, account: AccountView
+    ) -> bool:
+        try:
+            client.revoke(token)
+        except UserTokenRejected:
+            log.info(
+                "account %s: %s says its token was invalid already", account.id, names.provider
+            )
+            return False
+        except AppCredentialsRejected as rejected:
+            raise _app_rejected(rejected, names) from None
+        except RefreshFailed as failed:
+            raise TemporarilyUnavailable(
+                f"revoking account {account.id} failed: {failed.reason}; nothing was "
+                "changed, try again",
+                account_id=account.id,
+                open_id=account.open_id,
+            ) from None
+        return True
+
+
+def revoke_endpoints(
+    configuration: Configuration, build: Callable[[App], Revoker]
+) -> Callable[[str], RevokeEndpoint]:
+    """Each configured app's revoke endpoint, its client built by `build` when used; an app
+    the configuration does not name is refused (ConfigError), never sent to another."""
+
+    def endpoint(name: str) -> RevokeEndpoint:
+        app = configuration.apps.get(name)
+        if app is None:
+            where = configuration.path or "the configuration (TOKENREFRESH_CONFIG)"
+            raise ConfigError(
+                f"the account belongs to app {name!r}, which {where} does not name: it "
+                "cannot be revoked here; nothing was changed"
+            )
+        client = build(app) if app.profile.urls.revoke else None
+        return RevokeEndpoint(client, app_names(app), app.profile.revoke.presents)
+
+    return endpoint
 
 
 def _checked(
@@ -235,8 +332,7 @@ def _unusable(reason: str) -> ReconnectNeeded:
     )
 
 
-def _app_rejected(rejected: AppCredentialsRejected) -> ClientRejected:
+def _app_rejected(rejected: AppCredentialsRejected, names: AppNames = TIKTOK_APP) -> ClientRejected:
     return ClientRejected(
-        "TikTok rejected the app's credentials (TIKTOK_CLIENT_KEY / "
-        f"TIKTOK_CLIENT_SECRET): {rejected.reason}"
+        f"{names.provider} rejected the app's credentials ({names.credentials}): {rejected.reason}"
     )
