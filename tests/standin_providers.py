@@ -10,6 +10,7 @@ surprising thing; our profiles must not read meaning into those answers either.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -44,9 +45,29 @@ class Provider:
     access_tokens: dict[str, float] = field(default_factory=dict)  # token -> issued at
     received: list[Received] = field(default_factory=list)
     scripted: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # Authorization codes handed out at consent: code -> (redirect URI, S256 challenge).
+    codes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     def new_token(self, prefix: str) -> str:
         return f"{prefix}-{secrets.token_urlsafe(18)}"
+
+    def issue_code(self, redirect_uri: str, challenge: str | None = None) -> str:
+        """A code, as the consent page sends it to `redirect_uri` (single use)."""
+        code = self.new_token("code")
+        self.codes[code] = (redirect_uri, challenge)
+        return code
+
+    def code_accepted(self, form: dict[str, str]) -> bool:
+        """RFC 6749 4.1.3 and RFC 7636 4.6: a code issued here, not used before, for this
+        redirect URI, and the verifier whose base64url SHA-256 is the challenge."""
+        issued = self.codes.pop(form.get("code", ""), None)
+        if issued is None or issued[0] != form.get("redirect_uri"):
+            return False
+        challenge = issued[1]
+        if challenge is None:
+            return "code_verifier" not in form
+        digest = hashlib.sha256(form.get("code_verifier", "").encode("ascii")).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") == challenge
 
     def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
         raise NotImplementedError
@@ -75,6 +96,14 @@ class X(Provider):
         if request.path == "/2/oauth2/revoke":
             self.access_tokens.pop(request.form.get("token", ""), None)
             return 200, {"revoked": True}
+        if request.form.get("grant_type") == "authorization_code":
+            # docs.x.com: the code, redirect_uri and code_verifier (PKCE is required).
+            if not self.code_accepted(request.form):
+                return 400, {
+                    "error": "invalid_request",
+                    "error_description": "Value passed for the authorization code was invalid.",
+                }
+            return 200, self._issue()
         presented = request.form.get("refresh_token", "")
         if (
             request.form.get("grant_type") != "refresh_token"
@@ -85,10 +114,13 @@ class X(Provider):
                 "error_description": "Value passed for the token was invalid.",
             }
         self.refresh_tokens.discard(presented)
+        return 200, self._issue()
+
+    def _issue(self) -> dict[str, Any]:
         access, refresh = self.new_token("x-access"), self.new_token("x-refresh")
         self.refresh_tokens.add(refresh)
         self.access_tokens[access] = time.time()
-        return 200, {
+        return {
             "token_type": "bearer",
             "expires_in": 7200,
             "access_token": access,
@@ -119,6 +151,22 @@ class Google(Provider):
             self.client_secret,
         ):
             return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
+        if form.get("grant_type") == "authorization_code":
+            # The web-server flow: with access_type=offline and prompt=consent at consent,
+            # the answer carries a refresh token (and an id_token, whose `sub` is the user).
+            if not self.code_accepted(form):
+                return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
+            access, refresh = self.new_token("ya29"), self.new_token("1//google")
+            self.access_tokens[access] = time.time()
+            self.refresh_tokens.add(refresh)
+            return 200, {
+                "access_token": access,
+                "expires_in": 3599,
+                "refresh_token": refresh,
+                "scope": "https://www.googleapis.com/auth/youtube.readonly",
+                "token_type": "Bearer",
+                "id_token": "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl",
+            }
         if form.get("refresh_token") not in self.refresh_tokens:
             return 400, {
                 "error": "invalid_grant",

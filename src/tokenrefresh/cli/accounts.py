@@ -243,10 +243,12 @@ def accounts_authorize_url(
         ),
     ] = False,
     as_json: AsJson = False,
+    app_name: AppOption = None,
 ) -> None:
     """Print the URL of TikTok's consent page for a new account (and its state to check).
 
-    The page is TikTok's, or the one TIKTOK_AUTHORIZE_URL names (a local stand-in's)."""
+    The page is TikTok's, or the one TIKTOK_AUTHORIZE_URL names (a local stand-in's); with
+    --app, that app's provider's page (PKCE always where the provider requires it)."""
     setup()
     from tokenrefresh.adapters.tiktok.consent import (
         authorize_url,
@@ -255,33 +257,41 @@ def accounts_authorize_url(
         new_code_verifier,
         new_state,
     )
+    from tokenrefresh.cli.consent import app_consent, consent_app
 
     scopes = scopes_of(scope, "--scope")
+    app = consent_app(app_name) if app_name is not None else None
     settings = Settings.from_env()
-    credentials = settings.require_client_credentials()
+    credentials = settings.require_client_credentials() if app is None else None
     try:
         check_redirect_uri(redirect_uri)
     except ValueError as error:
         raise UsageError(f"--redirect-uri: {error}") from None
-    state = new_state()
-    verifier = new_code_verifier() if pkce else None
-    try:
-        url = authorize_url(
-            client_key=credentials.client_key,
-            redirect_uri=redirect_uri,
-            scopes=list(scopes) or ["user.info.basic"],
-            state=state,
-            code_challenge=code_challenge(verifier) if verifier else None,
-            base_url=settings.authorize_url,
-        )
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    if app is not None:
+        consent = app_consent(app, redirect_uri, scopes, pkce)
+        url, state, verifier = consent.url, consent.state, consent.code_verifier
+    else:
+        assert credentials is not None
+        state = new_state()
+        verifier = new_code_verifier() if pkce else None
+        try:
+            url = authorize_url(
+                client_key=credentials.client_key,
+                redirect_uri=redirect_uri,
+                scopes=list(scopes) or ["user.info.basic"],
+                state=state,
+                code_challenge=code_challenge(verifier) if verifier else None,
+                base_url=settings.authorize_url,
+            )
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if as_json:
         document = {"url": url, "state": state, "code_verifier": verifier}
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     sys.stdout.write(url + "\n")
-    sys.stderr.write(f"state: {state} (TikTok sends it back with the code: compare them)\n")
+    provider = app.profile.label if app is not None else "TikTok"
+    sys.stderr.write(f"state: {state} ({provider} sends it back with the code: compare them)\n")
     if verifier:
         sys.stderr.write(f"code verifier: {verifier} (keep it for `accounts connect`)\n")
 
@@ -295,6 +305,16 @@ def accounts_connect(
     ] = None,
     as_json: AsJson = False,
     http_timeout: HttpTimeout = defaults.HTTP_TIMEOUT,
+    app_name: AppOption = None,
+    user_id: Annotated[
+        str | None,
+        typer.Option(
+            "--user-id",
+            metavar="USER_ID",
+            help="With --app, for a provider whose answer does not name the user (X, "
+            "Google): the user's id there.",
+        ),
+    ] = None,
 ) -> None:
     """Exchange an authorization code for the account's tokens, and store them.
 
@@ -305,13 +325,30 @@ def accounts_connect(
     """
     setup()
     from tokenrefresh.adapters.context import Context
+    from tokenrefresh.cli.consent import checked_user_option, connect_app, consent_app
 
     with errors_as_json(as_json):
+        if app_name is None and user_id is not None:
+            raise UsageError("--user-id goes with --app (TikTok's answer names the user)")
+        app = consent_app(app_name) if app_name is not None else None
+        user = checked_user_option(app, user_id) if app is not None else None
         code, verifier = read_code()
         with Context(Settings.from_env(), pool_size=2) as context:
-            connected = connections(context, http_timeout).connect(
-                code, redirect_uri=redirect_uri, code_verifier=verifier, label=label
-            )
+            if app is None:
+                connected = connections(context, http_timeout).connect(
+                    code, redirect_uri=redirect_uri, code_verifier=verifier, label=label
+                )
+            else:
+                connected = connect_app(
+                    context,
+                    app,
+                    code,
+                    redirect_uri=redirect_uri,
+                    code_verifier=verifier,
+                    label=label,
+                    user_id=user,
+                    http_timeout=http_timeout,
+                )
     if as_json:
         document = {
             "account_id": connected.account_id,

@@ -66,6 +66,16 @@ class Connected:
 
 
 @dataclass(frozen=True)
+class ConnectTarget:
+    """The app a connect stores its account in: its name, what messages call its provider
+    and credentials, and how long a refresh token lives when the answer does not say."""
+
+    app: str = defaults.APP
+    names: AppNames = TIKTOK_APP
+    refresh_lifetime: timedelta = ASSUMED_REFRESH_LIFETIME
+
+
+@dataclass(frozen=True)
 class Revoked:
     """A revoked account. `at_tiktok`: its provider (`provider`, TikTok for the app
     `tiktok`) confirmed the revocation (False: there was no live token left to revoke, the
@@ -118,12 +128,18 @@ class Connections:
         redirect_uri: str,
         code_verifier: str | None = None,
         label: str | None = None,
+        target: ConnectTarget | None = None,
+        user_id: str | None = None,
     ) -> Connected:
-        """Exchange an authorization code for a token pair and store the account.
+        """Exchange an authorization code for a token pair and store the account, in the
+        app `tiktok` with TikTok's client, or in `target`'s app with its client (`client`).
 
-        A code TikTok does not accept (used, expired, for another redirect URI, a wrong
-        verifier) is a UsageError (exit 2) and changes nothing.
+        `user_id`: the user's id at the provider, for a provider whose answer names no user
+        (X, Google); an answer that names one is taken as it is. A code the provider does
+        not accept (used, expired, for another redirect URI, a wrong verifier) is a
+        UsageError (exit 2) and changes nothing.
         """
+        target = target or ConnectTarget()
         code, label = _checked(code, redirect_uri, code_verifier, label)
         if self.client is None:
             raise TypeError("connect needs TikTok's client")
@@ -138,25 +154,35 @@ class Connections:
                 "(and code verifier) it was issued for"
             ) from None
         except AppCredentialsRejected as rejected:
-            raise _app_rejected(rejected) from None
+            raise _app_rejected(rejected, target.names) from None
         except UnusableGrant as unusable:
-            raise _unusable(unusable.reason) from None
+            raise _unusable(unusable.reason, target.names.provider) from None
         except RefreshFailed as failed:
             raise TemporarilyUnavailable(
                 f"the code exchange failed: {failed.reason}; nothing was stored"
             ) from None
-        return self._store(grant, label)
+        return self._store(grant, label, target, user_id)
 
-    def _store(self, grant: TokenGrant, label: str | None) -> Connected:
+    def _store(
+        self, grant: TokenGrant, label: str | None, target: ConnectTarget, user_id: str | None
+    ) -> Connected:
+        provider = target.names.provider
         # The client checked these; a ConsentEndpoint of another make may not have.
         if grant.refresh_token is None:
-            raise _unusable("TikTok's answer to the authorization code lacks a refresh token")
-        tokens = tuple(token for token in (grant.access_token, grant.refresh_token) if token)
-        try:
-            open_id = checked_open_id(grant.open_id, tokens)
-        except ValueError as error:
             raise _unusable(
-                f"TikTok's answer to the authorization code carries no usable open_id: {error}"
+                f"{provider}'s answer to the authorization code lacks a refresh token", provider
+            )
+        tokens = tuple(token for token in (grant.access_token, grant.refresh_token) if token)
+        given = grant.open_id is None
+        try:
+            open_id = checked_open_id(user_id if given else grant.open_id, tokens)
+        except ValueError as error:
+            if given and user_id is not None:
+                raise InvalidArgument(f"--user-id: {error}") from None
+            what = "open_id" if target.app == defaults.APP else "user id"
+            raise _unusable(
+                f"{provider}'s answer to the authorization code carries no usable {what}: {error}",
+                provider,
             ) from None
         now = self.clock()
         account = NewAccount(
@@ -164,7 +190,7 @@ class Connections:
             open_id=open_id,
             label=label,
             access_expires_at=grant.access_expires_at,
-            refresh_expires_at=grant.refresh_expires_at or now + ASSUMED_REFRESH_LIFETIME,
+            refresh_expires_at=grant.refresh_expires_at or now + target.refresh_lifetime,
             issued_at=now,
             issued_at_stated=True,
             scope=grant.scope or "",
@@ -175,15 +201,16 @@ class Connections:
             refresh_token_fingerprint=fingerprint(grant.refresh_token),
         )
         try:
-            counts = self.repository.import_accounts([account], force=True)
+            counts = self.repository.import_accounts([account], force=True, app=target.app)
         except Exception:
             log.error(
-                "TikTok issued tokens for open_id %s but they could not be stored: the user "
-                "must authorize again",
+                "%s issued tokens for user %s but they could not be stored: the user must "
+                "authorize again",
+                provider,
                 open_id,
             )
             raise
-        stored = self.repository.find_account(open_id)
+        stored = self.repository.find_account(open_id, target.app)
         assert stored is not None
         return Connected(stored.id, stored.open_id, created=counts.created == 1)
 
@@ -323,10 +350,11 @@ def _checked(
     return code, label
 
 
-def _unusable(reason: str) -> ReconnectNeeded:
+def _unusable(reason: str, provider: str = "TikTok") -> ReconnectNeeded:
+    user = "a usable open_id" if provider == "TikTok" else "a usable user id"
     return ReconnectNeeded(
-        f"{reason}. The tokens TikTok issued cannot be stored without a refresh token and a "
-        "usable open_id, so they were discarded and nothing was stored; the authorization "
+        f"{reason}. The tokens {provider} issued cannot be stored without a refresh token and "
+        f"{user}, so they were discarded and nothing was stored; the authorization "
         "code is spent: ask the user to authorize again",
         reason="unusable_grant",
     )

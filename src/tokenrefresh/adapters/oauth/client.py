@@ -14,6 +14,7 @@ from tokenrefresh.adapters.oauth.answer import (
     raise_error_field,
     token_fields,
 )
+from tokenrefresh.adapters.oauth.code import CODE_USED, exchange_request, interpret_code_answer
 from tokenrefresh.adapters.oauth.reading import (
     Answer,
     log_id,
@@ -68,6 +69,8 @@ class ProviderClient:
         self.profile = profile
         self._credentials = credentials
         self._refresh_url = with_base_url(profile.urls.refresh_url, base_url)
+        token = profile.urls.token
+        self._token_url = with_base_url(token, base_url) if token else None
         revoke = profile.urls.revoke
         self._revoke_url = with_base_url(revoke, base_url) if revoke else None
         self._timeout = timeout
@@ -93,6 +96,31 @@ class ProviderClient:
                 refresh_expires_at=grant.access_expires_at,
             )
         return grant
+
+    def exchange_code(
+        self, code: str, *, redirect_uri: str, code_verifier: str | None = None
+    ) -> TokenGrant:
+        """Exchange an authorization code (single use) for a new account's tokens: a grant
+        that can be stored (`code.interpret_code_answer`; `open_id` None where the answer
+        names no user), or one of the three outcome exceptions."""
+        if not code or not redirect_uri or code_verifier == "":
+            raise ValueError(
+                "the code and redirect_uri must not be empty, nor a code_verifier given"
+            )
+        if self._token_url is None:
+            raise ValueError(f"the {self.profile.name} profile has no token URL")
+        secrets = tuple(
+            secret for secret in (*self._secrets(code), code_verifier) if secret is not None
+        )
+        request = exchange_request(
+            self.profile,
+            self._credentials,
+            self._token_url,
+            code=code,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+        )
+        return interpret_code_answer(self.call(request, secrets, CODE_USED), self.profile, secrets)
 
     def revoke(self, token: str) -> None:
         """Revoke `token` (RFC 7009); returns only when the provider said so."""

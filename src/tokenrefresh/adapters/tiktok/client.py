@@ -8,10 +8,9 @@ deadline, no redirects), so that no endpoint can hold a worker (and with it SIGT
 from __future__ import annotations
 
 from tokenrefresh.adapters.oauth.client import ProviderClient
-from tokenrefresh.adapters.oauth.request import form_request, revoke_request, with_base_url
+from tokenrefresh.adapters.oauth.request import revoke_request, with_base_url
 from tokenrefresh.adapters.outbound.call import DEFAULT_CONNECT_TIMEOUT
 from tokenrefresh.adapters.tiktok.answer import tiktok_profile
-from tokenrefresh.adapters.tiktok.code_answer import CODE_USED, interpret_code_answer
 from tokenrefresh.adapters.tiktok.revoke_answer import REVOKED, interpret_revoke_answer
 from tokenrefresh.base.outcomes import TokenGrant
 from tokenrefresh.base.settings import ClientCredentials
@@ -72,19 +71,9 @@ class TikTokClient:
         `redirect_uri` must be exactly the one of the authorize request; `code_verifier` is
         sent only when given (PKCE, desktop apps). A grant always has a refresh token and an
         open_id; else one of the three outcome exceptions (see `code_answer.py`)."""
-        if not code or not redirect_uri or code_verifier == "":
-            raise ValueError(
-                "the code and redirect_uri must not be empty, nor a code_verifier given"
-            )
-        client_secret = self._credentials.client_secret.reveal()
-        secrets = (
-            (code, client_secret) if code_verifier is None else (code, client_secret, code_verifier)
+        return self._provider.exchange_code(
+            code, redirect_uri=redirect_uri, code_verifier=code_verifier
         )
-        fields = {"code": code, "grant_type": "authorization_code", "redirect_uri": redirect_uri}
-        if code_verifier is not None:
-            fields["code_verifier"] = code_verifier
-        request = form_request(self._profile, self._credentials, self._url, fields)
-        return interpret_code_answer(self._provider.call(request, secrets, CODE_USED), secrets)
 
     def revoke(self, access_token: str) -> None:
         """Revoke the user's access token (and with it the app's access to the account).

@@ -14,15 +14,13 @@ the answer's tokens; a JSON integer is taken as its decimal text; anything else 
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Mapping
-from decimal import Decimal
-
-from tokenrefresh.adapters.oauth.reading import Answer, json_object, tokens_in
-from tokenrefresh.adapters.tiktok.answer import interpret_answer
-from tokenrefresh.base.outcomes import TokenGrant, UnusableGrant
-from tokenrefresh.base.scrub import scrub
+from tokenrefresh.adapters.oauth import code as generic
+from tokenrefresh.adapters.oauth.code import CODE_REJECTED, CODE_USED
+from tokenrefresh.adapters.oauth.code import USER_ID_MAX_LENGTH as OPEN_ID_MAX_LENGTH
+from tokenrefresh.adapters.oauth.code import checked_user_id as checked_open_id
+from tokenrefresh.adapters.oauth.reading import Answer
+from tokenrefresh.adapters.tiktok.answer import tiktok_profile
+from tokenrefresh.base.outcomes import TokenGrant
 
 __all__ = [
     "CODE_REJECTED",
@@ -32,59 +30,11 @@ __all__ = [
     "interpret_code_answer",
 ]
 
-CODE_REJECTED = "the authorization code was not accepted"
-CODE_USED = "the authorization code may have been used"  # a call cut short after sending
-OPEN_ID_MAX_LENGTH = 255  # accounts.open_id is VARCHAR(255); `accounts import` allows as much
-_OPEN_ID_SHAPE = re.compile(r"[!-~]+")  # visible ASCII: no space, no control character
-_UNUSABLE = "TikTok's answer to the authorization code"
-
 
 def interpret_code_answer(answer: Answer, secrets: tuple[str, ...]) -> TokenGrant:
     """One answer to an authorization-code grant as a TokenGrant with a refresh token and a
     checked open_id, or one of the three outcome exceptions (UnusableGrant, a RefreshFailed,
     for tokens that cannot be stored); total, and no fragment of `secrets` (the code, the
-    client secret, the verifier) or of a token in the body is ever shown."""
-    grant = interpret_answer(answer, secrets, rejection_context=CODE_REJECTED)
-    details = {"http_status": grant.http_status, "log_id": grant.log_id, "elapsed": grant.elapsed}
-    if grant.refresh_token is None:
-        raise UnusableGrant(f"{_UNUSABLE} lacks a refresh token", **details)
-    fields, _ = json_object(answer.body)  # the open_id as sent, before `interpret_answer` cut it
-    raw = fields.get("open_id") if fields is not None else None
-    try:
-        open_id = checked_open_id(raw, (*secrets, *tokens_in(fields)))
-    except ValueError as error:
-        raise UnusableGrant(f"{_UNUSABLE} carries no usable open_id: {error}", **details) from None
-    return dataclasses.replace(grant, open_id=open_id)
-
-
-def checked_open_id(value: object, secrets: tuple[str, ...]) -> str:
-    """`value` as an open_id that may be stored and shown, or ValueError saying why it cannot
-    be one (never showing it). An integer becomes its decimal text; `secrets`: the tokens and
-    secrets that must not be in it."""
-    if isinstance(value, Decimal) and value.is_finite() and value.as_tuple().exponent == 0:
-        value = str(value)  # a JSON integer ("1.0" and "1e3" are not one)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if value is None or value == "":
-        raise ValueError("it has none")
-    if not isinstance(value, str):
-        raise ValueError(f"it is {_kind(value)}, not text")
-    if len(value) > OPEN_ID_MAX_LENGTH:
-        raise ValueError(f"it is {len(value)} characters long, more than {OPEN_ID_MAX_LENGTH}")
-    if not _OPEN_ID_SHAPE.fullmatch(value):
-        raise ValueError("it holds a space, a control character or a character outside ASCII")
-    if any(secret and secret in value for secret in secrets) or scrub(value, *secrets) != value:
-        raise ValueError("it holds one of the tokens or secrets of the exchange")
-    return value
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, Decimal | float):
-        return "a number with a fraction or an exponent"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
+    client secret, the verifier) or of a token in the body is ever shown. The generic
+    reading (`adapters/oauth/code.py`) with the `tiktok` profile."""
+    return generic.interpret_code_answer(answer, tiktok_profile(), secrets)
