@@ -6,12 +6,14 @@ refused, and nothing changes. The CLI and the library alike, on both databases."
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 
 from apps_setup import Apps, StoreAccount, instagram_token, presented_to, row, x_tokens
 from conftest import Cli
 from standin import TikTokStandIn
+from standin_providers import serving
 from tokenrefresh import TokenStore
 
 
@@ -100,3 +102,35 @@ def test_the_library_revokes_at_the_accounts_own_app(
     assert presented_to(google) == [access]
     assert [call.path for call in google.received] == ["/revoke"]
     assert row(engine, "google", "g-user")["status"] == "revoked"
+
+
+def test_a_profile_that_revokes_the_refresh_token_presents_the_stored_one(
+    cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
+) -> None:
+    with serving("google") as (google, base_url):
+        config = tmp_path / "refresh-revoke.toml"
+        config.write_text(
+            "[providers.idp]\n"
+            'extends = "google"\n'
+            "[providers.idp.revoke]\n"
+            'presents = "refresh_token"\n'
+            "[apps.idp]\n"
+            'provider = "idp"\n'
+            f'client_id = "{google.client_id}"\n'
+            'client_secret_env = "IDP_SECRET"\n'
+            f'base_url = "{base_url}"\n'
+        )
+        refresh = google.new_token("1//idp")
+        google.refresh_tokens.add(refresh)
+        store_account("idp", "idp-user", access="ya29-idp-access", refresh=refresh)
+        account_id = row(engine, "idp", "idp-user")["id"]
+        env = {"TOKENREFRESH_CONFIG": str(config), "IDP_SECRET": google.client_secret}
+
+        result = cli("accounts", "revoke", str(account_id), "--yes", env=env)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"Revoked account {account_id} (idp-user) at idp; tokens erased.\n"
+    [call] = google.received
+    assert (call.path, call.form["token"]) == ("/revoke", refresh)
+    assert refresh not in google.refresh_tokens
+    assert row(engine, "idp", "idp-user")["status"] == "revoked"

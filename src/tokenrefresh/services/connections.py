@@ -254,12 +254,7 @@ class Connections:
             # Under the account's lease: no refresh rotates the token meanwhile.
             with self.repository.claim(account.id, None) as claim:
                 if claim is None:
-                    raise TemporarilyUnavailable(
-                        f"revoking account {account.id} failed: it is being refreshed right "
-                        "now; nothing was changed, try again",
-                        account_id=account.id,
-                        open_id=account.open_id,
-                    )
+                    raise _not_revoked(account, "it is being refreshed right now")
                 stored = claim.account.refresh_token_ciphertext
                 if stored is None:
                     return False  # erased already: nothing live to revoke
@@ -273,12 +268,11 @@ class Connections:
         except MinValidUnreachable:
             # Refreshed moments ago, and the answer gave no usable lifetime: no token to
             # revoke with until the pacing lets the account be refreshed again.
-            raise TemporarilyUnavailable(
-                f"revoking account {account.id} failed: it was refreshed moments ago and "
-                f"{provider}'s answer gave its access token no usable lifetime; nothing was "
-                "changed, try again in a minute",
-                account_id=account.id,
-                open_id=account.open_id,
+            raise _not_revoked(
+                account,
+                f"it was refreshed moments ago and {provider}'s answer gave its access token "
+                "no usable lifetime",
+                "try again in a minute",
             ) from None
         return self._call_revoke(client, fresh.token, names, account)
 
@@ -295,13 +289,16 @@ class Connections:
         except AppCredentialsRejected as rejected:
             raise _app_rejected(rejected, names) from None
         except RefreshFailed as failed:
-            raise TemporarilyUnavailable(
-                f"revoking account {account.id} failed: {failed.reason}; nothing was "
-                "changed, try again",
-                account_id=account.id,
-                open_id=account.open_id,
-            ) from None
+            raise _not_revoked(account, failed.reason) from None
         return True
+
+
+def _not_revoked(account: AccountView, why: str, then: str = "try again") -> TemporarilyUnavailable:
+    return TemporarilyUnavailable(
+        f"revoking account {account.id} failed: {why}; nothing was changed, {then}",
+        account_id=account.id,
+        open_id=account.open_id,
+    )
 
 
 def revoke_endpoints(
