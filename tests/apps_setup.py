@@ -22,8 +22,11 @@ from tokenrefresh.storage.records import NewAccount
 from tokenrefresh.storage.repository import Repository
 
 __all__ = [
+    "AddXAccounts",
     "Apps",
     "StoreAccount",
+    "add_x_accounts",
+    "app_config",
     "apps",
     "decrypted",
     "google_tokens",
@@ -158,3 +161,35 @@ def presented_to(provider: Provider) -> list[str]:
         for name, value in (*request.form.items(), *request.query.items())
         if name in ("refresh_token", "access_token", "token")
     ]
+
+
+AddXAccounts = Callable[[int], list[tuple[str, str]]]
+
+
+@pytest.fixture
+def add_x_accounts(apps: Apps, store_account: StoreAccount) -> AddXAccounts:
+    """Issue `count` token pairs at the X stand-in and store them as the accounts
+    `x-user-0`, `x-user-1`, ... of the app `x`; returns the (access, refresh) pairs."""
+
+    def add(count: int) -> list[tuple[str, str]]:
+        pairs = x_tokens(apps.providers["x"], count)
+        for index, (access, refresh) in enumerate(pairs):
+            store_account("x", f"x-user-{index}", access=access, refresh=refresh)
+        return pairs
+
+    return add
+
+
+def app_config(
+    path: Path, app: str, provider: Provider, base_url: str, *, profile: str, extra: str = ""
+) -> dict[str, str]:
+    """A configuration file of one app on `provider`'s stand-in (its secret in the variable
+    SECRET_OF_APP), preceded by `extra` TOML; the environment that names both."""
+    path.write_text(
+        f"{extra}[apps.{app}]\n"
+        f'provider = "{profile}"\n'
+        f'client_id = "{provider.client_id}"\n'
+        'client_secret_env = "SECRET_OF_APP"\n'
+        f'base_url = "{base_url}"\n'
+    )
+    return {"TOKENREFRESH_CONFIG": str(path), "SECRET_OF_APP": provider.client_secret}

@@ -11,14 +11,17 @@ TikTok is the usual stand-in. Both databases.
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
 from apps_setup import (
+    AddXAccounts,
     Apps,
     StoreAccount,
+    app_config,
     decrypted,
     google_tokens,
     instagram_token,
@@ -29,6 +32,7 @@ from apps_setup import (
 from conftest import Cli
 from helpers import AddAccounts, counts
 from standin import TikTokStandIn
+from standin_providers import serving
 
 
 def test_one_run_refreshes_each_account_at_its_own_provider_and_no_other(
@@ -36,15 +40,14 @@ def test_one_run_refreshes_each_account_at_its_own_provider_and_no_other(
     apps: Apps,
     standin: TikTokStandIn,
     add_accounts: AddAccounts,
+    add_x_accounts: AddXAccounts,
     store_account: StoreAccount,
     engine: Engine,
     fernet_key: str,
 ) -> None:
     tiktok = add_accounts(2)  # imported before the file existed: app `tiktok`
     x, google = apps.providers["x"], apps.providers["google"]
-    x_pairs = x_tokens(x, 2)
-    for index, (access, refresh) in enumerate(x_pairs):
-        store_account("x", f"x-user-{index}", access=access, refresh=refresh)
+    x_pairs = add_x_accounts(2)
     g_access, g_refresh = google_tokens(google)
     store_account("google", "g-user", access=g_access, refresh=g_refresh)
 
@@ -97,14 +100,12 @@ def test_an_app_whose_credentials_are_refused_stops_only_its_own_part(
     apps: Apps,
     standin: TikTokStandIn,
     add_accounts: AddAccounts,
-    store_account: StoreAccount,
+    add_x_accounts: AddXAccounts,
     engine: Engine,
 ) -> None:
     tiktok = add_accounts(2)
     x = apps.providers["x"]
-    x_pairs = x_tokens(x, 3)
-    for index, (access, refresh) in enumerate(x_pairs):
-        store_account("x", f"x-user-{index}", access=access, refresh=refresh)
+    add_x_accounts(3)
     before = {index: row(engine, "x", f"x-user-{index}") for index in range(3)}
 
     wrong = {**apps.env, "X_SECRET": "a-wrong-secret-0000"}
@@ -233,11 +234,10 @@ def test_on_demand_refreshes_at_the_accounts_own_provider(
 
 
 def test_one_providers_outage_opens_its_own_breaker_and_the_other_apps_go_on(
-    cli: Cli, apps: Apps, store_account: StoreAccount, engine: Engine, fernet_key: str
+    cli: Cli, apps: Apps, add_x_accounts: AddXAccounts, store_account: StoreAccount, engine: Engine
 ) -> None:
     x, google = apps.providers["x"], apps.providers["google"]
-    for index, (access, refresh) in enumerate(x_tokens(x, 6)):
-        store_account("x", f"x-user-{index}", access=access, refresh=refresh)
+    add_x_accounts(6)
     x.scripted = [(503, {"error": "temporarily_unavailable"})] * 100
     google_pairs = [google_tokens(google) for _ in range(3)]
     for index, (access, refresh) in enumerate(google_pairs):
@@ -251,9 +251,9 @@ def test_one_providers_outage_opens_its_own_breaker_and_the_other_apps_go_on(
     assert document["stopped"]["message"].startswith("app x: X is failing: ")
     assert "calls to X failed" in document["stopped"]["message"]
     assert document["counts"]["refreshed"] == 3  # Google's part was not stopped
-    for index, (access, _) in enumerate(google_pairs):
-        stored = row(engine, "google", f"g-user-{index}")
-        assert decrypted(fernet_key, stored["access_token_ciphertext"]) != access
+    assert len(google.access_tokens) == 6  # the 3 of consent and the 3 of the refreshes
+    for index in range(3):  # each Google account stored a new pair
+        assert row(engine, "google", f"g-user-{index}")["token_generation"] == 2
     for index in range(6):  # X's accounts failed, none marked for its user
         assert row(engine, "x", f"x-user-{index}")["status"] == "active"
 
@@ -300,3 +300,36 @@ def test_events_and_metrics_say_which_app(
     assert 'tokenrefresh_app_accounts{app="x-old",status="active"} 1.0' in exposition
     assert 'tokenrefresh_unconfigured_app_accounts{app="x-old"} 1.0' in exposition
     assert 'tokenrefresh_accounts{status="expired"} 2.0' in exposition  # as it always was
+
+
+def test_a_tiktok_shop_account_imported_as_its_answer_is_refreshed_with_a_get(
+    cli: Cli, engine: Engine, fernet_key: str, tmp_path: Path
+) -> None:
+    with serving("tiktok-shop") as (shop, base_url):
+        env = app_config(tmp_path / "shop.toml", "shop", shop, base_url, profile="tiktok-shop")
+        refresh = shop.new_token("ROW_refresh")
+        shop.refresh_tokens.add(refresh)
+        now = int(time.time())
+        line = {  # the answer's `data`, as the import takes it
+            "open_id": "7494shop-open-id",
+            "access_token": "ROW_access-imported",
+            "access_token_expire_in": now + 600,
+            "refresh_token": refresh,
+            "refresh_token_expire_in": now + 30 * 86400,
+            "seller_name": "Stand-in Shop",
+            "granted_scopes": ["seller.authorization.info"],
+        }
+        imported = cli("accounts", "import", "-", input=json.dumps(line) + "\n", env=env)
+        result = cli("refresh", "--json", env=env)
+
+    assert imported.exit_code == 0, imported.stderr
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == counts(refreshed=1)
+    [call] = shop.received
+    assert (call.method, call.path) == ("GET", "/api/v2/token/refresh")
+    assert call.query["refresh_token"] == refresh
+    stored = row(engine, "shop", "7494shop-open-id")
+    new_refresh = decrypted(fernet_key, stored["refresh_token_ciphertext"])
+    assert new_refresh in shop.refresh_tokens
+    assert new_refresh != refresh
+    assert stored["status"] == "active"

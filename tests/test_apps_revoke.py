@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from apps_setup import Apps, StoreAccount, instagram_token, presented_to, row, x_tokens
+from apps_setup import Apps, StoreAccount, app_config, instagram_token, presented_to, row, x_tokens
 from conftest import Cli
 from standin import TikTokStandIn
 from standin_providers import serving
@@ -108,23 +108,15 @@ def test_a_profile_that_revokes_the_refresh_token_presents_the_stored_one(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
     with serving("google") as (google, base_url):
-        config = tmp_path / "refresh-revoke.toml"
-        config.write_text(
-            "[providers.idp]\n"
-            'extends = "google"\n'
-            "[providers.idp.revoke]\n"
-            'presents = "refresh_token"\n'
-            "[apps.idp]\n"
-            'provider = "idp"\n'
-            f'client_id = "{google.client_id}"\n'
-            'client_secret_env = "IDP_SECRET"\n'
-            f'base_url = "{base_url}"\n'
+        profile = '[providers.idp]\nextends = "google"\n[providers.idp.revoke]\n'
+        profile += 'presents = "refresh_token"\n'
+        env = app_config(
+            tmp_path / "idp.toml", "idp", google, base_url, profile="idp", extra=profile
         )
         refresh = google.new_token("1//idp")
         google.refresh_tokens.add(refresh)
         store_account("idp", "idp-user", access="ya29-idp-access", refresh=refresh)
         account_id = row(engine, "idp", "idp-user")["id"]
-        env = {"TOKENREFRESH_CONFIG": str(config), "IDP_SECRET": google.client_secret}
 
         result = cli("accounts", "revoke", str(account_id), "--yes", env=env)
 

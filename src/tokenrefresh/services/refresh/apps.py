@@ -99,8 +99,10 @@ def _plan(repository: Repository, options: RefreshOptions, app: App, clock: Cloc
         window=options.window if options.window is not None else app.refresh_window,
         concurrency=app.concurrency or options.concurrency,
         rate_limit=app.rate_limit if app.rate_limit is not None else options.rate_limit,
+        app=app.name,
+        min_age=app.profile.refresh.min_age,
     )
-    return Plan(repository, own, clock, app=app.name, min_age=app.profile.refresh.min_age)
+    return Plan(repository, own, clock)
 
 
 def _not_covered(

@@ -36,6 +36,10 @@ class RefreshOptions:
     batch_size: int = BATCH_SIZE
     warn_before: timedelta = defaults.WARN_BEFORE  # account.refresh_token_expiring
     event_retention: timedelta = defaults.EVENT_RETENTION  # undelivered events given up
+    # One app's part of a run: its accounts only (None: every app's, for a caller that
+    # presents each to its own app), refreshed only once `min_age` old (Instagram: 24 h).
+    app: str | None = None
+    min_age: timedelta = timedelta(0)
 
 
 def _never() -> bool:
@@ -46,26 +50,18 @@ class Plan:
     """The accounts of one run: those due now (or exactly the ones named), in order."""
 
     def __init__(
-        self,
-        repository: Repository,
-        options: RefreshOptions,
-        clock: Clock = utcnow,
-        *,
-        app: str | None = None,
-        min_age: timedelta = timedelta(0),
+        self, repository: Repository, options: RefreshOptions, clock: Clock = utcnow
     ) -> None:
-        """`app`: the accounts of that app only (None: of every app, for a caller that
-        presents each to its own app); `min_age`: how old a token must be to be refreshed."""
         # An id given twice is refreshed once: a second worker would spend the token again.
         self.options = replace(options, account_ids=tuple(dict.fromkeys(options.account_ids)))
-        self.app = app
+        self.app = options.app
         self.window = defaults.WINDOW if options.window is None else options.window
-        now = clock()
+        now, min_age = clock(), options.min_age
         self.due = Due(
             now=now,
             horizon=now + self.window,
             shard=options.shard,
-            app=app,
+            app=options.app,
             issued_before=now - min_age if min_age > timedelta(0) else None,
         )
         self.explicit = bool(self.options.account_ids)
