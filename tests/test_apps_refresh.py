@@ -66,6 +66,10 @@ def test_one_run_refreshes_each_account_at_its_own_provider_and_no_other(
         assert new_refresh in x.refresh_tokens
         assert new_refresh != old_refresh
         assert decrypted(fernet_key, stored["access_token_ciphertext"]) in x.access_tokens
+    listed = cli("accounts", "list", env={**apps.env, "COLUMNS": "200"}).stdout.splitlines()
+    assert listed[1].split()[:3] == ["app", "id", "open_id"]  # accounts of several apps
+    apps_listed = sorted(line.split()[0] for line in listed[2:] if line.strip())
+    assert apps_listed == ["google", "tiktok", "tiktok", "x", "x"]
     google_row = row(engine, "google", "g-user")
     # Google does not rotate: the stored refresh token stays; the new access token is kept.
     assert decrypted(fernet_key, google_row["refresh_token_ciphertext"]) == g_refresh

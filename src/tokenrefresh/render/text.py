@@ -100,11 +100,18 @@ class TextRenderer(Terminal):
         )
 
     def accounts(self, accounts: list[AccountView], now: datetime) -> None:
+        # Accounts of several apps: a column says which (one app's table is as it was).
+        several = len({account.app for account in accounts}) > 1
         self.table(
             f"{len(accounts)} account(s)",
-            ["id", "open_id", "label", "status", "access expires", "refresh expires", "last error"],
+            [
+                *(["app"] if several else []),
+                *["id", "open_id", "label", "status", "access expires", "refresh expires"],
+                "last error",
+            ],
             [
                 [
+                    *([shown(account.app, 64)] if several else []),
                     *_who(account.id, account.open_id, account.label),
                     account.status,
                     *(relative(moment, now) for moment in expiries(account)),
