@@ -337,3 +337,21 @@ def test_a_tiktok_shop_account_imported_as_its_answer_is_refreshed_with_a_get(
     assert new_refresh in shop.refresh_tokens
     assert new_refresh != refresh
     assert stored["status"] == "active"
+
+
+def test_one_tiktok_app_keeps_the_documents_and_series_it_had(
+    cli: Cli, add_accounts: AddAccounts, tmp_path: Path
+) -> None:
+    add_accounts(1)
+    metrics = tmp_path / "metrics.prom"
+
+    run = cli("refresh", "--window", "3h", "--json", "--metrics-file", str(metrics))
+    dry = cli("refresh", "--dry-run", "--json")
+    status = cli("status", "--json")
+
+    assert run.exit_code == 0, run.stderr
+    assert "unconfigured_apps" not in run.json()
+    assert "unconfigured_apps" not in dry.json()
+    assert not {"apps", "unconfigured_apps", "configuration_error"} & set(status.json())
+    assert "tokenrefresh_app_accounts" not in metrics.read_text()
+    assert 'tokenrefresh_accounts{status="active"} 1.0' in metrics.read_text()

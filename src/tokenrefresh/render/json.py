@@ -213,6 +213,26 @@ def refresh_json(report: RunReport) -> dict[str, Any]:
     }
 
 
+def _apps_json(report: StatusReport) -> dict[str, Any]:
+    """`apps` and `unconfigured_apps` where any app but `tiktok` is in play, and
+    `configuration_error` when the configuration cannot be read; a single TikTok app's
+    document is what it was before apps (scripts compare its keys)."""
+    document: dict[str, Any] = {}
+    if report.several_apps:
+        configured = report.configured_apps
+        document["apps"] = {
+            app: {
+                "accounts": count,
+                "configured": None if configured is None else app in configured,
+            }
+            for app, count in report.apps.items()
+        }
+        document["unconfigured_apps"] = dict(report.unconfigured_apps)
+    if report.configuration_error is not None:
+        document["configuration_error"] = outside(report.configuration_error)
+    return document
+
+
 def _unconfigured(report: RunReport) -> dict[str, Any]:
     """`unconfigured_apps`, only when there are any: a run's document is otherwise what it
     was before apps (scripts compare its keys)."""
@@ -238,17 +258,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
             "missing": stats.without_tokens,
         },
         "failing": stats.failing,
-        "apps": {
-            app: {
-                "accounts": count,
-                "configured": (
-                    None if report.configured_apps is None else app in report.configured_apps
-                ),
-            }
-            for app, count in report.apps.items()
-        },
-        "unconfigured_apps": dict(report.unconfigured_apps),
-        "configuration_error": outside(report.configuration_error),
+        **_apps_json(report),
         "keys_configured": report.keys_configured,
         "events": {
             "pending": report.events.pending,

@@ -147,13 +147,15 @@ def write_metrics(
         accounts = gauge("accounts", "Accounts by status.", ("status",))
         for account_status, count in stats.by_status.items():
             accounts.labels(account_status).set(count)
-        # By app as well, in series of their own (`accounts` keeps the series it had).
-        by_app = gauge("app_accounts", "Accounts by app and status.", ("app", "status"))
-        for app in sorted(status.apps):
-            for account_status in AccountStatus:
-                by_app.labels(app, account_status.value).set(
-                    status.apps_by_status.get((app, account_status.value), 0)
-                )
+        # By app as well, in series of their own, once any app but `tiktok` is in play
+        # (`accounts` keeps the series it had).
+        if status.several_apps:
+            by_app = gauge("app_accounts", "Accounts by app and status.", ("app", "status"))
+            for app in sorted(status.apps):
+                for account_status in AccountStatus:
+                    by_app.labels(app, account_status.value).set(
+                        status.apps_by_status.get((app, account_status.value), 0)
+                    )
         if status.unconfigured_apps:
             unconfigured = gauge(
                 "unconfigured_app_accounts",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tokenrefresh.base import defaults
 from tokenrefresh.base.clock import iso
 from tokenrefresh.base.durations import format_duration
 from tokenrefresh.storage.outbox import OutboxStats
@@ -43,6 +44,13 @@ class StatusReport:
     configured_apps: tuple[str, ...] | None = None
     unconfigured_apps: dict[str, int] = field(default_factory=dict)  # their active accounts
     configuration_error: str | None = None
+
+    @property
+    def several_apps(self) -> bool:
+        """Whether any app but `tiktok` holds accounts or is configured: only then do the
+        reports say which app (one TikTok app's reports are what they always were)."""
+        named = {*self.apps, *(self.configured_apps or ())}
+        return bool(named - {defaults.APP}) or bool(self.unconfigured_apps)
 
 
 # Events pending longer than this, with somewhere to deliver them, are worth a warning.
