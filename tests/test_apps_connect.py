@@ -16,6 +16,8 @@ from sqlalchemy import Engine
 from apps_setup import Apps, decrypted, row
 from conftest import Cli
 from standin import TikTokStandIn
+from tokenrefresh import TokenStore
+from tokenrefresh.errors import InvalidArgument
 
 REDIRECT = "https://app.example/callback"
 
@@ -157,3 +159,21 @@ def test_a_code_the_provider_does_not_accept_stores_nothing(
     assert code not in result.stderr
     with pytest.raises(Exception, match="No row was found"):
         row(engine, "google", "g-1")
+
+
+def test_the_library_connects_an_account_of_an_app(
+    env: dict[str, str], apps: Apps, engine: Engine
+) -> None:
+    google = apps.providers["google"]
+    code = google.issue_code(REDIRECT)
+
+    with TokenStore.from_env({**env, **apps.env}) as store:
+        with pytest.raises(InvalidArgument, match="give --user-id"):
+            store.connect(code, redirect_uri=REDIRECT, app="google")
+        assert code in google.codes  # refused before the code was spent
+        connected = store.connect(code, redirect_uri=REDIRECT, app="google", user_id="g-42")
+        token = store.access_token(app="google", user_id="g-42")
+
+    assert (connected.open_id, connected.created) == ("g-42", True)
+    assert row(engine, "google", "g-42")["id"] == connected.account_id
+    assert token.token in google.access_tokens

@@ -193,11 +193,34 @@ class TokenStore(Closing):
         redirect_uri: str,
         code_verifier: str | None = None,
         label: str | None = None,
+        app: str | None = None,
+        user_id: str | None = None,
     ) -> Connected:
         """Exchange an authorization code from TikTok's consent page and store the account
-        (an upsert by open_id). Returns its id and open_id, never a token."""
-        return self._consent().connect(
-            code, redirect_uri=redirect_uri, code_verifier=code_verifier, label=label
+        (an upsert by open_id). Returns its id and open_id, never a token.
+
+        With `app`, the code from that app's provider's consent page, exchanged there and
+        stored in the app; `user_id` where the provider's answer names no user (X, Google).
+        """
+        if app is None:
+            if user_id is not None:
+                raise InvalidArgument("user_id goes with app (TikTok's answer names the user)")
+            return self._consent().connect(
+                code, redirect_uri=redirect_uri, code_verifier=code_verifier, label=label
+            )
+        from tokenrefresh.services.connections import Connections, checked_user, connectable
+
+        chosen = self._configuration.app(app)
+        target = connectable(chosen)  # InvalidArgument before the code is spent
+        user = checked_user(chosen, user_id)
+        client = self._client_for(chosen)
+        return Connections(self._repository, self._cipher, client, self._tokens).connect(
+            code,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+            label=label,
+            target=target,
+            user_id=user,
         )
 
     def revoke(self, *, account_id: int | None = None, open_id: str | None = None) -> Revoked:

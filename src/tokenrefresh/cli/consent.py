@@ -32,19 +32,12 @@ class Consent:
 
 
 def consent_app(name: str) -> App:
-    """The app named with --app, if `connect` can serve its provider (UsageError if not)."""
-    from tokenrefresh.adapters.oauth.code import connect_refusal
+    """The app named with --app, if `connect` can serve its provider (exit 2 if not)."""
     from tokenrefresh.base.apps import load_configuration
+    from tokenrefresh.services.connections import connectable
 
     app = load_configuration().app(name)
-    why = connect_refusal(app.profile)
-    if why is not None:
-        raise UsageError(
-            f"connecting an account of app {app.name!r} is not supported yet: {why}; import "
-            f"its tokens with `tokenrefresh accounts import --app {app.name}` instead"
-        )
-    if not app.client_id:
-        raise UsageError(f"app {app.name!r} has no client_id ({app.source}): connect needs one")
+    connectable(app)
     return app
 
 
@@ -92,24 +85,10 @@ def app_consent(app: App, redirect_uri: str, scopes: tuple[str, ...], pkce: bool
 
 
 def checked_user_option(app: App, user_id: str | None) -> str | None:
-    """--user-id, checked before a code is spent: required where the provider's answer
-    names no user (X, Google), refused where it does (TikTok's open_id)."""
-    from tokenrefresh.adapters.oauth.code import checked_user_id
+    """--user-id, checked before a code is spent (see `connections.checked_user`)."""
+    from tokenrefresh.services.connections import checked_user
 
-    label = app.profile.label
-    if app.profile.answer.user_id:
-        if user_id is not None:
-            raise UsageError(f"--user-id: {label}'s answer names the user; leave it out")
-        return None
-    if user_id is None:
-        raise UsageError(
-            f"{label}'s answer to the code does not say whose account it is: give --user-id "
-            f"(the user's id at {label}, as your app knows it)"
-        )
-    try:
-        return checked_user_id(user_id, ())
-    except ValueError as error:
-        raise UsageError(f"--user-id: {error}") from None
+    return checked_user(app, user_id)
 
 
 def connect_app(
@@ -125,14 +104,13 @@ def connect_app(
 ) -> Connected:
     """Exchange the code at `app`'s provider and store the account in `app`."""
     from tokenrefresh.cli.account_support import on_demand
-    from tokenrefresh.services.connections import Connections, ConnectTarget
-    from tokenrefresh.services.refresh.apps import app_names
+    from tokenrefresh.services.connections import Connections, connectable
 
     repository = context.repository()
     cipher = context.cipher(verify_with=repository)
     client = context.client_for(app, read_timeout=http_timeout)
     tokens = on_demand(context, repository, cipher, http_timeout)
-    target = ConnectTarget(app.name, app_names(app), app.profile.lifetimes.max_refresh)
+    target = connectable(app)
     return Connections(repository, cipher, client, tokens).connect(
         code,
         redirect_uri=redirect_uri,

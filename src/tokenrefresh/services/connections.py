@@ -44,7 +44,16 @@ from tokenrefresh.services.refresh.on_demand import OnDemand
 from tokenrefresh.storage.records import AccountView, NewAccount
 from tokenrefresh.storage.repository import Repository
 
-__all__ = ["Connected", "Connections", "RevokeEndpoint", "Revoked", "revoke_endpoints"]
+__all__ = [
+    "ConnectTarget",
+    "Connected",
+    "Connections",
+    "RevokeEndpoint",
+    "Revoked",
+    "checked_user",
+    "connectable",
+    "revoke_endpoints",
+]
 
 log = logging.getLogger("tokenrefresh.connections")
 
@@ -299,6 +308,46 @@ def _not_revoked(account: AccountView, why: str, then: str = "try again") -> Tem
         account_id=account.id,
         open_id=account.open_id,
     )
+
+
+def connectable(app: App) -> ConnectTarget:
+    """Where a connect for `app` stores its account, if `connect` can serve the app's
+    provider (InvalidArgument naming why not: its accounts are imported instead)."""
+    from tokenrefresh.adapters.oauth.code import connect_refusal
+
+    why = connect_refusal(app.profile)
+    if why is not None:
+        raise InvalidArgument(
+            f"connecting an account of app {app.name!r} is not supported yet: {why}; import "
+            f"its tokens with `tokenrefresh accounts import --app {app.name}` instead"
+        )
+    if not app.client_id:
+        raise InvalidArgument(
+            f"app {app.name!r} has no client_id ({app.source}): connect needs one"
+        )
+    return ConnectTarget(app.name, app_names(app), app.profile.lifetimes.max_refresh)
+
+
+def checked_user(app: App, user_id: str | None) -> str | None:
+    """The user id a connect for `app` is given, checked before a code is spent: required
+    where the provider's answer names no user (X, Google), refused where it does (TikTok's
+    open_id); InvalidArgument saying which."""
+    from tokenrefresh.adapters.oauth.code import checked_user_id
+
+    label = app.profile.label
+    if app.profile.answer.user_id:
+        if user_id is not None:
+            raise InvalidArgument(f"--user-id: {label}'s answer names the user; leave it out")
+        return None
+    if user_id is None:
+        raise InvalidArgument(
+            f"{label}'s answer to the code does not say whose account it is: give --user-id "
+            f"(the user's id at {label}, as your app knows it)"
+        )
+    try:
+        return checked_user_id(user_id, ())
+    except ValueError as error:
+        raise InvalidArgument(f"--user-id: {error}") from None
 
 
 def revoke_endpoints(
