@@ -119,7 +119,8 @@ class OnDemand:
         self._endpoints = client if isinstance(client, AppEndpoints) else OnlyDefault(client)
         self._clock = clock
         self._wait = wait.total_seconds()
-        self._throttle = Throttle(4)  # a 429 slows every on-demand call of this process
+        # A 429 slows every on-demand call of this process to the same app's provider.
+        self._throttles: dict[str, Throttle] = {}
         self._guard = threading.Lock()
         self._locks: dict[int, threading.Lock] = {}
         self._failed_at: dict[int, tuple[float, str]] = {}
@@ -226,7 +227,8 @@ class OnDemand:
                     _check_pacing(state, min_valid, self._clock())
                     self._suspension.check()
                     try:
-                        result = self._refresher(give_up, *endpoint).refresh(claim)
+                        refresher = self._refresher(give_up, state.app, *endpoint)
+                        result = refresher.refresh(claim)
                     except GrantNotStored as error:
                         self._suspension.start(account_id, error.detail)
                         raise
@@ -248,11 +250,13 @@ class OnDemand:
             pause = min(pause * 2, _POLL_MAX)
 
     def _refresher(
-        self, give_up: float, client: TokenEndpoint, names: AppNames
+        self, give_up: float, app: str, client: TokenEndpoint, names: AppNames
     ) -> AccountRefresher:
         control = RunControl(ON_DEMAND)
         control.deadline = give_up  # retries stop when the caller's wait is up
-        pacing = Pacing(throttle=self._throttle, control=control)
+        with self._guard:
+            throttle = self._throttles.setdefault(app, Throttle(4))
+        pacing = Pacing(throttle=throttle, control=control)
         return AccountRefresher(client, self._cipher, clock=self._clock, pacing=pacing, names=names)
 
     def _after(
