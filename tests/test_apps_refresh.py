@@ -33,6 +33,7 @@ from conftest import Cli
 from helpers import AddAccounts, counts
 from standin import TikTokStandIn
 from standin_providers import serving
+from tokenrefresh import TokenStore
 
 
 def test_one_run_refreshes_each_account_at_its_own_provider_and_no_other(
@@ -355,3 +356,29 @@ def test_one_tiktok_app_keeps_the_documents_and_series_it_had(
     assert not {"apps", "unconfigured_apps", "configuration_error"} & set(status.json())
     assert "tokenrefresh_app_accounts" not in metrics.read_text()
     assert 'tokenrefresh_accounts{status="active"} 1.0' in metrics.read_text()
+
+
+def test_a_user_id_alone_is_of_the_only_configured_app_in_every_lookup(
+    cli: Cli, env: dict[str, str], store_account: StoreAccount, engine: Engine, tmp_path: Path
+) -> None:
+    with serving("x") as (x, base_url):
+        only_x = app_config(tmp_path / "x.toml", "x-main", x, base_url, profile="x")
+        [(access, refresh)] = x_tokens(x, 1)
+        store_account(
+            "x-main", "1500000001", access=access, refresh=refresh, access_in=timedelta(hours=1)
+        )
+        store_account("tiktok", "1500000001", access="act.other", refresh="rft.other")
+        expected = row(engine, "x-main", "1500000001")["id"]
+
+        shown = cli("accounts", "show", "--open-id", "1500000001", "--json", env=only_x)
+        token = cli("accounts", "token", "--open-id", "1500000001", env=only_x)
+        with TokenStore.from_env({**env, **only_x}) as store:
+            found = store.account(open_id="1500000001")
+            read = store.access_token(user_id="1500000001")
+
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.json()["account"]["id"] == expected
+    assert shown.json()["account"]["app"] == "x-main"
+    assert token.stdout == f"{access}\n"
+    assert (found.id, found.app) == (expected, "x-main")
+    assert (read.account_id, read.token) == (expected, access)

@@ -180,7 +180,7 @@ class TokenStore(Closing):
         found = (
             self._repository.get_account(account_id)
             if account_id is not None
-            else self._repository.find_account(str(open_id))
+            else self._repository.find_account(str(open_id), key_app(self._configuration, None))
         )
         if found is None:
             raise AccountNotFound.by_key(account_id, open_id)

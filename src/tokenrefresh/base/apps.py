@@ -151,6 +151,11 @@ class Configuration:
         return self.apps[name]
 
     @property
+    def where(self) -> str:
+        """The configuration, as a message names it: its file, or the variable for one."""
+        return self.path or f"the configuration ({CONFIG})"
+
+    @property
     def _known(self) -> str:
         return "apps: " + ", ".join(sorted(self.apps))
 

@@ -83,7 +83,13 @@ def confirm(yes: bool, doing: str, question: str) -> None:
 def find(accounts: Accounts, account: str | None, open_id: str | None) -> AccountView:
     """The account an ACCOUNT argument or --open-id names (see `account_key`)."""
     account_id, open_id = account_key(account, open_id)
-    return accounts.get(account_id, open_id)
+    if open_id is None:
+        return accounts.get(account_id)
+    # A user id belongs to an app: the only configured one, else `tiktok` (as `token`).
+    from tokenrefresh.base.apps import load_configuration
+    from tokenrefresh.services.refresh.apps import key_app
+
+    return accounts.get(None, open_id, key_app(load_configuration(), None))
 
 
 def named(account: AccountView) -> str:

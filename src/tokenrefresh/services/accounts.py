@@ -92,9 +92,12 @@ class Accounts:
             AccountStatus(status) if status else None, missing_scopes=frozenset(missing_scopes)
         )
 
-    def get(self, account_id: int | None = None, open_id: str | None = None) -> AccountView:
+    def get(
+        self, account_id: int | None = None, open_id: str | None = None, app: str = defaults.APP
+    ) -> AccountView:
+        """By id, or by user id (`open_id`) within `app`."""
         if open_id is not None:
-            found = self._repository.find_account(open_id)
+            found = self._repository.find_account(open_id, app)
             if found is None:
                 raise AccountNotFound.by_key(None, open_id)
             return found

@@ -359,7 +359,7 @@ def revoke_endpoints(
     def endpoint(name: str) -> RevokeEndpoint:
         app = configuration.apps.get(name)
         if app is None:
-            where = configuration.path or "the configuration (TOKENREFRESH_CONFIG)"
+            where = configuration.where
             raise ConfigError(
                 f"the account belongs to app {name!r}, which {where} does not name: it "
                 "cannot be revoked here; nothing was changed"

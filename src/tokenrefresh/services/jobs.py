@@ -76,7 +76,8 @@ def refresh_job(
     """`tokenrefresh refresh`: the dry run, or the run with its lock, signals and pings;
     over every configured app, or the one named `app`."""
     settings = _settings("refresh", options.shard, job.dry_run)
-    monitoring = _monitoring("refresh", settings, job, options.window or defaults.WINDOW)
+    window = defaults.WINDOW if options.window is None else options.window
+    monitoring = _monitoring("refresh", settings, job, window)
     with (
         Context(settings, pool_size=run_pool_size(options.concurrency)) as context,
         _refusal_recorded(context, "refresh", options.shard, job.dry_run),
@@ -160,13 +161,11 @@ def _require_credentials(settings: Settings, apps: list[App]) -> None:
 
 def _dry_run(plans: list[AppPlan]) -> RunReport:
     """What a run would refresh: every app's plan, most urgent first."""
-    reports = [each.plan.dry_run() for each in plans]
-    if len(reports) == 1:
-        return reports[0]
-    report = reports[0] if reports else RunReport(dry_run=True, started_at=utcnow())
-    for other in reports[1:]:
-        report.planned.extend(other.planned)
-    report.planned.sort(key=lambda planned: (planned.access_expires_at, planned.account_id))
+    report, *others = [each.plan.dry_run() for each in plans]  # a plan per app, at least one
+    if others:
+        for other in others:
+            report.planned.extend(other.planned)
+        report.planned.sort(key=lambda planned: (planned.access_expires_at, planned.account_id))
     return report
 
 

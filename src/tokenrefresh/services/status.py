@@ -10,6 +10,7 @@ from enum import StrEnum
 from tokenrefresh.base import defaults
 from tokenrefresh.base.clock import iso
 from tokenrefresh.base.durations import format_duration
+from tokenrefresh.services.refresh.apps import unconfigured
 from tokenrefresh.storage.outbox import OutboxStats
 from tokenrefresh.storage.records import AccountStatus, AccountView, RunView, Stats
 from tokenrefresh.storage.repository import Repository
@@ -37,13 +38,27 @@ class StatusReport:
     delivery_configured: bool = False
     # False: no TOKENREFRESH_ENCRYPTION_KEYS, so no stored token can be read or refreshed.
     keys_configured: bool = True
-    # Accounts by app, and which apps the configuration names (None: it could not be read,
-    # `configuration_error` says why).
-    apps: dict[str, int] = field(default_factory=dict)
+    # Accounts by app and status, and which apps the configuration names (None: it could
+    # not be read, `configuration_error` says why).
     apps_by_status: dict[tuple[str, str], int] = field(default_factory=dict)
     configured_apps: tuple[str, ...] | None = None
-    unconfigured_apps: dict[str, int] = field(default_factory=dict)  # their active accounts
     configuration_error: str | None = None
+
+    @property
+    def apps(self) -> dict[str, int]:
+        """How many accounts each app holds, in any status."""
+        totals: dict[str, int] = {}
+        for (app, _), count in self.apps_by_status.items():
+            totals[app] = totals.get(app, 0) + count
+        return totals
+
+    @property
+    def unconfigured_apps(self) -> dict[str, int]:
+        """The active accounts of each app the configuration does not name (none known
+        while it cannot be read)."""
+        if self.configured_apps is None:
+            return {}
+        return unconfigured(self.apps_by_status, self.configured_apps)
 
     @property
     def several_apps(self) -> bool:
@@ -71,13 +86,6 @@ def collect_status(
     """`configured_apps`: the apps the configuration names (None: not known); the active
     accounts of any other app are not refreshed, and are named."""
     stats = repository.stats(now, window)
-    by_app_status = repository.accounts_by_app_status()
-    apps: dict[str, int] = {}
-    active: dict[str, int] = {}
-    for (app, status), count in by_app_status.items():
-        apps[app] = apps.get(app, 0) + count
-        if status == AccountStatus.ACTIVE.value:
-            active[app] = count
     return StatusReport(
         generated_at=now,
         window=window,
@@ -95,14 +103,8 @@ def collect_status(
         events=repository.outbox_stats(),
         delivery_configured=delivery_configured,
         keys_configured=keys_configured,
-        apps=apps,
-        apps_by_status=by_app_status,
+        apps_by_status=repository.accounts_by_app_status(),
         configured_apps=None if configured_apps is None else tuple(sorted(configured_apps)),
-        unconfigured_apps={
-            app: count
-            for app, count in active.items()
-            if configured_apps is not None and app not in configured_apps
-        },
         configuration_error=configuration_error,
     )
 

@@ -93,14 +93,6 @@ class StatsQueries(Database):
         )
         return [account_view(row) for row in self.rows(query)]
 
-    def accounts_by_app(self, *, active_only: bool = False) -> dict[str, int]:
-        """How many accounts each app holds (only the active ones, with `active_only`)."""
-        by_app: dict[str, int] = {}
-        for (app, status), count in self.accounts_by_app_status().items():
-            if not active_only or status == AccountStatus.ACTIVE.value:
-                by_app[app] = by_app.get(app, 0) + count
-        return by_app
-
     def accounts_by_app_status(self) -> dict[tuple[str, str], int]:
         """How many accounts each app holds in each status (those it holds any of)."""
         query = (

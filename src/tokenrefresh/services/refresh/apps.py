@@ -9,7 +9,7 @@ refreshed, never expired; the run and `status` name its app instead).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 
 from tokenrefresh.base import defaults
@@ -19,6 +19,7 @@ from tokenrefresh.base.outcomes import TokenEndpoint
 from tokenrefresh.errors import ConfigError, UsageError
 from tokenrefresh.services.refresh.account import TIKTOK_APP, AppNames
 from tokenrefresh.services.refresh.plan import Plan, RefreshOptions
+from tokenrefresh.storage.records import AccountStatus
 from tokenrefresh.storage.repository import Repository
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "app_plans",
     "chosen_apps",
     "key_app",
+    "unconfigured",
     "unconfigured_apps",
 ]
 
@@ -79,8 +81,18 @@ def app_plans(
 def unconfigured_apps(repository: Repository, configuration: Configuration) -> dict[str, int]:
     """The active accounts of each app the configuration does not name: nothing refreshes
     them until it does again."""
-    counts = repository.accounts_by_app(active_only=True)
-    return {app: count for app, count in counts.items() if app not in configuration.apps}
+    return unconfigured(repository.accounts_by_app_status(), configuration.apps)
+
+
+def unconfigured(
+    by_app_status: Mapping[tuple[str, str], int], configured: Collection[str]
+) -> dict[str, int]:
+    """From the accounts by app and status: the active ones of each app not `configured`."""
+    return {
+        app: count
+        for (app, status), count in by_app_status.items()
+        if status == AccountStatus.ACTIVE.value and app not in configured
+    }
 
 
 def app_names(app: App) -> AppNames:
@@ -109,7 +121,7 @@ def _not_covered(
     account_id: int, app: str, configuration: Configuration, apps: list[App]
 ) -> ConfigError | UsageError:
     if app not in configuration.apps:
-        where = configuration.path or "the configuration (TOKENREFRESH_CONFIG)"
+        where = configuration.where
         return ConfigError(
             f"account {account_id} belongs to app {app!r}, which {where} does not name: "
             "nothing here can refresh it (add the app, or leave the account out)"
@@ -167,7 +179,7 @@ def app_endpoints(
     return AppEndpoints(
         {name: app_names(app) for name, app in configuration.apps.items()},
         lambda name: build(configuration.apps[name]),
-        configuration.path or "the configuration (TOKENREFRESH_CONFIG)",
+        configuration.where,
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -28,7 +28,7 @@ from tokenrefresh.adapters.crypto import TokenCipher
 from tokenrefresh.base import defaults
 from tokenrefresh.base.clock import Clock, iso, utcnow
 from tokenrefresh.base.durations import MAX_DURATION, check_duration, format_duration
-from tokenrefresh.base.outcomes import TokenEndpoint, TokenGrant
+from tokenrefresh.base.outcomes import TokenEndpoint
 from tokenrefresh.base.scopes import check_scopes, granted_scopes
 from tokenrefresh.errors import (
     AccountNotFound,
@@ -46,7 +46,7 @@ from tokenrefresh.services.refresh.report import RECONNECT_HOW, REJECTED_WHY, Ac
 from tokenrefresh.storage.records import AccountStatus, TokenState
 from tokenrefresh.storage.repository import GrantNotStored, Repository
 
-__all__ = ["AccessToken", "LazyEndpoint", "OnDemand"]
+__all__ = ["AccessToken", "OnDemand"]
 
 log = logging.getLogger("tokenrefresh.on_demand")
 
@@ -78,26 +78,6 @@ class AccessToken:
             f"access token of account {self.account_id} ({self.open_id}), valid until "
             f"{iso(self.expires_at)}"
         )
-
-
-class LazyEndpoint:
-    """TikTok's client, built at the first refresh: reading a fresh token needs no app
-    credentials, and a caller that only reads never builds one."""
-
-    def __init__(self, build: Callable[[], TokenEndpoint]) -> None:
-        self._build = build
-        self._lock = threading.Lock()
-
-    def ready(self) -> TokenEndpoint:
-        """The client, built now if need be (ConfigError if the credentials are missing)."""
-        with self._lock:
-            return self._build()
-
-    def refresh(self, refresh_token: str) -> TokenGrant:
-        return self.ready().refresh(refresh_token)
-
-    def close(self) -> None:
-        """The builder owns the client, and closes it."""
 
 
 class OnDemand:
@@ -209,8 +189,6 @@ class OnDemand:
                 # An app not configured, or its credentials missing: a ConfigError before
                 # anything is claimed, never an account failure.
                 endpoint = self._endpoints(state.app)
-                if isinstance(endpoint[0], LazyEndpoint):
-                    endpoint[0].ready()
             token = self._fresh(state, min_valid, wanted)  # another caller may have refreshed it
             if token is not None:
                 return token
