@@ -47,6 +47,7 @@ class Provider:
     scripted: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     # Authorization codes handed out at consent: code -> (redirect URI, S256 challenge).
     codes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    short_lived: dict[str, float] = field(default_factory=dict)  # Instagram's, from a code
 
     def new_token(self, prefix: str) -> str:
         return f"{prefix}-{secrets.token_urlsafe(18)}"
@@ -191,7 +192,16 @@ class Instagram(Provider):
     190 for an invalid or expired token. Unsure: the answer to a token under 24 hours old
     (here, the Graph API's generic code 100 with a message)."""
 
+    # Business Login's short-lived token answer: {"data": [{...}]}; False gives the flat
+    # {access_token, user_id} that Instagram's older pages show.
+    code_answer_in_data = True
+    user_id = 17841400008460056  # a JSON number, as Instagram sends it
+
     def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
+        if request.path == "/oauth/access_token":
+            return self._short_lived(request)
+        if request.path == "/access_token":
+            return self._long_lived(request)
         query = request.query
         token = query.get("access_token", "")
         if request.method != "GET" or query.get("grant_type") != "ig_refresh_token":
@@ -203,6 +213,48 @@ class Instagram(Provider):
         new = self.new_token("IGQV")
         self.access_tokens[new] = time.time()
         return 200, {"access_token": new, "token_type": "bearer", "expires_in": 5183944}
+
+    def _short_lived(self, request: Received) -> tuple[int, dict[str, Any]]:
+        """Business Login, step 2: POST api.instagram.com/oauth/access_token, a form of
+        client_id, client_secret, grant_type=authorization_code, redirect_uri and code; a
+        short-lived token (1 hour). Errors are {error_type, code, error_message}."""
+        form = request.form
+        if request.method != "POST" or (form.get("client_id"), form.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            return 400, {
+                "error_type": "OAuthException",
+                "code": 400,
+                "error_message": "Invalid platform app",
+            }
+        if form.get("grant_type") != "authorization_code" or not self.code_accepted(form):
+            return 400, {
+                "error_type": "OAuthException",
+                "code": 400,
+                "error_message": "Invalid authorization code",
+            }
+        short = self.new_token("IGshort")
+        self.short_lived[short] = time.time()
+        token = {"access_token": short, "user_id": self.user_id}
+        if self.code_answer_in_data:
+            token["permissions"] = "instagram_business_basic"
+            return 200, {"data": [token]}
+        return 200, token
+
+    def _long_lived(self, request: Received) -> tuple[int, dict[str, Any]]:
+        """Step 3: GET graph.instagram.com/access_token?grant_type=ig_exchange_token
+        &client_secret=...&access_token=<short-lived>; {access_token, token_type, expires_in}."""
+        query = request.query
+        if request.method != "GET" or query.get("grant_type") != "ig_exchange_token":
+            return 400, _graph_error(100, "Unsupported request")
+        if query.get("client_secret") != self.client_secret:
+            return 400, _graph_error(101, "Error validating client secret.")
+        if self.short_lived.pop(query.get("access_token", ""), None) is None:
+            return 400, _graph_error(190, "Invalid OAuth access token - Cannot parse access token")
+        token = self.new_token("IGQV")
+        self.access_tokens[token] = time.time()
+        return 200, {"access_token": token, "token_type": "bearer", "expires_in": 5183944}
 
 
 def _graph_error(code: int, message: str) -> dict[str, Any]:
@@ -226,12 +278,28 @@ class TikTokShop(Provider):
 
     def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
         query = request.query
+        if request.method != "GET":
+            return 405, {}
         if (query.get("app_key"), query.get("app_secret")) != (self.client_id, self.client_secret):
             return 200, self._envelope(105001, "invalid app_key or app_secret")
+        if request.path == "/api/v2/token/get":
+            # The exchange: auth_code and grant_type=authorized_code, nothing else (the
+            # code arrived at the service's redirect URL, which the exchange does not repeat).
+            expected = {"app_key", "app_secret", "auth_code", "grant_type"}
+            code = query.get("auth_code", "")
+            issued = self.codes.pop(code, None)
+            if set(query) != expected or query.get("grant_type") != "authorized_code":
+                return 200, self._envelope(36004004, "invalid params")
+            if issued is None:
+                return 200, self._envelope(105003, "auth code is invalid or expired")
+            return 200, self._issue()
         presented = query.get("refresh_token", "")
         if query.get("grant_type") != "refresh_token" or presented not in self.refresh_tokens:
             return 200, self._envelope(105002, "refresh token is expired")
         self.refresh_tokens.discard(presented)
+        return 200, self._issue()
+
+    def _issue(self) -> dict[str, Any]:
         access, refresh = self.new_token("ROW_access"), self.new_token("ROW_refresh")
         self.refresh_tokens.add(refresh)
         now = int(time.time())
@@ -247,7 +315,7 @@ class TikTokShop(Provider):
             "user_type": 0,
             "granted_scopes": ["seller.authorization.info", "seller.shop.info"],
         }
-        return 200, self._envelope(0, "success", data)
+        return self._envelope(0, "success", data)
 
     def _envelope(self, code: int, message: str, data: Any = None) -> dict[str, Any]:
         return {

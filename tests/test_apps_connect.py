@@ -121,9 +121,8 @@ def test_google_connect_keeps_the_consents_refresh_token_for_its_longest_life(
         ),
         pytest.param(
             ("--app", "instagram"),
-            "connecting an account of app 'instagram' is not supported yet: Instagram's code "
-            "gives a short-lived token",
-            id="instagram",
+            "app 'instagram' has no client_id",  # its refresh needs none, its exchange does
+            id="instagram-without-client-id",
         ),
         pytest.param(("--app", "nope"), "no app 'nope' is configured", id="unknown-app"),
     ],

@@ -213,7 +213,7 @@ class TokenStore(Closing):
         chosen = self._configuration.app(app)
         target = connectable(chosen)  # InvalidArgument before the code is spent
         user = checked_user(chosen, user_id)
-        client = self._client_for(chosen)
+        client = self._client_for(chosen, consent=True)
         return Connections(self._repository, self._cipher, client, self._tokens).connect(
             code,
             redirect_uri=redirect_uri,
@@ -245,9 +245,9 @@ class TokenStore(Closing):
     def __repr__(self) -> str:
         return f"TokenStore({describe_url(self._context.database_url)})"
 
-    def _client_for(self, app: App) -> ProviderClient | TikTokClient:
+    def _client_for(self, app: App, *, consent: bool = False) -> ProviderClient | TikTokClient:
         with self._lock:
-            return self._context.client_for(app, read_timeout=self._http_timeout)
+            return self._context.client_for(app, read_timeout=self._http_timeout, consent=consent)
 
     def _consent(self) -> Connections:
         from tokenrefresh.services.connections import Connections

@@ -132,14 +132,22 @@ class Context(Closing):
             )
         return self._client
 
-    def client_for(self, app: App, *, read_timeout: float) -> ProviderClient | TikTokClient:
+    def client_for(
+        self, app: App, *, read_timeout: float, consent: bool = False
+    ) -> ProviderClient | TikTokClient:
         """The client of one configured app: the environment's TikTok app is `client`;
-        every other app gets its profile's client, with its own credentials and base URL."""
+        every other app gets its profile's client, with its own credentials and base URL.
+        `consent`: the client that exchanges codes, which for a provider that refreshes
+        without credentials but exchanges a code with them (Instagram) has them."""
         if app.source == ENVIRONMENT:
             return self.client(read_timeout=read_timeout)
-        if app.name not in self._app_clients:
-            self._app_clients[app.name] = _app_client(app, read_timeout)
-        return self._app_clients[app.name]
+        exchange = app.profile.consent.client_auth
+        key = app.name
+        if consent and exchange and exchange != app.profile.client.auth:
+            key = f"{app.name} (consent)"
+        if key not in self._app_clients:
+            self._app_clients[key] = _app_client(app, read_timeout, consent=key != app.name)
+        return self._app_clients[key]
 
     def record_refusal(self, command: str, shard: Shard | None, error: ConfigError) -> None:
         """Record a run that a configuration error stopped (exit 3), so `status` shows it.
@@ -188,10 +196,12 @@ class Context(Closing):
             self._engine.dispose()
 
 
-def _app_client(app: App, read_timeout: float) -> ProviderClient | TikTokClient:
+def _app_client(
+    app: App, read_timeout: float, *, consent: bool = False
+) -> ProviderClient | TikTokClient:
     """A file-configured app's client: TikTok's own (its code exchange and revoke answers)
     for the `tiktok` profile, else the profile's ProviderClient."""
-    credentials = app.credentials()
+    credentials = app.credentials(consent=consent)
     if app.profile.name == "tiktok" and credentials is not None:
         from tokenrefresh.adapters.tiktok import TikTokClient
         from tokenrefresh.base.settings import DEFAULT_API_BASE_URL

@@ -97,10 +97,15 @@ class App:
     def refresh_window(self) -> timedelta:
         return self.window if self.window is not None else self.profile.refresh.window
 
-    def credentials(self, environ: Mapping[str, str] | None = None) -> ClientCredentials | None:
-        """The app's client id and secret, read now; None for a provider that needs none.
+    def credentials(
+        self, environ: Mapping[str, str] | None = None, *, consent: bool = False
+    ) -> ClientCredentials | None:
+        """The app's client id and secret, read now; None for a provider that needs none to
+        refresh (or, with `consent`, to exchange a code: Instagram needs them only there).
         A ConfigError names what is missing, and where it should be."""
-        if self.profile.client.auth == "none":
+        profile = self.profile
+        auth = (profile.consent.client_auth or profile.client.auth) if consent else None
+        if (auth or profile.client.auth) == "none":
             return None
         source = environ if environ is not None else self._environ
         secret = self._secret or self._read_secret(os.environ if source is None else source)
@@ -112,7 +117,8 @@ class App:
             ]
             raise ConfigError(
                 f"{self.source}: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
-                f" not set: the {self.profile.label} app's credentials are needed to refresh"
+                f" not set: the {self.profile.label} app's credentials are needed to "
+                + ("connect an account" if consent else "refresh")
             )
         return ClientCredentials(self.client_id, secret)
 

@@ -49,9 +49,14 @@ def app_consent(app: App, redirect_uri: str, scopes: tuple[str, ...], pkce: bool
     from tokenrefresh.adapters.tiktok import consent as tiktok
 
     profile = app.profile
+    if profile.urls.authorize is None:
+        raise UsageError(
+            f"the {profile.name} profile names no consent page: send the user to your app's "
+            f"authorization link at {profile.label}, then give the code to `tokenrefresh "
+            f"accounts connect --app {app.name}`"
+        )
     if pkce and profile.consent.pkce == "none":
         raise UsageError(f"--pkce: {profile.label} takes no PKCE code challenge")
-    assert profile.urls.authorize is not None
     assert app.client_id is not None
     page = with_base_url(profile.urls.authorize, app.base_url)
     state = tiktok.new_state()
@@ -108,7 +113,7 @@ def connect_app(
 
     repository = context.repository()
     cipher = context.cipher(verify_with=repository)
-    client = context.client_for(app, read_timeout=http_timeout)
+    client = context.client_for(app, read_timeout=http_timeout, consent=True)
     tokens = on_demand(context, repository, cipher, http_timeout)
     target = connectable(app)
     return Connections(repository, cipher, client, tokens).connect(

@@ -46,6 +46,7 @@ from tokenrefresh.base.scrub import MASK, safe_text, scrub
 __all__ = [
     "ROTATED",
     "UNRECOGNISED_CODE",
+    "enveloped",
     "error_of",
     "error_reason",
     "interpret_answer",
@@ -114,10 +115,17 @@ def interpret_answer(
 
 def _envelope(fields: Mapping[str, Any] | None, profile: Profile) -> Mapping[str, Any] | None:
     """The object holding the token fields: the answer, or its envelope if it is an object."""
-    envelope = profile.answer.envelope
-    if fields is None or not envelope:
+    return None if fields is None else enveloped(fields, profile.answer.envelope)
+
+
+def enveloped(fields: Mapping[str, Any], envelope: str) -> Mapping[str, Any] | None:
+    """The object under `envelope` ("": `fields` itself); a list of exactly one object is
+    that object (Instagram's code answer); None if there is no such object."""
+    if not envelope:
         return fields
     data = fields.get(envelope)
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
     return data if isinstance(data, Mapping) else None
 
 

@@ -23,6 +23,7 @@ from tokenrefresh.adapters.oauth.reading import (
 )
 from tokenrefresh.adapters.oauth.request import (
     Request,
+    long_lived_request,
     refresh_request,
     revoke_request,
     with_base_url,
@@ -33,7 +34,13 @@ from tokenrefresh.adapters.outbound.call import (
     BoundedClient,
     CallFailed,
 )
-from tokenrefresh.base.outcomes import RefreshFailed, TokenGrant
+from tokenrefresh.base.outcomes import (
+    AppCredentialsRejected,
+    RefreshFailed,
+    TikTokError,
+    TokenGrant,
+    UnusableGrant,
+)
 from tokenrefresh.base.providers import Profile
 from tokenrefresh.base.settings import ClientCredentials
 
@@ -42,6 +49,7 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_TIMEOUT", "ProviderClient"]
 DEFAULT_TIMEOUT = 20.0  # seconds for a whole call, connect to last byte
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # token answers are under 2 KiB
 REVOKED = "the token may have been revoked"
+LONG_LIVED = "the short-lived token may have been exchanged"
 ALREADY_INVALID = "the token is already invalid"
 
 
@@ -73,6 +81,8 @@ class ProviderClient:
         self._token_url = with_base_url(token, base_url) if token else None
         revoke = profile.urls.revoke
         self._revoke_url = with_base_url(revoke, base_url) if revoke else None
+        long_lived = profile.urls.long_lived
+        self._long_lived_url = with_base_url(long_lived, base_url) if long_lived else None
         self._timeout = timeout
         self._http = BoundedClient(
             timeout=timeout,
@@ -120,7 +130,49 @@ class ProviderClient:
             redirect_uri=redirect_uri,
             code_verifier=code_verifier,
         )
-        return interpret_code_answer(self.call(request, secrets, CODE_USED), self.profile, secrets)
+        grant = interpret_code_answer(self.call(request, secrets, CODE_USED), self.profile, secrets)
+        if self._long_lived_url is None:
+            return grant
+        return self._long_lived(grant)
+
+    def _long_lived(self, short: TokenGrant) -> TokenGrant:
+        """Instagram: the code's short-lived token exchanged for a long-lived one, which is
+        what a refresh presents (so it goes in both slots, as a refresh's does). The code is
+        spent by now: a failure here says so, as the user must authorize again."""
+        assert self._long_lived_url is not None
+        token = short.access_token
+        if token is None:
+            raise UnusableGrant(f"{self.profile.label}'s answer to the authorization code "
+                                "carries no access token", http_status=short.http_status,
+                                log_id=short.log_id, elapsed=short.elapsed)  # fmt: skip
+        secrets = self._secrets(token)
+        request = long_lived_request(self.profile, self._credentials, token, self._long_lived_url)
+        try:
+            grant = interpret_answer(self.call(request, secrets, LONG_LIVED), self.profile, secrets)
+        except AppCredentialsRejected:
+            raise
+        except TikTokError as error:
+            raise UnusableGrant(
+                f"the code was exchanged, but exchanging its short-lived token for a "
+                f"long-lived one failed: {error.reason}",
+                http_status=error.http_status,
+                log_id=error.log_id,
+                elapsed=error.elapsed,
+            ) from None
+        if grant.access_token is None:
+            raise UnusableGrant(
+                f"{self.profile.label}'s long-lived exchange answered no access token",
+                http_status=grant.http_status,
+                log_id=grant.log_id,
+                elapsed=grant.elapsed,
+            )
+        return replace(
+            grant,
+            refresh_token=grant.access_token,
+            refresh_expires_at=grant.access_expires_at,
+            open_id=short.open_id,
+            scope=grant.scope or short.scope,
+        )
 
     def revoke(self, token: str) -> None:
         """Revoke `token` (RFC 7009); returns only when the provider said so."""

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from urllib.parse import urlencode
 
-from tokenrefresh.adapters.oauth.answer import interpret_answer
+from tokenrefresh.adapters.oauth.answer import enveloped, interpret_answer
 from tokenrefresh.adapters.oauth.reading import Answer, json_object, tokens_in
-from tokenrefresh.adapters.oauth.request import Request, form_request
+from tokenrefresh.adapters.oauth.request import Request, code_request
 from tokenrefresh.base.outcomes import TokenGrant, UnusableGrant
 from tokenrefresh.base.providers import Profile
 from tokenrefresh.base.scrub import scrub
@@ -30,6 +30,7 @@ __all__ = [
     "CODE_USED",
     "USER_ID_MAX_LENGTH",
     "checked_user_id",
+    "code_answer_profile",
     "connect_refusal",
     "consent_url",
     "exchange_request",
@@ -43,19 +44,17 @@ _USER_ID_SHAPE = re.compile(r"[!-~]+")  # visible ASCII: no space, no control ch
 
 
 def connect_refusal(profile: Profile) -> str | None:
-    """Why `connect` cannot serve this provider yet (None: it can). Its accounts are
-    imported instead (`accounts import --app`)."""
-    if profile.urls.authorize is None or profile.urls.token is None:
-        return f"the {profile.name} profile names no consent page or token URL"
-    if profile.refresh.presents == "access_token":
-        # Instagram: the code gives a short-lived token, exchanged for a long-lived one in a
-        # second call that no profile key describes yet.
+    """Why `connect` cannot serve this provider (None: it can). Its accounts are imported
+    instead (`accounts import --app`). A provider without a consent page of ours (TikTok
+    Shop: each service has its own authorization link) can still exchange a code."""
+    if profile.urls.token is None:
+        return f"the {profile.name} profile names no token URL"
+    if profile.refresh.presents == "access_token" and profile.urls.long_lived is None:
+        # Its refresh presents the access token: one from the code must be long-lived.
         return (
-            f"{profile.label}'s code gives a short-lived token that must be exchanged for a "
-            "long-lived one first, which is not built yet"
+            f"the {profile.name} profile says no long-lived exchange ([urls] long_lived) for "
+            "the code's token"
         )
-    if profile.refresh.method == "GET":
-        return f"{profile.label}'s code exchange is not described by its profile yet"
     return None
 
 
@@ -99,25 +98,28 @@ def exchange_request(
     redirect_uri: str,
     code_verifier: str | None,
 ) -> Request:
-    """The code exchange (RFC 6749 section 4.1.3): a form POST of the code under the
-    profile's name, its grant type and the redirect URI (and the PKCE verifier), with the
-    app's credentials as the profile places them."""
+    """The code exchange (RFC 6749 section 4.1.3): the code under the profile's name, its
+    grant type and the redirect URI (unless the provider takes none), and the PKCE
+    verifier; a form POST or a GET, with the app's credentials, as [consent] says."""
     consent = profile.consent
-    fields = {
-        consent.code_name: code,
-        "grant_type": consent.code_grant_type,
-        "redirect_uri": redirect_uri,
-    }
+    fields = {consent.code_name: code, "grant_type": consent.code_grant_type}
+    if consent.send_redirect_uri:
+        fields["redirect_uri"] = redirect_uri
     if code_verifier is not None:
         fields["code_verifier"] = code_verifier
-    return form_request(profile, credentials, url, fields)
+    return code_request(profile, credentials, url, fields)
 
 
 def interpret_code_answer(answer: Answer, profile: Profile, secrets: tuple[str, ...]) -> TokenGrant:
     """One answer to an authorization-code grant as a TokenGrant that can be stored, or one
     of the three outcome exceptions (UnusableGrant: tokens that cannot be stored); total, and
     no fragment of `secrets` or of a token in the body is ever shown. `open_id` is the
-    checked user id of the answer, or None where the provider's answer carries none."""
+    checked user id of the answer, or None where the provider's answer carries none.
+    Where the profile says so, the code answer has its own envelope and user id field
+    (Instagram's `{"data": [{access_token, user_id, permissions}]}`; an answer without the
+    envelope is read as the flat object Instagram's older pages show)."""
+    fields, _ = json_object(answer.body)  # the id as sent, before the reader cut it
+    profile = code_answer_profile(profile, fields)
     grant = interpret_answer(answer, profile, secrets, rejection_context=CODE_REJECTED)
     details = {"http_status": grant.http_status, "log_id": grant.log_id, "elapsed": grant.elapsed}
     unusable = f"{profile.label}'s answer to the authorization code"
@@ -126,14 +128,26 @@ def interpret_code_answer(answer: Answer, profile: Profile, secrets: tuple[str, 
     name = profile.answer.user_id
     if not name:
         return dataclasses.replace(grant, open_id=None)
-    fields, _ = json_object(answer.body)  # the id as sent, before the reader cut it
-    data = fields.get(profile.answer.envelope) if fields and profile.answer.envelope else fields
+    data = enveloped(fields, profile.answer.envelope) if fields else None
     raw = data.get(name) if isinstance(data, Mapping) else None
     try:
         user_id = checked_user_id(raw, (*secrets, *tokens_in(fields)))
     except ValueError as error:
         raise UnusableGrant(f"{unusable} carries no usable {name}: {error}", **details) from None
     return dataclasses.replace(grant, open_id=user_id)
+
+
+def code_answer_profile(profile: Profile, fields: Mapping[str, object] | None) -> Profile:
+    """`profile` with the code answer's envelope and user id field where [consent] names
+    them; an envelope that this answer lacks is taken to be none (a flat answer)."""
+    consent, names = profile.consent, profile.answer
+    envelope = consent.envelope or names.envelope
+    if consent.envelope and fields is not None and consent.envelope not in fields:
+        envelope = ""
+    if (envelope, consent.user_id or names.user_id) == (names.envelope, names.user_id):
+        return profile
+    answer = dataclasses.replace(names, envelope=envelope, user_id=consent.user_id or names.user_id)
+    return dataclasses.replace(profile, answer=answer)
 
 
 def checked_user_id(value: object, secrets: tuple[str, ...]) -> str:

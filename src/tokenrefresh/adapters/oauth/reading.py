@@ -180,14 +180,16 @@ def _as_object(value: object) -> dict[str, Any] | None:
 def tokens_in(
     fields: Mapping[str, Any] | None, token_fields: TokenFields = TOKEN_FIELDS
 ) -> tuple[str, ...]:
-    """The tokens an answer carries, at the top and under its envelope: never to be shown
-    in anything made from it."""
+    """The tokens an answer carries, at the top and under its envelope (an object, or a
+    list of them): never to be shown in anything made from it."""
     if fields is None:
         return ()
     envelope, names = token_fields
     places = [fields]
-    if envelope and isinstance(fields.get(envelope), Mapping):
-        places.append(fields[envelope])
+    inside = fields.get(envelope) if envelope else None
+    for place in inside if isinstance(inside, list) else [inside]:
+        if isinstance(place, Mapping):
+            places.append(place)
     tokens = [place.get(name) for place in places for name in names if name]
     return tuple(token for token in tokens if isinstance(token, str) and token)
 

@@ -22,7 +22,8 @@ __all__ = [
     "FORM",
     "JSON",
     "Request",
-    "form_request",
+    "code_request",
+    "long_lived_request",
     "refresh_request",
     "revoke_request",
     "with_base_url",
@@ -60,12 +61,32 @@ def revoke_request(
     return _request(profile, credentials, "POST", "form", url, params)
 
 
-def form_request(
+def code_request(
     profile: Profile, credentials: ClientCredentials | None, url: str, params: Mapping[str, str]
 ) -> Request:
-    """A form POST of `params` with the app's credentials as the profile places them (the
-    code exchange)."""
-    return _request(profile, credentials, "POST", "form", url, params)
+    """The code exchange: a form POST of `params` (or a GET with them in the query string,
+    TikTok Shop's), with the app's credentials as [consent] client_auth (else [client])
+    places them."""
+    consent = profile.consent
+    body = "query" if consent.method == "GET" else "form"
+    auth = consent.client_auth or profile.client.auth
+    return _request(profile, credentials, consent.method, body, url, params, auth=auth)
+
+
+def long_lived_request(
+    profile: Profile, credentials: ClientCredentials | None, token: str, url: str
+) -> Request:
+    """Meta's second exchange (Instagram's `ig_exchange_token`): a GET presenting the
+    code's short-lived token under [refresh] token_name, with the app's secret (and no
+    client id) in the query string."""
+    if credentials is None:
+        raise ValueError(f"the {profile.name} profile's long-lived exchange needs the app's secret")
+    params = {
+        "grant_type": profile.consent.long_lived_grant_type,
+        profile.client.secret_name: credentials.client_secret.reveal(),
+        profile.refresh.token_name: token,
+    }
+    return _request(profile, None, "GET", "query", url, params, auth="none")
 
 
 def with_base_url(url: str, base_url: str | None) -> str:
@@ -85,14 +106,17 @@ def _request(
     body_format: str,
     url: str,
     params: Mapping[str, str],
+    *,
+    auth: str | None = None,  # None: the profile's [client] auth
 ) -> Request:
     client = profile.client
+    auth = auth or client.auth
     headers: dict[str, str] = {}
-    if client.auth != "none":
+    if auth != "none":
         if credentials is None:
             raise ValueError(f"the {profile.name} profile sends the app's credentials: none given")
         secret = credentials.client_secret.reveal()
-        if client.auth == "basic":
+        if auth == "basic":
             pair = f"{_form_part(credentials.client_key)}:{_form_part(secret)}"
             headers["Authorization"] = "Basic " + base64.b64encode(
                 pair.encode("utf-8", "surrogatepass")

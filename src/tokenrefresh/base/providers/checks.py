@@ -23,6 +23,7 @@ def _contradictions(profile: Profile) -> Iterator[str]:
     yield from _tokens(profile)
     yield from _timing(profile)
     yield from _errors(profile)
+    yield from _consent(profile)
 
 
 def _request(profile: Profile) -> Iterator[str]:
@@ -131,3 +132,20 @@ def _errors(profile: Profile) -> Iterator[str]:
         yield '[errors] code_kind: "number", but a listed code is not a whole number'
     if not errors.code and (errors.reconnect or errors.app_rejected or errors.transient):
         yield "[errors] code: no path to read an error code from, yet codes are listed"
+
+
+def _consent(profile: Profile) -> Iterator[str]:
+    consent, urls = profile.consent, profile.urls
+    if (urls.long_lived is None) != (not consent.long_lived_grant_type):
+        yield (
+            "[consent] long_lived_grant_type: a second exchange ([urls] long_lived) needs its "
+            "grant type, and a grant type needs the URL"
+        )
+    if urls.long_lived is not None and profile.refresh.presents != "access_token":
+        yield (
+            "[urls] long_lived: only a provider that refreshes with the access token "
+            "exchanges a short-lived one for a long-lived one"
+        )
+    client_auth = consent.client_auth or profile.client.auth
+    if urls.long_lived is not None and client_auth == "none":
+        yield "[consent] client_auth: the long-lived exchange sends the app's secret: not none"

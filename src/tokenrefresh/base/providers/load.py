@@ -224,7 +224,13 @@ TOP: dict[str, Converter] = {
     "extends": _profile_name,  # and then looked up among the profiles known
 }
 SCHEMA: dict[str, dict[str, Converter]] = {
-    "urls": {"token": _url, "refresh": _url, "revoke": _url, "authorize": _url},
+    "urls": {
+        "token": _url,
+        "refresh": _url,
+        "revoke": _url,
+        "authorize": _url,
+        "long_lived": _url,
+    },
     "client": {
         "auth": _one_of("params", "basic", "none"),
         "id_name": _name(),
@@ -275,6 +281,12 @@ SCHEMA: dict[str, dict[str, Converter]] = {
         "params": _params,
         "code_name": _name(),
         "code_grant_type": _name(),
+        "method": _one_of("POST", "GET"),
+        "send_redirect_uri": _bool,
+        "client_auth": _one_of("", "params", "basic", "none"),
+        "envelope": _name(empty=True),
+        "user_id": _name(empty=True),
+        "long_lived_grant_type": _name(empty=True),
     },
     "revoke": {
         "presents": _one_of("refresh_token", "access_token"),

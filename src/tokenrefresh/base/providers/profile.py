@@ -54,6 +54,7 @@ class Urls:
     refresh: str | None
     revoke: str | None
     authorize: str | None
+    long_lived: str | None  # Instagram: the code's short-lived token is exchanged here
 
     @property
     def refresh_url(self) -> str | None:
@@ -155,6 +156,12 @@ class Consent:
     params: Mapping[str, str]  # fixed parameters of the consent URL
     code_name: str  # the code's name in the exchange (TikTok Shop: auth_code)
     code_grant_type: str
+    method: Method  # the code exchange's (TikTok Shop: a GET, its parameters in the query)
+    send_redirect_uri: bool  # TikTok Shop's exchange takes none
+    client_auth: ClientAuth | Literal[""]  # "": as [client] (Instagram: none to refresh)
+    envelope: str  # the code answer's ("": as [answer]); a list of one object is that object
+    user_id: str  # the code answer's user id field ("": as [answer])
+    long_lived_grant_type: str  # with urls.long_lived (Instagram: ig_exchange_token)
 
 
 @dataclass(frozen=True)
