@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tokenrefresh.base.apps import CONFIG, load_configuration
+from tokenrefresh.base.providers import shipped_sources
 from tokenrefresh.cli import app
 from tokenrefresh.errors import ConfigError, UsageError
 
@@ -220,7 +221,7 @@ def test_providers_list_shows_the_files_providers_beside_the_shipped(tmp_path: P
     result = CliRunner().invoke(app, ["providers", "list", "--json"], env=env)
     assert result.exit_code == 0, result.output
     listed = {entry["name"]: entry for entry in json.loads(result.output)}
-    assert set(listed) == {"oauth2", "tiktok", "x", "google", "instagram", "tiktok-shop", "idp"}
+    assert set(listed) == {*shipped_sources(), "idp"}  # the shipped: test_providers.py
     assert listed["idp"]["source"] == f"{env[CONFIG]}: [providers.idp]"
     assert listed["idp"]["extends"] == ["oauth2"]
     assert listed["idp"]["refresh_url"] == "https://idp.example/oauth/token"

@@ -121,7 +121,8 @@ def test_a_profile_that_revokes_the_refresh_token_presents_the_stored_one(
         result = cli("accounts", "revoke", str(account_id), "--yes", env=env)
 
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == f"Revoked account {account_id} (idp-user) at idp; tokens erased.\n"
+    # A profile that extends google and names no label of its own is still called Google.
+    assert result.stdout == f"Revoked account {account_id} (idp-user) at Google; tokens erased.\n"
     [call] = google.received
     assert (call.path, call.form["token"]) == ("/revoke", refresh)
     assert refresh not in google.refresh_tokens

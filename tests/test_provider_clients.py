@@ -75,7 +75,9 @@ def test_x_gets_basic_auth_and_rotates_and_the_old_token_is_refused(
     assert grant.refresh_token in standin.refresh_tokens
     assert grant.access_token in standin.access_tokens
     assert near(grant.access_expires_at, before + timedelta(seconds=7200))
-    assert grant.refresh_expires_at is None
+    # X states no refresh expiry: the token just worked, so its life is renewed (366 days).
+    assert grant.refresh_expires_at is not None
+    assert near(grant.refresh_expires_at, before + timedelta(days=366))
     assert grant.scope == "tweet.read users.read offline.access"
     sent = standin.received[0]
     assert (sent.method, sent.path) == ("POST", "/2/oauth2/token")

@@ -34,7 +34,12 @@ from tokenrefresh.cli import app
 from tokenrefresh.errors import ConfigError, UsageError
 from tokenrefresh.services.importer import KNOWN_FIELDS
 
-SHIPPED = {"oauth2", "tiktok", "x", "google", "instagram", "tiktok-shop"}
+# Issue 21: `providers list` shows all fifteen.
+SHIPPED = {
+    "tiktok", "tiktok-business", "tiktok-shop", "x", "instagram", "threads", "google",
+    "linkedin", "pinterest", "reddit", "zoom", "spotify", "xero", "dropbox", "oauth2",
+}  # fmt: skip
+KNOWN = ", ".join(sorted(SHIPPED))
 WHERE = "/etc/tokenrefresh/config.toml: [providers.mine]"
 
 
@@ -57,7 +62,7 @@ PLAIN = {"extends": "oauth2", "urls": {"token": "https://idp.example/oauth/token
 # ----------------------------------------------------------------------------- shipped
 
 
-def test_the_six_profiles_are_shipped_and_each_names_its_sources() -> None:
+def test_the_fifteen_profiles_are_shipped_and_each_names_its_sources() -> None:
     profiles = load_profiles()
     assert set(profiles) == SHIPPED
     for name, profile in profiles.items():
@@ -202,7 +207,10 @@ REFUSED = [
     ({**PLAIN, "template": "yes"}, "template: must be true or false"),
     ({"extends": "oauth2"}, "[urls] token is missing"),
     ({"urls": {"token": "https://idp.example/t"}}, '[urls] refresh is missing (extend "oauth2"'),
-    ({**PLAIN, "extends": "nope"}, "extends: no profile 'nope' (known: google, instagram, mine,"),
+    (
+        {**PLAIN, "extends": "nope"},
+        "extends: no profile 'nope' (known: dropbox, google, instagram, linkedin, mine,",
+    ),
     ({**PLAIN, "extends": "Not A Name"}, "extends: must be the name of a profile"),
     ({**PLAIN, "refresh": {"method": "GET"}}, "[refresh] body: a GET sends 'form'"),
     ({**PLAIN, "refresh": {"body": "query"}}, "[refresh] body: a POST sends 'query'"),
@@ -309,9 +317,7 @@ def test_a_file_that_is_not_toml_or_too_large_is_refused_naming_it() -> None:
 def test_find_profile_names_the_known_ones() -> None:
     with pytest.raises(UsageError) as raised:
         find_profile(load_profiles(), "tik-tok")
-    assert raised.value.message == (
-        "no provider profile 'tik-tok' (known: google, instagram, oauth2, tiktok, tiktok-shop, x)"
-    )
+    assert raised.value.message == (f"no provider profile 'tik-tok' (known: {KNOWN})")
 
 
 KEYS = [*TOP, *SCHEMA, *(key for table in SCHEMA.values() for key in table)]
@@ -382,7 +388,7 @@ def test_providers_list_shows_a_row_per_profile() -> None:
     result = CliRunner().invoke(app, ["providers", "list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "6 provider profile(s):"
+    assert lines[0] == "15 provider profile(s):"
     rows = {line.split()[0]: line for line in lines[2:]}
     assert set(rows) == SHIPPED
     assert "GET query, access token" in rows["instagram"]
@@ -424,7 +430,6 @@ def test_providers_show_an_unknown_name_exits_2_naming_the_known_ones() -> None:
     assert json.loads(result.stdout) == {
         "error": {
             "code": 2,
-            "message": "no provider profile 'tik-tok' (known: google, instagram, oauth2, "
-            "tiktok, tiktok-shop, x)",
+            "message": f"no provider profile 'tik-tok' (known: {KNOWN})",
         }
     }

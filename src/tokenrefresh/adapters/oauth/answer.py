@@ -247,6 +247,9 @@ def _grant(
             data, names.refresh_expiry, names.refresh_expiry_unit, lifetimes.max_refresh,
             sent_at, odd, when_unusable="the stored refresh expiry is kept",
         )  # fmt: skip
+    elif lifetimes.refresh_renewed:
+        # The provider states no expiry: the token just worked, so it lives on.
+        refresh_expires_at = sent_at + lifetimes.max_refresh
     return TokenGrant(
         access_token=access_token,
         refresh_token=refresh_token,

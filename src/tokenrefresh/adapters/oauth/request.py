@@ -64,13 +64,12 @@ def revoke_request(
 def code_request(
     profile: Profile, credentials: ClientCredentials | None, url: str, params: Mapping[str, str]
 ) -> Request:
-    """The code exchange: a form POST of `params` (or a GET with them in the query string,
-    TikTok Shop's), with the app's credentials as [consent] client_auth (else [client])
-    places them."""
+    """The code exchange: a POST of `params` in a form (or JSON: TikTok for Business), or a
+    GET with them in the query string (TikTok Shop), with the app's credentials as
+    [consent] client_auth (else [client]) places them."""
     consent = profile.consent
-    body = "query" if consent.method == "GET" else "form"
     auth = consent.client_auth or profile.client.auth
-    return _request(profile, credentials, consent.method, body, url, params, auth=auth)
+    return _request(profile, credentials, consent.method, consent.body, url, params, auth=auth)
 
 
 def long_lived_request(

@@ -136,6 +136,11 @@ def _errors(profile: Profile) -> Iterator[str]:
 
 def _consent(profile: Profile) -> Iterator[str]:
     consent, urls = profile.consent, profile.urls
+    if (consent.method == "GET") != (consent.body == "query"):
+        yield (
+            f"[consent] body: a {consent.method} sends {consent.body!r}; a GET sends its "
+            'parameters in the query string (body = "query"), a POST in a form or JSON body'
+        )
     if (urls.long_lived is None) != (not consent.long_lived_grant_type):
         yield (
             "[consent] long_lived_grant_type: a second exchange ([urls] long_lived) needs its "

@@ -263,6 +263,7 @@ SCHEMA: dict[str, dict[str, Converter]] = {
         "max_access": _duration(),
         "max_refresh": _duration(),
         "access": _duration(empty=True),
+        "refresh_renewed": _bool,
     },
     "errors": {
         "code_kind": _one_of("text", "number"),
@@ -282,6 +283,7 @@ SCHEMA: dict[str, dict[str, Converter]] = {
         "code_name": _name(),
         "code_grant_type": _name(),
         "method": _one_of("POST", "GET"),
+        "body": _one_of("form", "json", "query"),
         "send_redirect_uri": _bool,
         "client_auth": _one_of("", "params", "basic", "none"),
         "envelope": _name(empty=True),
@@ -305,7 +307,7 @@ def resolve_profiles(sources: Mapping[str, ProfileSource]) -> dict[str, Profile]
     profiles = {}
     for name in sorted(sources):
         values, chain = _values(name, sources, resolved, ())
-        profiles[name] = _build(sources[name], values, chain)
+        profiles[name] = _build(sources[name], values, chain, _inherited_label(chain, sources))
     return profiles
 
 
@@ -373,8 +375,23 @@ def _known(*tables: Mapping[str, Any]) -> str:
     return ", ".join(key for table in tables for key in table)
 
 
+def _inherited_label(chain: tuple[str, ...], sources: Mapping[str, ProfileSource]) -> str | None:
+    """What messages call a provider that names no label: its nearest parent's (an
+    extension of `xero` is still Xero), up to a template (one of `oauth2` is its own)."""
+    for parent in chain:
+        table = sources[parent].table
+        if table.get("template", False):
+            return None
+        if "label" in table:
+            return str(table["label"])
+    return None
+
+
 def _build(
-    source: ProfileSource, values: dict[str, dict[str, Any]], chain: tuple[str, ...]
+    source: ProfileSource,
+    values: dict[str, dict[str, Any]],
+    chain: tuple[str, ...],
+    inherited_label: str | None,
 ) -> Profile:
     """The Profile, once every key is set; then checked for contradictions."""
     for section, keys in SCHEMA.items():
@@ -388,7 +405,7 @@ def _build(
     profile = Profile(
         name=source.name,
         title=table.get("title", source.name),
-        label=table.get("label", table.get("title", source.name)),
+        label=table.get("label", inherited_label or table.get("title", source.name)),
         docs=_docs(table.get("docs", [])),
         source=source.where,
         extends=chain,

@@ -121,11 +121,14 @@ class Lifetimes:
     """Longer lifetimes in an answer are cut to `max_access` and `max_refresh` (refreshing
     sooner than needed is always safe). `access`: what the provider issues an access token
     for; an imported token without `issued_at` was issued that long before it expires (None:
-    not needed, as no minimum age applies)."""
+    not needed, as no minimum age applies). `refresh_renewed`: where an answer states no
+    refresh expiry, a refresh renews the refresh token's life, to `max_refresh` from the
+    refresh (a token in use lives on: Google, Xero); false, it counts from consent (Spotify)."""
 
     max_access: timedelta
     max_refresh: timedelta
     access: timedelta | None
+    refresh_renewed: bool  # a refresh renews the refresh token's life (see below)
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class Consent:
     code_name: str  # the code's name in the exchange (TikTok Shop: auth_code)
     code_grant_type: str
     method: Method  # the code exchange's (TikTok Shop: a GET, its parameters in the query)
+    body: BodyFormat  # the code exchange's (TikTok for Business: JSON)
     send_redirect_uri: bool  # TikTok Shop's exchange takes none
     client_auth: ClientAuth | Literal[""]  # "": as [client] (Instagram: none to refresh)
     envelope: str  # the code answer's ("": as [answer]); a list of one object is that object
