@@ -209,13 +209,16 @@ def status(
     from tokenrefresh.errors import ConfigError
     from tokenrefresh.render import renderer
     from tokenrefresh.services.events.announce import delivery_configured
-    from tokenrefresh.services.status import check_health, collect_status
+    from tokenrefresh.services.status import check_health, collect_status, lifetime_notes
 
     settings = Settings.from_env()
     # A configuration that cannot be read is a finding of `status`, not a reason to fail it.
     configured_apps, configuration_error = None, None
+    notes: tuple[str, ...] = ()
     try:
-        configured_apps = tuple(load_configuration().apps)
+        configuration = load_configuration()
+        configured_apps = tuple(configuration.apps)
+        notes = lifetime_notes(configuration.apps.values())
     except ConfigError as error:
         configuration_error = error.message
     with Context(settings) as context:
@@ -228,6 +231,7 @@ def status(
             keys_configured=bool(settings.encryption_keys),
             configured_apps=configured_apps,
             configuration_error=configuration_error,
+            notes=notes,
         )
     if not check:
         renderer(as_json=as_json).status(report)

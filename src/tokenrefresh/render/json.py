@@ -228,6 +228,8 @@ def _apps_json(report: StatusReport) -> dict[str, Any]:
             for app, count in report.apps.items()
         }
         document["unconfigured_apps"] = dict(report.unconfigured_apps)
+    if report.notes:
+        document["notes"] = [outside(note) for note in report.notes]
     if report.configuration_error is not None:
         document["configuration_error"] = outside(report.configuration_error)
     return document

@@ -227,6 +227,8 @@ class TextRenderer(Terminal):
                 f"Not refreshed: {count} active account(s) of app {shown(app, 64)}, which the "
                 "configuration does not name"
             )
+        for note in report.notes:
+            self.line(f"Note: {shown(note, TEXT_LIMIT)}")
         if report.configuration_error is not None:
             self.line(
                 f"Configuration: cannot be read: {shown(report.configuration_error, TEXT_LIMIT)}"

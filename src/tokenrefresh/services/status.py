@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tokenrefresh.base import defaults
+from tokenrefresh.base.apps import App
 from tokenrefresh.base.clock import iso
 from tokenrefresh.base.durations import format_duration
 from tokenrefresh.services.refresh.apps import unconfigured
@@ -22,6 +23,7 @@ __all__ = [
     "StatusReport",
     "check_health",
     "collect_status",
+    "lifetime_notes",
 ]
 
 
@@ -43,6 +45,8 @@ class StatusReport:
     apps_by_status: dict[tuple[str, str], int] = field(default_factory=dict)
     configured_apps: tuple[str, ...] | None = None
     configuration_error: str | None = None
+    # What the operator must know about a configured provider's tokens (`lifetime_notes`).
+    notes: tuple[str, ...] = ()
 
     @property
     def apps(self) -> dict[str, int]:
@@ -82,6 +86,7 @@ def collect_status(
     keys_configured: bool = True,
     configured_apps: Collection[str] | None = None,
     configuration_error: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> StatusReport:
     """`configured_apps`: the apps the configuration names (None: not known); the active
     accounts of any other app are not refreshed, and are named."""
@@ -106,7 +111,28 @@ def collect_status(
         apps_by_status=repository.accounts_by_app_status(),
         configured_apps=None if configured_apps is None else tuple(sorted(configured_apps)),
         configuration_error=configuration_error,
+        notes=notes,
     )
+
+
+def lifetime_notes(apps: Iterable[App]) -> tuple[str, ...]:
+    """For each app whose provider refreshes a token with itself (Instagram, Threads): a
+    token not refreshed before it expires cannot be refreshed at all, so its user must
+    connect again. Nothing for a provider with refresh tokens: their expiry is counted."""
+    notes = []
+    for app in apps:
+        profile = app.profile
+        lifetime = profile.lifetimes.access
+        if profile.refresh.presents != "access_token" or lifetime is None:
+            continue
+        age = profile.refresh.min_age
+        notes.append(
+            f"app {app.name!r} ({profile.label}): a token not refreshed within "
+            f"{format_duration(lifetime)} is dead, and its user must connect again; each "
+            f"is refreshed {format_duration(app.refresh_window)} before it expires"
+            + (f", once it is {format_duration(age)} old" if age else "")
+        )
+    return tuple(notes)
 
 
 class Severity(StrEnum):

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from tokenrefresh.adapters.crypto import TokenCipher
 from tokenrefresh.base.clock import Clock, iso, utcnow
+from tokenrefresh.base.durations import format_duration
 from tokenrefresh.base.outcomes import (
     AppCredentialsRejected,
     RefreshFailed,
@@ -35,10 +36,19 @@ log = logging.getLogger("tokenrefresh.refresh")
 
 @dataclass(frozen=True)
 class AppNames:
-    """What messages call an app's provider, and the app's credentials."""
+    """What messages call an app's provider, and the app's credentials; `grace`: how long
+    the provider accepts a rotated refresh token again after a lost answer (Xero's 30
+    minutes; 0 for every other provider)."""
 
     provider: str
     credentials: str
+    grace: timedelta = timedelta(0)
+
+
+# After a lost answer, a provider with a grace period gets this many more attempts in the
+# run than the retry policy's (each still inside the grace): presenting the old token again
+# is then the way to the pair whose answer was lost.
+GRACE_RETRIES = 3
 
 
 TIKTOK_APP = AppNames("TikTok", "TIKTOK_CLIENT_KEY / TIKTOK_CLIENT_SECRET")
@@ -136,7 +146,7 @@ class AccountRefresher:
             if not isinstance(answer, RefreshFailed):
                 return answer
             last_failure = answer
-            if not self._retry_now(answer, len(calls.records), policy):
+            if not self._retry_now(answer, len(calls.records), policy, calls):
                 return answer
             delay = policy.delay(len(calls.records), answer.retry_after)
             if self._pacing.control.past_deadline(extra=delay) or self._pacing.control.sleep(delay):
@@ -182,8 +192,13 @@ class AccountRefresher:
         calls.add(started_at, Result.REFRESHED, grant)
         return grant
 
-    def _retry_now(self, failed: RefreshFailed, failures: int, policy: RetryPolicy) -> bool:
-        if not failed.retryable or failures >= policy.attempts or self._pacing.control.stopping:
+    def _retry_now(
+        self, failed: RefreshFailed, failures: int, policy: RetryPolicy, calls: _Calls
+    ) -> bool:
+        attempts = policy.attempts
+        if calls.answer_lost and self._grace_left(calls) is not None:
+            attempts += GRACE_RETRIES
+        if not failed.retryable or failures >= attempts or self._pacing.control.stopping:
             return False
         if failed.retry_after is not None and failed.retry_after > policy.max_wait:
             self._pacing.control.stop(
@@ -193,6 +208,15 @@ class AccountRefresher:
             )
             return False
         return True
+
+    def _grace_left(self, calls: _Calls) -> timedelta | None:
+        """How long the provider still takes the token presented when an answer was first
+        lost (its grace period, Xero's); None without a grace, a lost answer, or time left."""
+        grace = self._names.grace
+        if grace <= timedelta(0) or calls.lost_at is None:
+            return None
+        left = calls.lost_at + grace - self._clock()
+        return left if left > timedelta(0) else None
 
     def _store_guarded(self, claim: Claim, grant: TokenGrant, calls: _Calls) -> AccountResult:
         """_store; a grant that could not be stored for any reason is LOST, and loud."""
@@ -270,7 +294,13 @@ class AccountRefresher:
     def _rejected(self, claim: Claim, rejected: UserTokenRejected, calls: _Calls) -> AccountResult:
         account = claim.account
         reason = f"{self._names.provider} rejected the refresh token: {rejected.reason}"
-        if calls.answer_lost:
+        if calls.answer_lost and self._names.grace > timedelta(0):
+            reason += (
+                f"; an earlier attempt in this run got no answer, and {self._names.provider} "
+                "refused the token presented again"
+                + (" within its grace period" if self._grace_left(calls) else "")
+            )
+        elif calls.answer_lost:
             reason += (
                 f"; an earlier attempt in this run got no answer, so {self._names.provider} "
                 "probably rotated the token then and the response carrying the new one was lost"
@@ -300,7 +330,17 @@ class AccountRefresher:
             delay = max(delay, asked)
         next_attempt_at = self._clock() + delay
         reason = f"refresh failed: {failed.reason}"
-        if failed.maybe_processed:
+        left = self._grace_left(calls)
+        if calls.answer_lost and left is not None:
+            # Inside the grace the old token still brings the pair whose answer was lost:
+            # the next attempt comes while it does (an on-demand call, or a run that soon).
+            next_attempt_at = min(next_attempt_at, self._clock() + left / 2)
+            reason += (
+                f"; {self._names.provider} takes the same refresh token again for "
+                f"{format_duration(self._names.grace)} after a lost answer: the next attempt, "
+                f"after {iso(next_attempt_at)}, presents it"
+            )
+        elif failed.maybe_processed:
             if "may have been rotated" not in failed.reason:  # say it once
                 reason += (
                     f"; {self._names.provider} may have rotated the token without the answer "
@@ -328,10 +368,13 @@ class _Calls:
     def __init__(self) -> None:
         self.records: list[AttemptRecord] = []
         self.answer_lost = False
+        self.lost_at: datetime | None = None  # when the first call whose answer was lost began
 
     def add(self, started_at: datetime, outcome: Result, answer: TokenGrant | TikTokError) -> None:
         if isinstance(answer, RefreshFailed) and answer.maybe_processed:
             self.answer_lost = True
+            if self.lost_at is None:
+                self.lost_at = started_at
         if isinstance(answer, TokenGrant):
             error_code = None
             notes = getattr(answer, "notes", ())  # what was odd about an accepted answer

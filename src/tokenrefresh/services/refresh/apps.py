@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from tokenrefresh.base import defaults
 from tokenrefresh.base.apps import ENVIRONMENT, App, Configuration
@@ -99,9 +100,11 @@ def app_names(app: App) -> AppNames:
     """What messages call the app's provider and credentials."""
     if app.source == ENVIRONMENT:
         return TIKTOK_APP
+    rotation = app.profile.rotation
     return AppNames(
         app.profile.label,
         f"{app.id_source} / {app.secret_source} of app {app.name!r} in {app.source}",
+        grace=rotation.grace if rotation.mode == "grace" else timedelta(0),
     )
 
 

@@ -1,0 +1,147 @@
+"""What some providers need beyond a profile's data (issue 21): `status` says that a token
+refreshed with itself (Instagram, Threads) is dead once it expires unrefreshed; Xero's grace
+turns a lost answer into a stored pair, where every other rotating provider's lost answer
+stays what it was; LinkedIn's refresh expiry is the answer's, never extended, and warned of.
+Both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from apps_setup import Apps, StoreAccount, app_config, decrypted, presented_to, row
+from conftest import Cli
+from helpers import attempts, counts
+from standin_networks_b import Xero, serving
+from tokenrefresh.services.refresh.account import GRACE_RETRIES
+
+
+def test_status_says_a_token_refreshed_with_itself_dies_unrefreshed(
+    cli: Cli, apps: Apps, engine: Engine
+) -> None:
+    note = (
+        "app 'instagram' (Instagram): a token not refreshed within 60d is dead, and its user "
+        "must connect again; each is refreshed 14d before it expires, once it is 1d old"
+    )
+
+    shown = cli("status", env=apps.env)
+    document = cli("status", "--json", env=apps.env)
+
+    assert shown.exit_code == 0, shown.stderr
+    assert f"Note: {note}\n" in shown.stdout
+    assert document.json()["notes"] == [note]  # x, google and tiktok have refresh tokens
+
+
+# ----------------------------------------------------------------------------- Xero's grace
+
+
+@contextmanager
+def xero_app(tmp_path: Path, *, grace: bool = True) -> Iterator[tuple[Xero, dict[str, str]]]:
+    """The Xero stand-in and one app on it: of the `xero` profile, or (grace=False) of a
+    profile that is Xero's in every way but the grace, to show what the grace changes."""
+    extra = (
+        ""
+        if grace
+        else '[providers.xero-strict]\nextends = "xero"\nrotation.mode = "rotating"\n'
+        'rotation.grace = "0s"\n'
+    )
+    with serving("xero") as (provider, base_url):
+        assert isinstance(provider, Xero)
+        profile = "xero" if grace else "xero-strict"
+        yield (
+            provider,
+            app_config(
+                tmp_path / "config.toml", "xero", provider, base_url, profile=profile, extra=extra
+            ),
+        )
+
+
+def _outcomes(engine: Engine, user: str) -> list[tuple[str, int | None]]:
+    return [
+        (attempt["outcome"], attempt["http_status"])
+        for attempt in attempts(engine, int(str(row(engine, "xero", user)["id"])))
+    ]
+
+
+@pytest.mark.parametrize("lost", [1, 3], ids=["one-lost", "as-many-lost-as-retries"])
+def test_xero_a_lost_answer_is_presented_again_inside_the_grace_and_the_pair_stored(
+    cli: Cli,
+    store_account: StoreAccount,
+    engine: Engine,
+    fernet_key: str,
+    tmp_path: Path,
+    lost: int,
+) -> None:
+    with xero_app(tmp_path) as (xero, env):
+        access, refresh = xero.consent()
+        store_account("xero", "org-1", access=access, refresh=refresh)
+        xero.drop_answers = lost  # processed, rotated, and the answer lost on the way
+        result = cli("refresh", "--json", env=env)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == counts(refreshed=1)
+    assert presented_to(xero) == [refresh] * (lost + 1)  # the same token, inside the grace
+    stored = row(engine, "xero", "org-1")
+    # The pair of the last answer is stored: Xero's newest, the only one alive.
+    assert xero.refresh_tokens == {decrypted(fernet_key, stored["refresh_token_ciphertext"])}
+    assert decrypted(fernet_key, stored["access_token_ciphertext"]) in xero.access_tokens
+    assert (stored["status"], stored["consecutive_failures"]) == ("active", 0)
+    assert _outcomes(engine, "org-1") == [("failed", None)] * lost + [("refreshed", 200)]
+
+
+def test_without_a_grace_the_same_lost_answers_end_as_they_always_did(
+    cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
+) -> None:
+    with xero_app(tmp_path, grace=False) as (xero, env):
+        access, refresh = xero.consent()
+        store_account("xero", "org-1", access=access, refresh=refresh)
+        xero.drop_answers = 3
+        result = cli("refresh", "--json", env=env)
+
+    assert result.exit_code == 1
+    assert presented_to(xero) == [refresh] * 3  # the retry policy's attempts, no more
+    stored = row(engine, "xero", "org-1")
+    assert stored["status"] == "active"
+    assert str(stored["last_error"]).endswith(
+        "Xero may have rotated the token without the answer arriving: if the next attempt "
+        "is rejected, the user must reconnect"
+    )
+
+
+def test_xero_when_every_attempt_is_lost_the_next_comes_inside_the_grace_and_stores_the_pair(
+    cli: Cli, store_account: StoreAccount, engine: Engine, fernet_key: str, tmp_path: Path
+) -> None:
+    with xero_app(tmp_path) as (xero, env):
+        access, refresh = xero.consent()
+        store_account("xero", "org-1", access=access, refresh=refresh)
+        xero.drop_answers = 3 + GRACE_RETRIES  # every attempt of the run
+        started = datetime.now(UTC)
+        run = cli("refresh", "--json", env=env)
+        failed = row(engine, "xero", "org-1")
+        # An application asks for the token meanwhile, inside the grace.
+        token = cli("accounts", "token", "--open-id", "org-1", "--min-valid", "20m", env=env)
+
+    assert run.exit_code == 1
+    assert presented_to(xero)[: 3 + GRACE_RETRIES] == [refresh] * (3 + GRACE_RETRIES)
+    assert failed["status"] == "active"
+    next_attempt = failed["next_attempt_at"]
+    assert isinstance(next_attempt, datetime | str)
+    when = (
+        next_attempt if isinstance(next_attempt, datetime) else datetime.fromisoformat(next_attempt)
+    ).replace(tzinfo=UTC)
+    assert when <= started + timedelta(minutes=15)  # half the grace left, at most
+    assert (
+        "Xero takes the same refresh token again for 30m after a lost answer: the next "
+        "attempt, after "
+    ) in str(failed["last_error"])
+    # The caller's refresh presents the same token again, inside the grace: the lost pair's
+    # successor is stored.
+    assert token.exit_code == 0, token.stderr
+    stored = row(engine, "xero", "org-1")
+    assert xero.refresh_tokens == {decrypted(fernet_key, stored["refresh_token_ciphertext"])}
+    assert token.stdout.strip() == decrypted(fernet_key, stored["access_token_ciphertext"])
