@@ -12,17 +12,12 @@ surprising thing; our profiles must not read meaning into those answers either.
 
 from __future__ import annotations
 
-import json
-import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from standin_providers import Provider, Received
+from standin_providers import Provider, Received, envelope, serve
 
 __all__ = [
     "PROVIDERS",
@@ -47,31 +42,38 @@ class TikTokBusiness(Provider):
     for a wrong app secret and for a dead refresh token (here 40001 and 40105), and
     rotation (here the old refresh token dies). The code exchange: POST JSON to
     /open_api/v1.3/tt_user/oauth2/token/ with client_id, client_secret,
-    grant_type=authorization_code, auth_code and redirect_uri; the same envelope."""
+    grant_type=authorization_code, auth_code and redirect_uri; the same envelope. Revoke:
+    POST JSON to /open_api/v1.3/tt_user/oauth2/revoke/ with client_id, client_secret and
+    access_token."""
 
     open_id = "-000tt-business-open-id"
 
     def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
         body = request.form
         if request.method != "POST" or request.headers.get("content-type") != "application/json":
-            return 200, self._envelope(40002, "The request body must be JSON")
+            return 200, envelope(40002, "The request body must be JSON")
         if (body.get("client_id"), body.get("client_secret")) != (
             self.client_id,
             self.client_secret,
         ):
-            return 200, self._envelope(40001, "The app_id or secret is invalid")
+            return 200, envelope(40001, "The app_id or secret is invalid")
+        if request.path.endswith("/tt_user/oauth2/revoke/"):
+            # Revoke: client_id, client_secret and the access_token; the same envelope.
+            if self.access_tokens.pop(body.get("access_token", ""), None) is None:
+                return 200, envelope(40104, "The access token is invalid or has expired")
+            return 200, envelope(0, "OK")
         if request.path.endswith("/tt_user/oauth2/token/"):
             # The code exchange: grant_type=authorization_code, the code as auth_code, and
             # the redirect_uri it was issued for.
             form = {**body, "code": body.get("auth_code", "")}
             if body.get("grant_type") != "authorization_code" or not self.code_accepted(form):
-                return 200, self._envelope(40106, "The auth_code is invalid or has expired")
-            return 200, self._envelope(0, "OK", self._data(*self.issue()))
+                return 200, envelope(40106, "The auth_code is invalid or has expired")
+            return 200, envelope(0, "OK", self._data(*self.issue()))
         presented = body.get("refresh_token", "")
         if body.get("grant_type") != "refresh_token" or presented not in self.refresh_tokens:
-            return 200, self._envelope(40105, "The refresh token is invalid or has expired")
+            return 200, envelope(40105, "The refresh token is invalid or has expired")
         self.refresh_tokens.discard(presented)
-        return 200, self._envelope(0, "OK", self._data(*self.issue()))
+        return 200, envelope(0, "OK", self._data(*self.issue()))
 
     def _data(self, access: str, refresh: str) -> dict[str, Any]:
         return {
@@ -90,14 +92,6 @@ class TikTokBusiness(Provider):
         self.refresh_tokens.add(refresh)
         self.access_tokens[access] = time.time()
         return access, refresh
-
-    def _envelope(self, code: int, message: str, data: Any = None) -> dict[str, Any]:
-        return {
-            "code": code,
-            "message": message,
-            "request_id": secrets.token_hex(12),
-            "data": data if data is not None else {},
-        }
 
 
 class LinkedIn(Provider):
@@ -279,79 +273,8 @@ PROVIDERS: dict[str, type[Provider]] = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """standin_providers' handler, reading a JSON body as well as a form: the parameters go
-    into `form` either way; the Content-Type header says which it was."""
-
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _serve(self) -> None:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        request = Received(
-            method=self.command,
-            path=parts.path,
-            query={key: values[0] for key, values in parse_qs(parts.query).items()},
-            headers=headers,
-            form=_parameters(body, headers.get("content-type", "")),
-        )
-        provider = self.server.provider
-        with self.server.lock:
-            provider.received.append(request)
-            status, payload = (
-                provider.scripted.pop(0) if provider.scripted else provider.answer(request)
-            )
-        data = b"" if status == 204 else json.dumps(payload).encode()
-        self.send_response(status)
-        if data:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-def _parameters(body: str, content_type: str) -> dict[str, str]:
-    if content_type.startswith("application/json"):
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return {}
-        if not isinstance(document, dict):
-            return {}
-        return {str(key): str(value) for key, value in document.items()}
-    return {key: values[0] for key, values in parse_qs(body).items()}
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, provider: Provider) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.provider = provider
-        self.lock = threading.Lock()
-
-
 @contextmanager
 def serving(name: str) -> Iterator[tuple[Provider, str]]:
     """The stand-in of provider `name`, and its base URL, while the block runs."""
-    provider = PROVIDERS[name]()
-    server = _Server(provider)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield provider, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve(PROVIDERS[name]()) as served:
+        yield served

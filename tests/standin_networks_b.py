@@ -7,27 +7,19 @@ credentials the provider's way, and answers a dead token as its provider does.
 Two things beyond tests/standin_providers.py, which these reuse (`Provider`, `Received`):
 - `clock`: what "now" is for a stand-in (time.time unless a test replaces it, or moves it
   on with `advance`), so a test can age a token without waiting;
-- `drop_next_answer`: the next call is processed in full (a refresh rotates) and then the
-  connection is closed without a byte of answer, as a network cut would lose it; the call
-  goes into `dropped` as well as `received` (`drop_answers = N`: the next N calls so).
-  Standard library only.
+- lost answers (`drop_next_answer`, `drop_answers`: see standin_providers.Provider), which
+  every stand-in has. Standard library only.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from standin_providers import Provider, Received
+from standin_providers import Provider, Received, graph_error, serve
 
 __all__ = ["PROVIDERS", "Dropbox", "Network", "Spotify", "Threads", "Xero", "serving"]
 
@@ -36,12 +28,9 @@ DAY = 86400.0
 
 @dataclass
 class Network(Provider):
-    """A Provider whose "now" is `clock()`, and which can lose its next answer."""
+    """A Provider whose "now" is `clock()`."""
 
     clock: Callable[[], float] = time.time
-    drop_next_answer: bool = False
-    drop_answers: int = 0  # the next this many answers are lost, as drop_next_answer's
-    dropped: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         """Each stand-in's own state (its __post_init__ is called by the dataclass __init__)."""
@@ -131,17 +120,6 @@ class Threads(Network):
             "token_type": "bearer",
             "expires_in": 5183944,
         }
-
-
-def graph_error(code: int, message: str) -> dict[str, Any]:
-    return {
-        "error": {
-            "message": message,
-            "type": "OAuthException",
-            "code": code,
-            "fbtrace_id": "A" + secrets.token_hex(8),
-        }
-    }
 
 
 class Spotify(Network):
@@ -356,72 +334,9 @@ PROVIDERS: dict[str, type[Network]] = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _serve(self) -> None:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-        request = Received(
-            method=self.command,
-            path=parts.path,
-            query={key: values[0] for key, values in parse_qs(parts.query).items()},
-            headers={key.lower(): value for key, value in self.headers.items()},
-            form={key: values[0] for key, values in parse_qs(body).items()},
-        )
-        provider = self.server.provider
-        with self.server.lock:
-            provider.received.append(request)
-            status, payload = (
-                provider.scripted.pop(0) if provider.scripted else provider.answer(request)
-            )
-            drop = provider.drop_next_answer or provider.drop_answers > 0
-            provider.drop_next_answer = False
-            provider.drop_answers = max(provider.drop_answers - 1, 0)
-            if drop:
-                provider.dropped.append(request)
-        if drop:  # processed, then the connection goes without a byte of answer
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, provider: Network) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.provider = provider
-        self.lock = threading.Lock()
-
-
 @contextmanager
 def serving(name: str) -> Iterator[tuple[Network, str]]:
     """The stand-in of provider `name` (threads, spotify, dropbox, xero), and its base URL,
     while the block runs."""
-    provider = PROVIDERS[name]()
-    server = _Server(provider)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield provider, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve(PROVIDERS[name]()) as served:
+        yield served

@@ -13,14 +13,17 @@ import base64
 import hashlib
 import json
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote_plus, urlsplit
+
+P = TypeVar("P", bound="Provider")
 
 CLIENT_ID = "app-id-4c1e"
 CLIENT_SECRET = "app-secret-7d29f0b6a1c3e5"
@@ -48,6 +51,12 @@ class Provider:
     # Authorization codes handed out at consent: code -> (redirect URI, S256 challenge).
     codes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     short_lived: dict[str, float] = field(default_factory=dict)  # Instagram's, from a code
+    # A lost answer: the next call (or the next `drop_answers` calls) is processed in full
+    # (a refresh rotates) and the connection then closed without a byte of answer, as a
+    # network cut would lose it; such calls go into `dropped` as well as `received`.
+    drop_next_answer: bool = False
+    drop_answers: int = 0
+    dropped: list[Received] = field(default_factory=list)
 
     def new_token(self, prefix: str) -> str:
         return f"{prefix}-{secrets.token_urlsafe(18)}"
@@ -205,11 +214,11 @@ class Instagram(Provider):
         query = request.query
         token = query.get("access_token", "")
         if request.method != "GET" or query.get("grant_type") != "ig_refresh_token":
-            return 400, _graph_error(100, "Unsupported request")
+            return 400, graph_error(100, "Unsupported request")
         if token not in self.access_tokens:
-            return 400, _graph_error(190, "Error validating access token: Session has expired")
+            return 400, graph_error(190, "Error validating access token: Session has expired")
         if time.time() - self.access_tokens[token] < 24 * 3600:
-            return 400, _graph_error(100, "The access token is not old enough to be refreshed")
+            return 400, graph_error(100, "The access token is not old enough to be refreshed")
         new = self.new_token("IGQV")
         self.access_tokens[new] = time.time()
         return 200, {"access_token": new, "token_type": "bearer", "expires_in": 5183944}
@@ -247,17 +256,29 @@ class Instagram(Provider):
         &client_secret=...&access_token=<short-lived>; {access_token, token_type, expires_in}."""
         query = request.query
         if request.method != "GET" or query.get("grant_type") != "ig_exchange_token":
-            return 400, _graph_error(100, "Unsupported request")
+            return 400, graph_error(100, "Unsupported request")
         if query.get("client_secret") != self.client_secret:
-            return 400, _graph_error(101, "Error validating client secret.")
+            return 400, graph_error(101, "Error validating client secret.")
         if self.short_lived.pop(query.get("access_token", ""), None) is None:
-            return 400, _graph_error(190, "Invalid OAuth access token - Cannot parse access token")
+            return 400, graph_error(190, "Invalid OAuth access token - Cannot parse access token")
         token = self.new_token("IGQV")
         self.access_tokens[token] = time.time()
         return 200, {"access_token": token, "token_type": "bearer", "expires_in": 5183944}
 
 
-def _graph_error(code: int, message: str) -> dict[str, Any]:
+def envelope(code: int, message: str, data: Any = None) -> dict[str, Any]:
+    """TikTok's business APIs' answer (TikTok Shop, TikTok for Business): {code, message,
+    request_id, data}, code 0 for success, under HTTP 200 either way."""
+    return {
+        "code": code,
+        "message": message,
+        "request_id": secrets.token_hex(12),
+        "data": data if data is not None else {},
+    }
+
+
+def graph_error(code: int, message: str) -> dict[str, Any]:
+    """Meta's Graph API error (developers.facebook.com/docs/graph-api/guides/error-handling)."""
     return {
         "error": {
             "message": message,
@@ -281,7 +302,7 @@ class TikTokShop(Provider):
         if request.method != "GET":
             return 405, {}
         if (query.get("app_key"), query.get("app_secret")) != (self.client_id, self.client_secret):
-            return 200, self._envelope(105001, "invalid app_key or app_secret")
+            return 200, envelope(105001, "invalid app_key or app_secret")
         if request.path == "/api/v2/token/get":
             # The exchange: auth_code and grant_type=authorized_code, nothing else (the
             # code arrived at the service's redirect URL, which the exchange does not repeat).
@@ -289,13 +310,13 @@ class TikTokShop(Provider):
             code = query.get("auth_code", "")
             issued = self.codes.pop(code, None)
             if set(query) != expected or query.get("grant_type") != "authorized_code":
-                return 200, self._envelope(36004004, "invalid params")
+                return 200, envelope(36004004, "invalid params")
             if issued is None:
-                return 200, self._envelope(105003, "auth code is invalid or expired")
+                return 200, envelope(105003, "auth code is invalid or expired")
             return 200, self._issue()
         presented = query.get("refresh_token", "")
         if query.get("grant_type") != "refresh_token" or presented not in self.refresh_tokens:
-            return 200, self._envelope(105002, "refresh token is expired")
+            return 200, envelope(105002, "refresh token is expired")
         self.refresh_tokens.discard(presented)
         return 200, self._issue()
 
@@ -315,15 +336,7 @@ class TikTokShop(Provider):
             "user_type": 0,
             "granted_scopes": ["seller.authorization.info", "seller.shop.info"],
         }
-        return self._envelope(0, "success", data)
-
-    def _envelope(self, code: int, message: str, data: Any = None) -> dict[str, Any]:
-        return {
-            "code": code,
-            "message": message,
-            "request_id": secrets.token_hex(12),
-            "data": data if data is not None else {},
-        }
+        return envelope(0, "success", data)
 
 
 PROVIDERS: dict[str, type[Provider]] = {
@@ -335,6 +348,9 @@ PROVIDERS: dict[str, type[Provider]] = {
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """Parameters from the query string, and from a form or a JSON body (into `form` either
+    way; the Content-Type header says which); an answer, or none for a lost one."""
+
     server: _Server
 
     def do_GET(self) -> None:
@@ -350,12 +366,13 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        headers = {key.lower(): value for key, value in self.headers.items()}
         request = Received(
             method=self.command,
             path=parts.path,
             query={key: values[0] for key, values in parse_qs(parts.query).items()},
-            headers={key.lower(): value for key, value in self.headers.items()},
-            form={key: values[0] for key, values in parse_qs(body).items()},
+            headers=headers,
+            form=_parameters(body, headers.get("content-type", "")),
         )
         provider = self.server.provider
         with self.server.lock:
@@ -363,12 +380,34 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = (
                 provider.scripted.pop(0) if provider.scripted else provider.answer(request)
             )
-        data = json.dumps(payload).encode()
+            drop = provider.drop_next_answer or provider.drop_answers > 0
+            provider.drop_next_answer = False
+            provider.drop_answers = max(provider.drop_answers - 1, 0)
+            if drop:
+                provider.dropped.append(request)
+        if drop:  # processed, then the connection goes without a byte of answer
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        data = b"" if status == 204 else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        if data:
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _parameters(body: str, content_type: str) -> dict[str, str]:
+    if content_type.startswith("application/json"):
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return {}
+        if not isinstance(document, dict):
+            return {}
+        return {str(key): str(value) for key, value in document.items()}
+    return {key: values[0] for key, values in parse_qs(body).items()}
 
 
 class _Server(ThreadingHTTPServer):
@@ -381,9 +420,8 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serving(name: str) -> Iterator[tuple[Provider, str]]:
-    """The stand-in of provider `name`, and its base URL, while the block runs."""
-    provider = PROVIDERS[name]()
+def serve(provider: P) -> Iterator[tuple[P, str]]:
+    """`provider` on 127.0.0.1, and its base URL, while the block runs."""
     server = _Server(provider)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -393,3 +431,10 @@ def serving(name: str) -> Iterator[tuple[Provider, str]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def serving(name: str) -> Iterator[tuple[Provider, str]]:
+    """The stand-in of provider `name`, and its base URL, while the block runs."""
+    with serve(PROVIDERS[name]()) as served:
+        yield served

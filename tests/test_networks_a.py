@@ -191,6 +191,36 @@ def test_tiktok_business_connect_exchanges_the_auth_code_in_json(
     assert decrypted(fernet_key, stored["refresh_token_ciphertext"]) in business.refresh_tokens
 
 
+def test_tiktok_business_revoke_sends_the_access_token_in_json(
+    cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
+) -> None:
+    with network("tiktok-business", tmp_path) as (business, env):
+        assert isinstance(business, TikTokBusiness)
+        access, refresh_token = business.issue()
+        store_account(
+            "tiktok-business", business.open_id, access=access, refresh=refresh_token,
+            access_in=timedelta(hours=20),
+        )  # fmt: skip
+        account_id = row(engine, "tiktok-business", business.open_id)["id"]
+        result = cli("accounts", "revoke", str(account_id), "--yes", env=env)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        f"Revoked account {account_id} ({business.open_id}) at TikTok for Business; "
+        "tokens erased.\n"
+    )
+    [call] = business.received
+    assert (call.method, call.path) == ("POST", "/open_api/v1.3/tt_user/oauth2/revoke/")
+    assert call.headers["content-type"] == "application/json"
+    assert call.form == {
+        "client_id": business.client_id,
+        "client_secret": business.client_secret,
+        "access_token": access,
+    }
+    assert access not in business.access_tokens
+    assert row(engine, "tiktok-business", business.open_id)["status"] == "revoked"
+
+
 def test_linkedin_stores_the_refresh_expiry_it_is_told_and_never_extends_it(
     cli: Cli, store_account: StoreAccount, engine: Engine, fernet_key: str, tmp_path: Path
 ) -> None:

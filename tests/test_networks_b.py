@@ -336,7 +336,7 @@ def test_dropbox_wrong_secret_fails_its_accounts_without_a_verdict(
     assert dropbox.refresh_tokens == {refresh for _, refresh in pairs}
 
 
-def test_dropbox_revoke_only_forgets_the_account_here(
+def test_dropbox_revoke_sends_the_access_token_as_a_bearer_header_and_nothing_else(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
     with network_app("dropbox", tmp_path) as (dropbox, env):
@@ -346,12 +346,13 @@ def test_dropbox_revoke_only_forgets_the_account_here(
         result = cli("accounts", "revoke", str(account_id), "--yes", env=env)
 
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == (
-        f"Revoked account {account_id} (dbid:left) here (Dropbox has no revoke endpoint: its "
-        "user removes the app there); tokens erased.\n"
-    )
-    assert dropbox.received == []
-    assert refresh in dropbox.refresh_tokens  # still alive at Dropbox: see dropbox.toml
+    assert result.stdout == f"Revoked account {account_id} (dbid:left) at Dropbox; tokens erased.\n"
+    [call] = dropbox.received
+    assert (call.method, call.path) == ("POST", "/2/auth/token/revoke")
+    assert call.headers["authorization"] == f"Bearer {access}"
+    assert (call.form, call.query, call.headers.get("content-length", "0")) == ({}, {}, "0")
+    assert refresh not in dropbox.refresh_tokens  # revoked with its access token
+    assert access not in result.stdout + result.stderr
     stored = row(engine, "dropbox", "dbid:left")
     assert (stored["status"], stored["refresh_token_ciphertext"]) == ("revoked", None)
 

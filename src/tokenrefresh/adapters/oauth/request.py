@@ -53,12 +53,16 @@ def refresh_request(
 def revoke_request(
     profile: Profile, credentials: ClientCredentials | None, token: str, url: str
 ) -> Request:
-    """The revoke call (RFC 7009): a form POST of the token, and its hint if the profile has one."""
+    """The revoke call (RFC 7009): a form POST of the token, and its hint if the profile has
+    one (or a JSON body, as TikTok for Business's); or the token alone as a Bearer header
+    (Dropbox's), nothing else sent."""
     revoke = profile.revoke
+    if revoke.bearer:
+        return Request("POST", url, {"Authorization": f"Bearer {token}"}, None)
     params = {revoke.token_name: token}
     if revoke.token_type_hint:
         params["token_type_hint"] = revoke.token_type_hint
-    return _request(profile, credentials, "POST", "form", url, params)
+    return _request(profile, credentials, "POST", revoke.body, url, params)
 
 
 def code_request(

@@ -294,6 +294,8 @@ SCHEMA: dict[str, dict[str, Converter]] = {
         "presents": _one_of("refresh_token", "access_token"),
         "token_name": _name(),
         "token_type_hint": _name(empty=True),
+        "body": _one_of("form", "json"),
+        "bearer": _bool,
     },
 }
 

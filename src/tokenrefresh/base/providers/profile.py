@@ -170,11 +170,14 @@ class Consent:
 
 @dataclass(frozen=True)
 class Revoke:
-    """The revoke call (RFC 7009): which token goes, under which name."""
+    """The revoke call (RFC 7009): which token goes, under which name, in a form or JSON
+    body with the app's credentials; or (`bearer`) alone, as a Bearer header (Dropbox's)."""
 
     presents: Presents
     token_name: str
     token_type_hint: str  # "" sends none
+    body: BodyFormat  # "form" or "json" (TikTok for Business)
+    bearer: bool
 
 
 @dataclass(frozen=True)
