@@ -311,12 +311,11 @@ def test_dropbox_invalid_grant_marks_the_account_for_its_user(
     )
 
 
-def test_dropbox_wrong_secret_fails_its_accounts_without_a_verdict(
+def test_dropbox_wrong_secret_stops_the_apps_part_though_its_code_carries_its_description(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
     # Dropbox's answer, {"error": "invalid_client: Invalid client_id or client_secret"},
-    # runs the description into the code: no profile can name it, so it is a failure
-    # without a verdict (see dropbox.toml): nothing is marked, nothing is stored.
+    # runs the description into the code: the code is what comes before the colon.
     with network_app("dropbox", tmp_path) as (dropbox, env):
         pairs = [dropbox.consent() for _ in range(2)]
         for index, (access, refresh) in enumerate(pairs):
@@ -324,15 +323,14 @@ def test_dropbox_wrong_secret_fails_its_accounts_without_a_verdict(
         before = [row(engine, "dropbox", f"dbid:{index}") for index in range(2)]
         result = cli("refresh", "--json", env={**env, "SECRET_OF_APP": WRONG_SECRET})
 
-    document = result.json()
-    assert result.exit_code == 1, result.stderr
-    assert document["counts"]["refreshed"] == document["counts"]["expired"] == 0
-    assert document["counts"]["failed"] == 2
-    assert WRONG_SECRET not in result.stdout + result.stderr
+    assert_app_rejected(
+        result,
+        tmp_path / "dropbox.toml",
+        "Dropbox",
+        "invalid_client (HTTP 400): Invalid client_id or client_secret",
+    )
     for index in range(2):
-        after = row(engine, "dropbox", f"dbid:{index}")
-        unchanged(before[index], after)
-        assert "an unrecognised error code (HTTP 400)" in after["last_error"]
+        unchanged(before[index], row(engine, "dropbox", f"dbid:{index}"))
     assert dropbox.refresh_tokens == {refresh for _, refresh in pairs}
 
 

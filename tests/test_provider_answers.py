@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from test_answer_parser import (
     HEADERS,
     HOSTILE_STRINGS,
     JSON_VALUES,
+    PRESENTED,
     REASON_LIMIT,
     SECRETS,
     SENT_AT,
@@ -217,3 +218,26 @@ def test_a_code_of_an_odd_size_or_form_is_never_a_success(code: object, shown: s
     assert type(outcome) is RefreshFailed
     assert outcome.error_code == shown
     assert outcome.reason == f"{shown or 'an unrecognised error code'} (HTTP 200): no"
+
+
+@pytest.mark.parametrize("field", ["scope", "open_id"])
+def test_a_scope_or_user_id_that_echoes_a_secret_in_another_case_is_not_kept(field: str) -> None:
+    # Found by the property above: both are stored and shown in plain text.
+    profile = load_profiles()["tiktok"]
+    document = {
+        "access_token": "act.new-access-token-1234",
+        "refresh_token": "rft.new-refresh-token-5678",
+        "expires_in": 7200,
+        "refresh_expires_in": 86400,
+        "open_id": "open-id-of-the-user",
+        "scope": "user.info.basic",
+        field: PRESENTED.upper(),
+    }
+    sent_at = datetime(2026, 12, 3, tzinfo=UTC)
+
+    outcome = outcome_of(profile, 200, {}, json.dumps(document).encode(), sent_at)
+
+    assert isinstance(outcome, TokenGrant)
+    assert getattr(outcome, field) is None
+    assert f"{field} held a fragment of a token or secret: not kept" in outcome.notes
+    assert outcome.refresh_token == "rft.new-refresh-token-5678"  # the pair is kept whatever

@@ -168,7 +168,13 @@ def error_of(fields: Mapping[str, Any], profile: Profile) -> tuple[str | None, s
             continue
         if code in errors.success:
             return None, None
-        return code, non_empty_str(_at(fields, description_path))
+        description = non_empty_str(_at(fields, description_path))
+        head, colon, tail = code.partition(":")
+        if errors.code_kind == "text" and colon and _CODE_SHAPES["text"].fullmatch(head):
+            # A code with its description run into it (Dropbox's "invalid_client: Invalid
+            # client_id or client_secret") is that code.
+            return head, description or non_empty_str(tail.strip())
+        return code, description
     return None, None
 
 
@@ -255,8 +261,13 @@ def _grant(
         refresh_token=refresh_token,
         access_expires_at=access_expires_at,
         refresh_expires_at=refresh_expires_at,
-        open_id=_field_text(data, names.user_id, USER_ID_LIMIT, odd, allow_empty=False),
-        scope=_scope(data, profile, odd),
+        open_id=_secret_free(
+            _field_text(data, names.user_id, USER_ID_LIMIT, odd, allow_empty=False),
+            names.user_id,
+            secrets,
+            odd,
+        ),
+        scope=_secret_free(_scope(data, profile, odd), names.scope, secrets, odd),
         http_status=details["http_status"],
         log_id=details["log_id"],
         elapsed=details["elapsed"],
@@ -338,6 +349,17 @@ def _scope(data: Mapping[str, Any], profile: Profile, notes: list[str]) -> str |
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         value = ",".join(value)
     return _field_text({name: value}, name, SCOPE_LIMIT, notes, allow_empty=True)
+
+
+def _secret_free(
+    text: str | None, name: str, secrets: tuple[str, ...], notes: list[str]
+) -> str | None:
+    """`text`, unless it holds a fragment of a secret or token (in any case, or encoded):
+    such a field is stored and shown in plain text, so it is dropped, with a note."""
+    if text is None or scrub(text, *secrets) == text:
+        return text
+    notes.append(f"{name} held a fragment of a token or secret: not kept")
+    return None
 
 
 def _field_text(
