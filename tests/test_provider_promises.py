@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import Engine
@@ -19,6 +20,8 @@ from conftest import Cli
 from helpers import attempts, counts
 from standin_networks_b import Xero, serving
 from tokenrefresh.services.refresh.account import GRACE_RETRIES
+
+REDIRECT = "https://app.example/callback"
 
 
 def test_status_says_a_token_refreshed_with_itself_dies_unrefreshed(
@@ -145,3 +148,71 @@ def test_xero_when_every_attempt_is_lost_the_next_comes_inside_the_grace_and_sto
     stored = row(engine, "xero", "org-1")
     assert xero.refresh_tokens == {decrypted(fernet_key, stored["refresh_token_ciphertext"])}
     assert token.stdout.strip() == decrypted(fernet_key, stored["access_token_ciphertext"])
+
+
+# ----------------------------------------------------------------------------- consent
+
+# Each provider's consent page and what it requires there, from its own documents (cited in
+# its profile): without these a provider issues no refresh token, or no code at all.
+CONSENT = [
+    ("x", "https://x.com/i/oauth2/authorize", {"scope": "tweet.read users.read offline.access"}),
+    (
+        "google",
+        "https://accounts.google.com/o/oauth2/v2/auth",
+        {"access_type": "offline", "prompt": "consent"},
+    ),
+    ("reddit", "https://www.reddit.com/api/v1/authorize", {"duration": "permanent"}),
+    ("dropbox", "https://www.dropbox.com/oauth2/authorize", {"token_access_type": "offline"}),
+    ("threads", "https://threads.net/oauth/authorize", {"scope": "threads_basic"}),
+    ("linkedin", "https://www.linkedin.com/oauth/v2/authorization", {}),
+    ("pinterest", "https://www.pinterest.com/oauth/", {}),
+    ("spotify", "https://accounts.spotify.com/authorize", {}),
+    ("zoom", "https://zoom.us/oauth/authorize", {}),
+]
+
+
+@pytest.mark.parametrize(("profile", "page", "required"), CONSENT, ids=[c[0] for c in CONSENT])
+def test_each_providers_consent_page_asks_for_what_it_requires(
+    cli: Cli, tmp_path: Path, profile: str, page: str, required: dict[str, str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[apps.main]\nprovider = "{profile}"\nclient_id = "app-id-1"\n'
+        'client_secret_env = "MAIN_SECRET"\n'
+    )
+    env = {"TOKENREFRESH_CONFIG": str(config), "MAIN_SECRET": "main-secret-value"}
+
+    result = cli(
+        "accounts", "authorize-url", "--app", "main", "--redirect-uri", REDIRECT, "--json",
+        env=env,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    url = urlsplit(result.json()["url"])
+    assert f"{url.scheme}://{url.netloc}{url.path}" == page
+    query = {name: values[0] for name, values in parse_qs(url.query).items()}
+    assert query["client_id"] == "app-id-1"
+    assert query["redirect_uri"] == REDIRECT
+    assert query["response_type"] == "code"
+    assert {name: query.get(name) for name in required} == required
+    # PKCE where the provider requires it (X), and only with --pkce elsewhere.
+    assert ("code_challenge" in query) == (profile == "x")
+    assert "main-secret-value" not in result.stdout + result.stderr
+
+
+def test_xero_asks_for_offline_access_without_which_it_gives_no_refresh_token(
+    cli: Cli, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[apps.books]\nprovider = "xero"\nclient_id = "xero-app"\nclient_secret_env = "S"\n'
+    )
+
+    result = cli(
+        "accounts", "authorize-url", "--app", "books", "--redirect-uri", REDIRECT, "--json",
+        env={"TOKENREFRESH_CONFIG": str(config), "S": "xero-secret"},
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    query = parse_qs(urlsplit(result.json()["url"]).query)
+    assert "offline_access" in query["scope"][0].split(" ")
