@@ -6,6 +6,7 @@ Both databases."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,8 +18,10 @@ from sqlalchemy import Engine
 
 from apps_setup import Apps, StoreAccount, app_config, decrypted, presented_to, row
 from conftest import Cli
-from helpers import attempts, counts
+from helpers import attempts, counts, table
+from standin_networks_a import LinkedIn
 from standin_networks_b import Xero, serving
+from standin_providers import serve
 from tokenrefresh.services.refresh.account import GRACE_RETRIES
 
 REDIRECT = "https://app.example/callback"
@@ -216,3 +219,35 @@ def test_xero_asks_for_offline_access_without_which_it_gives_no_refresh_token(
     assert result.exit_code == 0, result.stderr
     query = parse_qs(urlsplit(result.json()["url"]).query)
     assert "offline_access" in query["scope"][0].split(" ")
+
+
+# ----------------------------------------------------------------------------- LinkedIn
+
+
+def test_linkedin_refresh_expiry_counts_down_from_consent_and_is_warned_of(
+    cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
+) -> None:
+    with serve(LinkedIn()) as (linkedin, base_url):
+        env = app_config(tmp_path / "config.toml", "li", linkedin, base_url, profile="linkedin")
+        access, refresh = linkedin.consent(days_ago=355)  # consented 355 days ago: 10 left
+        # Stored as an import that assumed a whole year from now would have it.
+        store_account(
+            "li", "member-1", access=access, refresh=refresh,
+            access_in=timedelta(days=3), refresh_in=timedelta(days=365),
+        )  # fmt: skip
+        result = cli("refresh", "--json", env=env)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["counts"] == counts(refreshed=1)
+    stored = row(engine, "li", "member-1")
+    expiry = stored["refresh_expires_at"]
+    moment = expiry if isinstance(expiry, datetime) else datetime.fromisoformat(str(expiry))
+    left = moment.replace(tzinfo=UTC) - datetime.now(UTC)
+    assert timedelta(days=9) < left <= timedelta(days=10)  # the answer's, not extended
+    [warning] = [
+        json.loads(str(event["payload"]))
+        for event in table(engine, "outbox")
+        if event["type"] == "account.refresh_token_expiring"
+    ]
+    assert warning["data"]["open_id"] == "member-1"
+    assert (warning["data"]["app"], warning["data"]["provider"]) == ("li", "linkedin")
