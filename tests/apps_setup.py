@@ -10,10 +10,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
+from helpers import counts
 from standin import TikTokStandIn
 from standin_providers import CLIENT_SECRET, Provider, serving
 from tokenrefresh.adapters.crypto import TokenCipher, fingerprint
@@ -28,6 +30,7 @@ __all__ = [
     "add_x_accounts",
     "app_config",
     "apps",
+    "assert_marked_for_reconnect",
     "decrypted",
     "google_tokens",
     "instagram_token",
@@ -193,3 +196,13 @@ def app_config(
         f'base_url = "{base_url}"\n'
     )
     return {"TOKENREFRESH_CONFIG": str(path), "SECRET_OF_APP": provider.client_secret}
+
+
+def assert_marked_for_reconnect(
+    result: Any, engine: Engine, app: str, user: str, message: str
+) -> None:
+    """The run's one account was marked for its user to reconnect (exit 1), and why."""
+    assert result.exit_code == 1, result.stderr
+    assert result.json()["counts"] == counts(expired=1)
+    stored = row(engine, app, user)
+    assert (stored["status"], stored["last_error"]) == ("expired", message)

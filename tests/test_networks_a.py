@@ -18,7 +18,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Engine
 
-from apps_setup import StoreAccount, app_config, decrypted, presented_to, row
+from apps_setup import (
+    StoreAccount,
+    app_config,
+    assert_marked_for_reconnect,
+    decrypted,
+    presented_to,
+    row,
+)
 from conftest import Cli, CliResult
 from helpers import counts
 from standin_networks_a import LinkedIn, Pinterest, Reddit, TikTokBusiness, Zoom, serving
@@ -283,13 +290,13 @@ def test_linkedin_an_expired_refresh_token_means_reconnect(
         )
         result = refresh(cli, env)
 
-    assert result.exit_code == 1, result.stderr
-    assert result.json()["counts"] == counts(expired=1)
-    stored = row(engine, "linkedin", "li-member")
-    assert stored["status"] == "expired"
-    assert stored["last_error"] == (
+    assert_marked_for_reconnect(
+        result,
+        engine,
+        "linkedin",
+        "li-member",
         "LinkedIn rejected the refresh token: invalid_grant (HTTP 400): The provided "
-        "authorization grant or refresh token is invalid, expired or revoked"
+        "authorization grant or refresh token is invalid, expired or revoked",
     )
 
 
@@ -364,12 +371,12 @@ def test_pinterest_an_invalid_grant_code_means_reconnect(
         store_account("pinterest", "pin-user", access="pina-old", refresh="pinr-unknown-here")
         result = refresh(cli, env)
 
-    assert result.exit_code == 1, result.stderr
-    assert result.json()["counts"] == counts(expired=1)
-    stored = row(engine, "pinterest", "pin-user")
-    assert stored["status"] == "expired"
-    assert stored["last_error"] == (
-        "Pinterest rejected the refresh token: 283 (HTTP 401): The authorization grant is invalid"
+    assert_marked_for_reconnect(
+        result,
+        engine,
+        "pinterest",
+        "pin-user",
+        "Pinterest rejected the refresh token: 283 (HTTP 401): The authorization grant is invalid",
     )
 
 
@@ -436,11 +443,13 @@ def test_reddit_invalid_grant_means_reconnect(
         store_account("reddit", "t2_reddit", access="eyJold", refresh="revoked-by-the-user")
         result = refresh(cli, env)
 
-    assert result.exit_code == 1, result.stderr
-    assert result.json()["counts"] == counts(expired=1)
-    stored = row(engine, "reddit", "t2_reddit")
-    assert stored["status"] == "expired"
-    assert stored["last_error"] == "Reddit rejected the refresh token: invalid_grant (HTTP 400)"
+    assert_marked_for_reconnect(
+        result,
+        engine,
+        "reddit",
+        "t2_reddit",
+        "Reddit rejected the refresh token: invalid_grant (HTTP 400)",
+    )
 
 
 def test_reddit_wrong_client_credentials_fail_each_account_without_a_verdict(
@@ -550,12 +559,12 @@ def test_zoom_a_superseded_refresh_token_means_reconnect(
         store_account("zoom", "zoom-user", access=access, refresh=superseded)
         result = refresh(cli, env)
 
-    assert result.exit_code == 1, result.stderr
-    assert result.json()["counts"] == counts(expired=1)
-    stored = row(engine, "zoom", "zoom-user")
-    assert stored["status"] == "expired"
-    assert stored["last_error"] == (
-        "Zoom rejected the refresh token: invalid_grant (HTTP 400): Invalid Token!"
+    assert_marked_for_reconnect(
+        result,
+        engine,
+        "zoom",
+        "zoom-user",
+        "Zoom rejected the refresh token: invalid_grant (HTTP 400): Invalid Token!",
     )
 
 

@@ -21,7 +21,14 @@ import pytest
 import requests
 from sqlalchemy import Engine, select, update
 
-from apps_setup import StoreAccount, app_config, decrypted, presented_to, row
+from apps_setup import (
+    StoreAccount,
+    app_config,
+    assert_marked_for_reconnect,
+    decrypted,
+    presented_to,
+    row,
+)
 from conftest import Cli
 from helpers import counts
 from standin_networks_b import Dropbox, Network, Spotify, Threads, Xero, serving
@@ -215,11 +222,12 @@ def test_spotify_invalid_grant_marks_the_account_for_its_user(
         store_account("spotify", "revoked", access="BQ-old", refresh="AQ-revoked-by-its-user")
         result = cli("refresh", "--json", env=env)
 
-    assert result.json()["counts"] == counts(expired=1)
-    stored = row(engine, "spotify", "revoked")
-    assert stored["status"] == "expired"
-    assert stored["last_error"] == (
-        "Spotify rejected the refresh token: invalid_grant (HTTP 400): Refresh token revoked"
+    assert_marked_for_reconnect(
+        result,
+        engine,
+        "spotify",
+        "revoked",
+        "Spotify rejected the refresh token: invalid_grant (HTTP 400): Refresh token revoked",
     )
     assert presented_to(spotify) == ["AQ-revoked-by-its-user"]
 
@@ -302,12 +310,13 @@ def test_dropbox_invalid_grant_marks_the_account_for_its_user(
         store_account("dropbox", "dbid:gone", access="sl.old", refresh="dbx-revoked")
         result = cli("refresh", "--json", env=env)
 
-    assert result.json()["counts"] == counts(expired=1)
-    stored = row(engine, "dropbox", "dbid:gone")
-    assert stored["status"] == "expired"
-    assert stored["last_error"] == (
+    assert_marked_for_reconnect(
+        result,
+        engine,
+        "dropbox",
+        "dbid:gone",
         "Dropbox rejected the refresh token: invalid_grant (HTTP 400): "
-        "refresh token is invalid or revoked"
+        "refresh token is invalid or revoked",
     )
 
 
@@ -399,10 +408,13 @@ def test_xero_invalid_grant_marks_the_account_for_its_user(
         store_account("xero", "idle", access=access, refresh=refresh)
         result = cli("refresh", "--json", env=env)
 
-    assert result.json()["counts"] == counts(expired=1)
-    stored = row(engine, "xero", "idle")
-    assert stored["status"] == "expired"
-    assert stored["last_error"] == "Xero rejected the refresh token: invalid_grant (HTTP 400)"
+    assert_marked_for_reconnect(
+        result,
+        engine,
+        "xero",
+        "idle",
+        "Xero rejected the refresh token: invalid_grant (HTTP 400)",
+    )
     assert presented_to(xero) == [refresh]
 
 
