@@ -24,7 +24,7 @@ TEXT = st.text(min_size=1, max_size=40)
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda profile: profile.name)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)  # per profile (thirteen)
 @given(
     client_id=TEXT,
     redirect_uri=TEXT,

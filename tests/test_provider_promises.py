@@ -14,7 +14,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from click.testing import Result
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
 from apps_setup import Apps, StoreAccount, app_config, decrypted, presented_to, row
 from conftest import Cli
@@ -22,6 +24,7 @@ from helpers import attempts, counts, table
 from standin_networks_a import LinkedIn
 from standin_networks_b import Xero, serving
 from standin_providers import serve
+from tokenrefresh.cli import app
 from tokenrefresh.services.refresh.account import GRACE_RETRIES
 
 REDIRECT = "https://app.example/callback"
@@ -174,24 +177,31 @@ CONSENT = [
 ]
 
 
-@pytest.mark.parametrize(("profile", "page", "required"), CONSENT, ids=[c[0] for c in CONSENT])
-def test_each_providers_consent_page_asks_for_what_it_requires(
-    cli: Cli, tmp_path: Path, profile: str, page: str, required: dict[str, str]
-) -> None:
+def authorize_url(tmp_path: Path, profile: str) -> tuple[Result, str]:
+    """`accounts authorize-url --app main --json` for an app of `profile` (in process: no
+    database is involved), and the app's secret, which must not be shown."""
     config = tmp_path / "config.toml"
     config.write_text(
         f'[apps.main]\nprovider = "{profile}"\nclient_id = "app-id-1"\n'
         'client_secret_env = "MAIN_SECRET"\n'
     )
-    env = {"TOKENREFRESH_CONFIG": str(config), "MAIN_SECRET": "main-secret-value"}
+    secret = "main-secret-value"
+    result = CliRunner().invoke(
+        app,
+        ["accounts", "authorize-url", "--app", "main", "--redirect-uri", REDIRECT, "--json"],
+        env={"TOKENREFRESH_CONFIG": str(config), "MAIN_SECRET": secret},
+    )
+    return result, secret
 
-    result = cli(
-        "accounts", "authorize-url", "--app", "main", "--redirect-uri", REDIRECT, "--json",
-        env=env,
-    )  # fmt: skip
 
-    assert result.exit_code == 0, result.stderr
-    url = urlsplit(result.json()["url"])
+@pytest.mark.parametrize(("profile", "page", "required"), CONSENT, ids=[c[0] for c in CONSENT])
+def test_each_providers_consent_page_asks_for_what_it_requires(
+    tmp_path: Path, profile: str, page: str, required: dict[str, str]
+) -> None:
+    result, secret = authorize_url(tmp_path, profile)
+
+    assert result.exit_code == 0, result.output
+    url = urlsplit(json.loads(result.stdout)["url"])
     assert f"{url.scheme}://{url.netloc}{url.path}" == page
     query = {name: values[0] for name, values in parse_qs(url.query).items()}
     assert query["client_id"] == "app-id-1"
@@ -200,24 +210,16 @@ def test_each_providers_consent_page_asks_for_what_it_requires(
     assert {name: query.get(name) for name in required} == required
     # PKCE where the provider requires it (X), and only with --pkce elsewhere.
     assert ("code_challenge" in query) == (profile == "x")
-    assert "main-secret-value" not in result.stdout + result.stderr
+    assert secret not in result.output
 
 
 def test_xero_asks_for_offline_access_without_which_it_gives_no_refresh_token(
-    cli: Cli, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[apps.books]\nprovider = "xero"\nclient_id = "xero-app"\nclient_secret_env = "S"\n'
-    )
+    result, _ = authorize_url(tmp_path, "xero")
 
-    result = cli(
-        "accounts", "authorize-url", "--app", "books", "--redirect-uri", REDIRECT, "--json",
-        env={"TOKENREFRESH_CONFIG": str(config), "S": "xero-secret"},
-    )  # fmt: skip
-
-    assert result.exit_code == 0, result.stderr
-    query = parse_qs(urlsplit(result.json()["url"]).query)
+    assert result.exit_code == 0, result.output
+    query = parse_qs(urlsplit(json.loads(result.stdout)["url"]).query)
     assert "offline_access" in query["scope"][0].split(" ")
 
 
