@@ -200,7 +200,7 @@ def assert_sound(
     assert len(outcome.reason) <= REASON_LIMIT
     assert_shown_safely(outcome.error_code, secrets)
     if outcome.error_code is not None:
-        assert re.fullmatch(r"[a-z][a-z0-9_.]{0,63}", outcome.error_code)
+        assert re.fullmatch(r"[a-z0-9][a-z0-9_.]{0,63}", outcome.error_code)
     if isinstance(outcome, RefreshFailed) and outcome.retry_after is not None:
         assert 0.0 <= outcome.retry_after <= MAX_RETRY_AFTER
 

@@ -452,12 +452,11 @@ def test_reddit_invalid_grant_means_reconnect(
     )
 
 
-def test_reddit_wrong_client_credentials_fail_each_account_without_a_verdict(
+def test_reddit_wrong_client_credentials_stop_the_apps_part(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
-    # Reddit's 401 carries `"error": 401`, a number, where its codes are text: the profile
-    # cannot read it as "the app's credentials" (see reddit.toml), so the account fails and
-    # backs off; it is never marked for its user.
+    # Reddit's 401 carries `"error": 401`, a number where its other codes are text: read as
+    # its digits, it is listed with the app's refusals (see reddit.toml).
     with network("reddit", tmp_path) as (reddit, env):
         assert isinstance(reddit, Reddit)
         access, refresh_token = reddit.consent()
@@ -465,13 +464,16 @@ def test_reddit_wrong_client_credentials_fail_each_account_without_a_verdict(
         before = row(engine, "reddit", "t2_reddit")
         result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
 
-    assert result.exit_code == 1, result.stderr
-    assert result.json()["counts"] == counts(failed=1)
+    assert result.exit_code == 3, result.stderr
+    stopped = result.json()["stopped"]
+    assert stopped["reason"] == "client_rejected"
+    assert stopped["message"].startswith("Reddit rejected the app's credentials (")
+    assert stopped["message"].endswith("Reddit said: 401 (HTTP 401)")
     assert WRONG_SECRET not in result.stdout + result.stderr
     after = row(engine, "reddit", "t2_reddit")
     assert_untouched(before, after)
-    assert_failed_without_verdict(after, "refresh failed: unexpected HTTP 401 from Reddit")
-    assert {request.path for request in reddit.received} == {"/api/v1/access_token"}
+    assert after["last_error"] is None
+    assert [request.path for request in reddit.received] == ["/api/v1/access_token"]
 
 
 def test_reddit_consent_asks_for_a_permanent_grant(cli: Cli, tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from tokenrefresh.base.outcomes import (
 from tokenrefresh.base.providers import Profile, load_profiles
 
 PROFILES = sorted(name for name, profile in load_profiles().items() if not profile.template)
-CODE_SHAPES = {"text": r"[a-z][a-z0-9_.]{0,63}", "number": r"-?[0-9]{1,12}"}
+CODE_SHAPES = {"text": r"[a-z0-9][a-z0-9_.]{0,63}", "number": r"-?[0-9]{1,12}"}
 
 
 def nested(path: str, value: Any) -> dict[str, Any]:

@@ -62,7 +62,7 @@ UNRECOGNISED_CODE = "an unrecognised error code"
 ROTATED = "the token may have been rotated"  # what a refresh cut short after sending may have done
 
 _CODE_SHAPES = {
-    "text": re.compile(r"[a-z][a-z0-9_.]{0,63}"),
+    "text": re.compile(r"[a-z0-9][a-z0-9_.]{0,63}"),  # Reddit's 401 is a number among words
     "number": re.compile(r"-?[0-9]{1,12}"),
 }
 _UNSIGNED_NUMBER = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -189,9 +189,13 @@ def _at(fields: Mapping[str, Any], path: str) -> object:
 
 def _code(value: object, kind: str) -> str | None:
     """A code of the kind the profile reads: non-empty text, or a whole number (as JSON
-    sends it, or as its digits in a string: a failure is never taken for a success)."""
+    sends it, or as its digits in a string: a failure is never taken for a success). A
+    whole number where text is read is its digits (Reddit's `"error": 401`)."""
     if kind == "text":
-        return non_empty_str(value)
+        if isinstance(value, str):
+            return non_empty_str(value)
+        number = _code(value, "number")
+        return number if number != "unrecognised" else None
     if isinstance(value, str) and _CODE_SHAPES["number"].fullmatch(value.strip()):
         return str(int(value))  # a number sent as text ("105002") is the same code
     if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
