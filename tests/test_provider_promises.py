@@ -18,7 +18,15 @@ from click.testing import Result
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from apps_setup import Apps, StoreAccount, app_config, decrypted, presented_to, row
+from apps_setup import (
+    Apps,
+    StoreAccount,
+    app_config,
+    decrypted,
+    instagram_token,
+    presented_to,
+    row,
+)
 from conftest import Cli
 from helpers import attempts, counts, table
 from standin_networks_a import LinkedIn
@@ -253,3 +261,36 @@ def test_linkedin_refresh_expiry_counts_down_from_consent_and_is_warned_of(
     ]
     assert warning["data"]["open_id"] == "member-1"
     assert (warning["data"]["app"], warning["data"]["provider"]) == ("li", "linkedin")
+
+
+# ----------------------------------------------------------------------------- min age
+
+
+def test_on_demand_never_presents_a_token_younger_than_its_providers_minimum_age(
+    cli: Cli, apps: Apps, store_account: StoreAccount, engine: Engine
+) -> None:
+    instagram = apps.providers["instagram"]
+    young = instagram_token(instagram, timedelta(hours=2))
+    store_account(
+        "instagram", "young", access=young, refresh=young,
+        access_in=timedelta(days=59, hours=22), refresh_in=timedelta(days=59, hours=22),
+        issued=timedelta(hours=2),
+    )  # fmt: skip
+
+    asked = cli(
+        "accounts", "token", "--app", "instagram", "--open-id", "young", "--min-valid", "60d",
+        env=apps.env,
+    )  # fmt: skip
+    enough = cli("accounts", "token", "--app", "instagram", "--open-id", "young", env=apps.env)
+
+    assert asked.exit_code == 2
+    account_id = row(engine, "instagram", "young")["id"]
+    assert asked.stderr.startswith(f"error: account {account_id} (young): its token was issued at ")
+    assert (
+        "Instagram refreshes a token only once it is 1d old, so it cannot be made valid for "
+        "60d yet; ask with a smaller min_valid"
+    ) in asked.stderr
+    assert young not in asked.stdout + asked.stderr
+    assert instagram.received == []  # never presented
+    assert enough.exit_code == 0, enough.stderr
+    assert enough.stdout == young + "\n"

@@ -38,11 +38,13 @@ log = logging.getLogger("tokenrefresh.refresh")
 class AppNames:
     """What messages call an app's provider, and the app's credentials; `grace`: how long
     the provider accepts a rotated refresh token again after a lost answer (Xero's 30
-    minutes; 0 for every other provider)."""
+    minutes; 0 for every other provider); `min_age`: how old a token must be before the
+    provider refreshes it (Instagram's and Threads' 24 hours)."""
 
     provider: str
     credentials: str
     grace: timedelta = timedelta(0)
+    min_age: timedelta = timedelta(0)
 
 
 # After a lost answer, a provider with a grace period gets this many more attempts in the

@@ -105,6 +105,7 @@ def app_names(app: App) -> AppNames:
         app.profile.label,
         f"{app.id_source} / {app.secret_source} of app {app.name!r} in {app.source}",
         grace=rotation.grace if rotation.mode == "grace" else timedelta(0),
+        min_age=app.profile.refresh.min_age,
     )
 
 

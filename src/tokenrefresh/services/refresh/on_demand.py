@@ -193,6 +193,7 @@ class OnDemand:
             if token is not None:
                 return token
             _check_pacing(state, min_valid, self._clock())
+            _check_min_age(state, min_valid, endpoint[1], self._clock())
             self._suspension.check()
             self._check_recent_failure(state)
             with self._repository.claim(account_id, None) as claim:
@@ -203,6 +204,7 @@ class OnDemand:
                     if token is not None:
                         return token
                     _check_pacing(state, min_valid, self._clock())
+                    _check_min_age(state, min_valid, endpoint[1], self._clock())
                     self._suspension.check()
                     try:
                         refresher = self._refresher(give_up, state.app, *endpoint)
@@ -348,6 +350,24 @@ def _check_pacing(state: TokenState, min_valid: timedelta, now: datetime) -> Non
         return  # never refreshed, or imported or connected since
     if abs(now - refreshed_at) < REFRESH_PACING:
         raise _unreachable(state, min_valid)
+
+
+def _check_min_age(
+    state: TokenState, min_valid: timedelta, names: AppNames, now: datetime
+) -> None:
+    """MinValidUnreachable if the provider refreshes a token only once it is `min_age` old
+    (Instagram, Threads) and this one is younger: presenting it would only be refused."""
+    issued = state.tokens_issued_at
+    if names.min_age <= timedelta(0) or issued is None or now - issued >= names.min_age:
+        return
+    raise MinValidUnreachable(
+        f"account {state.id} ({state.open_id}): its token was issued at {iso(issued)} and is "
+        f"valid until {iso(state.access_expires_at)}; {names.provider} refreshes a token only "
+        f"once it is {format_duration(names.min_age)} old, so it cannot be made valid for "
+        f"{format_duration(min_valid)} yet; ask with a smaller min_valid",
+        account_id=state.id,
+        open_id=state.open_id,
+    )
 
 
 def _unreachable(state: TokenState, min_valid: timedelta) -> MinValidUnreachable:
