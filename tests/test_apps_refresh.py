@@ -151,6 +151,7 @@ def test_an_app_no_longer_configured_is_neither_refreshed_nor_expired_and_is_nam
     run = cli("refresh", "--json", env=apps.env)
     dry = cli("refresh", "--dry-run", "--json", env=apps.env)
     text_run = cli("refresh", env=apps.env)
+    dry_cleanup = cli("cleanup", "--dry-run", "--json", env=apps.env)
     cleaned = cli("cleanup", "--json", env=apps.env)
     status = cli("status", "--json", env=apps.env)
     check = cli("status", "--check", env=apps.env)
@@ -165,6 +166,9 @@ def test_an_app_no_longer_configured_is_neither_refreshed_nor_expired_and_is_nam
     assert "Not refreshed: 2 active account(s) of app x-old" in text_run.stdout
     assert cleaned.exit_code == 0
     assert cleaned.json()["expired"] == []
+    # Neither is counted as tokens to erase: no cleanup expires an unconfigured app's account.
+    assert dry_cleanup.json()["counts"]["tokens_erased"] == 0
+    assert cleaned.json()["counts"]["tokens_erased"] == 0
     assert status.json()["apps"]["x-old"] == {"accounts": 2, "configured": False}
     assert status.json()["unconfigured_apps"] == {"x-old": 2}
     assert check.exit_code == 1

@@ -77,7 +77,7 @@ class Cleanup:
         report = self._started(True, retention, event_retention)
         now, repository = report.started_at, self._repository
         report.expired_count = len(report.expired)
-        report.tokens_erased = repository.count_tokens_to_erase(now)
+        report.tokens_erased = repository.count_tokens_to_erase(now, self._apps)
         report.attempts_pruned, report.runs_pruned = repository.count_history_before(
             now - retention
         )

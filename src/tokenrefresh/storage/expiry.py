@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, update
 
 from tokenrefresh.storage.database import Database
 from tokenrefresh.storage.models import Account
@@ -54,15 +54,16 @@ class ExpiryQueries(Database):
 
         return self.transaction(write)
 
-    def count_tokens_to_erase(self, now: datetime) -> int:
-        """How many accounts cleanup would erase the tokens of (expired, or about to be)."""
+    def count_tokens_to_erase(self, now: datetime, apps: Collection[str] | None = None) -> int:
+        """How many accounts cleanup would erase the tokens of (expired, or about to be: of
+        `apps`, the configured ones, as no other app's account is expired)."""
         query = (
             select(func.count())
             .select_from(Account)
             .where(
                 or_(
                     Account.status == AccountStatus.EXPIRED.value,
-                    Account.refresh_expires_at <= now,
+                    and_(Account.refresh_expires_at <= now, *_of_apps(apps)),
                 ),
                 has_tokens(),
             )
