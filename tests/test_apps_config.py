@@ -324,3 +324,19 @@ def _value(value: object) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{json.dumps(k)} = {_value(v)}" for k, v in value.items()) + " }"
     return json.dumps(value)
+
+
+def test_a_configuration_file_changed_between_reads_is_read_again(tmp_path: Path) -> None:
+    # The file is read once while it stays as it is (each event looks up its app's
+    # provider); an edit, even of the same length, is seen at the next read.
+    config = tmp_path / "config.toml"
+    config.write_text('[apps.x-main]\nprovider = "x"\nclient_id = "a"\nclient_secret_env = "S"\n')
+    first = load_configuration({"TOKENREFRESH_CONFIG": str(config)})
+    config.write_text('[apps.x-next]\nprovider = "x"\nclient_id = "a"\nclient_secret_env = "S"\n')
+    second = load_configuration({"TOKENREFRESH_CONFIG": str(config)})
+    config.unlink()
+
+    assert list(first.apps) == ["x-main"]
+    assert list(second.apps) == ["x-next"]
+    with pytest.raises(ConfigError, match=r"config\.toml"):
+        load_configuration({"TOKENREFRESH_CONFIG": str(config)})

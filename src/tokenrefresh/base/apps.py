@@ -20,6 +20,7 @@ Every problem is a ConfigError naming the file, the table and the key.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -231,7 +232,14 @@ def environment_configuration(env: Mapping[str, str]) -> Configuration:
 
 
 def _from_file(path: str) -> Configuration:
+    """The file's configuration. Reading it is cheap, checking it is not, and an event of
+    each account in a run looks up its app's provider: the same bytes are checked once."""
     data, _ = read_small_file(CONFIG, path)
+    return _checked_file(path, data)
+
+
+@functools.lru_cache(maxsize=4)
+def _checked_file(path: str, data: bytes) -> Configuration:
     document = parse_toml(data, path)
     unknown = sorted(set(document) - {"apps", "providers"})
     if unknown:

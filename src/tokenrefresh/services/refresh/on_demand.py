@@ -352,9 +352,7 @@ def _check_pacing(state: TokenState, min_valid: timedelta, now: datetime) -> Non
         raise _unreachable(state, min_valid)
 
 
-def _check_min_age(
-    state: TokenState, min_valid: timedelta, names: AppNames, now: datetime
-) -> None:
+def _check_min_age(state: TokenState, min_valid: timedelta, names: AppNames, now: datetime) -> None:
     """MinValidUnreachable if the provider refreshes a token only once it is `min_age` old
     (Instagram, Threads) and this one is younger: presenting it would only be refused."""
     issued = state.tokens_issued_at
