@@ -24,12 +24,14 @@ from tokenrefresh.storage.records import NewAccount
 from tokenrefresh.storage.repository import Repository
 
 __all__ = [
+    "WRONG_SECRET",
     "AddXAccounts",
     "Apps",
     "StoreAccount",
     "add_x_accounts",
     "app_config",
     "apps",
+    "assert_app_rejected",
     "assert_marked_for_reconnect",
     "decrypted",
     "google_tokens",
@@ -40,6 +42,7 @@ __all__ = [
     "x_tokens",
 ]
 
+WRONG_SECRET = "a-wrong-secret-5150"  # what the tests give as an app's secret to be refused
 SECRETS = {"X_SECRET": CLIENT_SECRET, "GOOGLE_SECRET": CLIENT_SECRET}
 
 
@@ -206,3 +209,21 @@ def assert_marked_for_reconnect(
     assert result.json()["counts"] == counts(expired=1)
     stored = row(engine, app, user)
     assert (stored["status"], stored["last_error"]) == ("expired", message)
+
+
+def assert_app_rejected(result: Any, config: Path, label: str, said: str) -> None:
+    """Exit 3, the run stopped for the app, the message naming where the credentials come
+    from and what the provider said; no secret shown."""
+    app = config.stem
+    where = f"{config}: [apps.{app}]"
+    message = (
+        f"{label} rejected the app's credentials (client_id / the variable SECRET_OF_APP "
+        f"({where} client_secret_env) of app '{app}' in {where}), so the run stopped and no "
+        f"account was marked. {label} said: {said}"
+    )
+    assert result.exit_code == 3, result.stderr
+    stopped = result.json()["stopped"]
+    assert (stopped["reason"], stopped["message"]) == ("client_rejected", message)
+    assert result.stderr == f"error: {message}\n"
+    assert result.json()["counts"]["refreshed"] == 0
+    assert WRONG_SECRET not in result.stdout + result.stderr

@@ -19,8 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import Engine
 
 from apps_setup import (
+    WRONG_SECRET,
     StoreAccount,
     app_config,
+    assert_app_rejected,
     assert_marked_for_reconnect,
     decrypted,
     presented_to,
@@ -32,7 +34,6 @@ from standin_networks_a import LinkedIn, Pinterest, Reddit, TikTokBusiness, Zoom
 from standin_providers import Provider
 
 FAST = ("--http-timeout", "0.3")
-WRONG_SECRET = "a-wrong-secret-5150"
 REDIRECT = "https://app.example/callback"
 
 
@@ -311,14 +312,12 @@ def test_linkedin_wrong_client_credentials_stop_the_apps_part(
         before = {user: row(engine, "linkedin", user) for user in ("li-1", "li-2")}
         result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
 
-    assert result.exit_code == 3, result.stderr
-    stopped = result.json()["stopped"]
-    assert stopped["reason"] == "client_rejected"
-    assert stopped["message"].startswith("LinkedIn rejected the app's credentials (")
-    assert stopped["message"].endswith(
-        "LinkedIn said: invalid_client (HTTP 401): Client authentication failed"
+    assert_app_rejected(
+        result,
+        tmp_path / "linkedin.toml",
+        "LinkedIn",
+        "invalid_client (HTTP 401): Client authentication failed",
     )
-    assert WRONG_SECRET not in result.stdout + result.stderr
     assert linkedin.received[0].form["client_secret"] == WRONG_SECRET  # in the body, as sent
     for user in ("li-1", "li-2"):
         assert_untouched(before[user], row(engine, "linkedin", user))
@@ -390,12 +389,9 @@ def test_pinterest_authentication_failed_stops_the_apps_part(
         before = row(engine, "pinterest", "pin-user")
         result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
 
-    assert result.exit_code == 3, result.stderr
-    stopped = result.json()["stopped"]
-    assert stopped["reason"] == "client_rejected"
-    assert stopped["message"].startswith("Pinterest rejected the app's credentials (")
-    assert stopped["message"].endswith("Pinterest said: 2 (HTTP 401): Authentication failed.")
-    assert WRONG_SECRET not in result.stdout + result.stderr
+    assert_app_rejected(
+        result, tmp_path / "pinterest.toml", "Pinterest", "2 (HTTP 401): Authentication failed."
+    )
     assert_untouched(before, row(engine, "pinterest", "pin-user"))
     assert refresh_token in pinterest.refresh_tokens
 
@@ -464,12 +460,7 @@ def test_reddit_wrong_client_credentials_stop_the_apps_part(
         before = row(engine, "reddit", "t2_reddit")
         result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
 
-    assert result.exit_code == 3, result.stderr
-    stopped = result.json()["stopped"]
-    assert stopped["reason"] == "client_rejected"
-    assert stopped["message"].startswith("Reddit rejected the app's credentials (")
-    assert stopped["message"].endswith("Reddit said: 401 (HTTP 401)")
-    assert WRONG_SECRET not in result.stdout + result.stderr
+    assert_app_rejected(result, tmp_path / "reddit.toml", "Reddit", "401 (HTTP 401)")
     after = row(engine, "reddit", "t2_reddit")
     assert_untouched(before, after)
     assert after["last_error"] is None
@@ -581,15 +572,12 @@ def test_zoom_wrong_client_credentials_stop_the_apps_part(
         before = {user: row(engine, "zoom", user) for user in ("zoom-1", "zoom-2", "zoom-3")}
         result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
 
-    assert result.exit_code == 3, result.stderr
-    stopped = result.json()["stopped"]
-    assert stopped["reason"] == "client_rejected"
-    assert stopped["message"].startswith("Zoom rejected the app's credentials (")
-    assert stopped["message"].endswith(
-        "Zoom said: invalid_client (HTTP 401): Invalid client_id or client_secret"
+    assert_app_rejected(
+        result,
+        tmp_path / "zoom.toml",
+        "Zoom",
+        "invalid_client (HTTP 401): Invalid client_id or client_secret",
     )
-    assert "Zoom rejected the app's credentials" in result.stderr
-    assert WRONG_SECRET not in result.stdout + result.stderr
     for user, stored in before.items():
         assert_untouched(stored, row(engine, "zoom", user))
     assert 1 <= len(zoom.received) <= 3  # at most the calls already in flight

@@ -22,8 +22,10 @@ import requests
 from sqlalchemy import Engine, select, update
 
 from apps_setup import (
+    WRONG_SECRET,
     StoreAccount,
     app_config,
+    assert_app_rejected,
     assert_marked_for_reconnect,
     decrypted,
     presented_to,
@@ -33,8 +35,6 @@ from conftest import Cli
 from helpers import counts
 from standin_networks_b import Dropbox, Network, Spotify, Threads, Xero, serving
 from tokenrefresh.storage.models import Account
-
-WRONG_SECRET = "a-wrong-secret-5e1f0c"
 
 
 @contextmanager
@@ -249,24 +249,6 @@ def test_spotify_refuses_the_apps_wrong_secret_and_its_accounts_stay_as_they_wer
         unchanged(before[index], row(engine, "spotify", f"sp-{index}"))
     assert 1 <= len(spotify.received) <= 2
     assert spotify.refresh_tokens == {refresh for _, refresh in pairs}
-
-
-def assert_app_rejected(result: Any, config: Path, label: str, said: str) -> None:
-    """Exit 3, the run stopped for the app, the message naming where the credentials come
-    from and what the provider said; no secret shown."""
-    app = config.stem
-    where = f"{config}: [apps.{app}]"
-    message = (
-        f"{label} rejected the app's credentials (client_id / the variable SECRET_OF_APP "
-        f"({where} client_secret_env) of app '{app}' in {where}), so the run stopped and no "
-        f"account was marked. {label} said: {said}"
-    )
-    assert result.exit_code == 3, result.stderr
-    stopped = result.json()["stopped"]
-    assert (stopped["reason"], stopped["message"]) == ("client_rejected", message)
-    assert result.stderr == f"error: {message}\n"
-    assert result.json()["counts"]["refreshed"] == 0
-    assert WRONG_SECRET not in result.stdout + result.stderr
 
 
 # ----------------------------------------------------------------------------- Dropbox
