@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from apps_setup import app_config, decrypted, row
 from conftest import Cli
-from standin_providers import Instagram, Provider, serving
+from standin_providers import Instagram, Provider, graph_error, serving
 from tokenrefresh import TokenStore
 
 REDIRECT = "https://app.example/callback"
@@ -216,3 +216,27 @@ def test_tiktok_shop_has_no_consent_page_of_ours_and_a_bad_code_stores_nothing(
         "nothing was stored"
     ) in refused.stderr
     assert [call.path for call in provider.received] == ["/api/v2/token/get"]
+
+
+def test_instagram_long_lived_failure_that_echoes_the_code_and_tokens_shows_none_of_them(
+    cli: Cli, instagram: tuple[Provider, dict[str, str]], engine: Engine
+) -> None:
+    provider, env = instagram
+    code = provider.issue_code(REDIRECT)
+    short = "IGshort-echoed-back-0123456789"
+    provider.scripted += [
+        (200, {"data": [{"access_token": short, "user_id": 42}]}),
+        (
+            400,
+            graph_error(190, f"Invalid token {short} for code {code} ({provider.client_secret})"),
+        ),
+    ]
+
+    result = _connect(cli, env, "ig", code)
+
+    assert result.exit_code == 1, result.stderr
+    assert "exchanging its short-lived token for a long-lived one failed: 190" in result.stderr
+    for secret in (code, short, provider.client_secret):
+        assert secret not in result.stdout + result.stderr
+    with pytest.raises(Exception, match="No row was found"):
+        row(engine, "ig", "42")

@@ -141,9 +141,8 @@ class Context(Closing):
         without credentials but exchanges a code with them (Instagram) has them."""
         if app.source == ENVIRONMENT:
             return self.client(read_timeout=read_timeout)
-        exchange = app.profile.consent.client_auth
         key = app.name
-        if consent and exchange and exchange != app.profile.client.auth:
+        if consent and app.profile.exchange_auth != app.profile.client.auth:
             key = f"{app.name} (consent)"
         if key not in self._app_clients:
             self._app_clients[key] = _app_client(app, read_timeout, consent=key != app.name)

@@ -104,9 +104,8 @@ class App:
         """The app's client id and secret, read now; None for a provider that needs none to
         refresh (or, with `consent`, to exchange a code: Instagram needs them only there).
         A ConfigError names what is missing, and where it should be."""
-        profile = self.profile
-        auth = (profile.consent.client_auth or profile.client.auth) if consent else None
-        if (auth or profile.client.auth) == "none":
+        auth = self.profile.exchange_auth if consent else self.profile.client.auth
+        if auth == "none":
             return None
         source = environ if environ is not None else self._environ
         secret = self._secret or self._read_secret(os.environ if source is None else source)

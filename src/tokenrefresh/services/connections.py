@@ -335,7 +335,7 @@ def checked_user(app: App, user_id: str | None) -> str | None:
     from tokenrefresh.adapters.oauth.code import checked_user_id
 
     label = app.profile.label
-    if app.profile.consent.user_id or app.profile.answer.user_id:
+    if app.profile.code_user_id:
         if user_id is not None:
             raise InvalidArgument(f"--user-id: {label}'s answer names the user; leave it out")
         return None

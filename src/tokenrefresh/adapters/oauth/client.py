@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from tokenrefresh.adapters.oauth.answer import (
     ROTATED,
@@ -133,38 +134,35 @@ class ProviderClient:
         grant = interpret_code_answer(self.call(request, secrets, CODE_USED), self.profile, secrets)
         if self._long_lived_url is None:
             return grant
-        return self._long_lived(grant)
+        return self._long_lived(grant, self._long_lived_url, secrets)
 
-    def _long_lived(self, short: TokenGrant) -> TokenGrant:
+    def _long_lived(self, short: TokenGrant, url: str, secrets: tuple[str, ...]) -> TokenGrant:
         """Instagram: the code's short-lived token exchanged for a long-lived one, which is
         what a refresh presents (so it goes in both slots, as a refresh's does). The code is
-        spent by now: a failure here says so, as the user must authorize again."""
-        assert self._long_lived_url is not None
+        spent by now: a failure here says so, as the user must authorize again. `secrets`:
+        the code exchange's, still never to be shown."""
+        label = self.profile.label
         token = short.access_token
         if token is None:
-            raise UnusableGrant(f"{self.profile.label}'s answer to the authorization code "
-                                "carries no access token", http_status=short.http_status,
-                                log_id=short.log_id, elapsed=short.elapsed)  # fmt: skip
-        secrets = self._secrets(token)
-        request = long_lived_request(self.profile, self._credentials, token, self._long_lived_url)
+            raise UnusableGrant(
+                f"{label}'s answer to the authorization code carries no access token",
+                **_details(short),
+            )
+        secrets = (*secrets, token)
+        request = long_lived_request(self.profile, self._credentials, token, url)
         try:
             grant = interpret_answer(self.call(request, secrets, LONG_LIVED), self.profile, secrets)
         except AppCredentialsRejected:
             raise
         except TikTokError as error:
             raise UnusableGrant(
-                f"the code was exchanged, but exchanging its short-lived token for a "
+                "the code was exchanged, but exchanging its short-lived token for a "
                 f"long-lived one failed: {error.reason}",
-                http_status=error.http_status,
-                log_id=error.log_id,
-                elapsed=error.elapsed,
+                **_details(error),
             ) from None
         if grant.access_token is None:
             raise UnusableGrant(
-                f"{self.profile.label}'s long-lived exchange answered no access token",
-                http_status=grant.http_status,
-                log_id=grant.log_id,
-                elapsed=grant.elapsed,
+                f"{label}'s long-lived exchange answered no access token", **_details(grant)
             )
         return replace(
             grant,
@@ -242,3 +240,12 @@ class ProviderClient:
         return RefreshFailed(
             reason, maybe_processed=True, http_status=failure.status, elapsed=elapsed
         )
+
+
+def _details(outcome: TokenGrant | TikTokError) -> dict[str, Any]:
+    """What an outcome says of its call (status, log id, time), for the next one made of it."""
+    return {
+        "http_status": outcome.http_status,
+        "log_id": outcome.log_id,
+        "elapsed": outcome.elapsed,
+    }

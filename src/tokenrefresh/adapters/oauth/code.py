@@ -144,9 +144,9 @@ def code_answer_profile(profile: Profile, fields: Mapping[str, object] | None) -
     envelope = consent.envelope or names.envelope
     if consent.envelope and fields is not None and consent.envelope not in fields:
         envelope = ""
-    if (envelope, consent.user_id or names.user_id) == (names.envelope, names.user_id):
+    if (envelope, profile.code_user_id) == (names.envelope, names.user_id):
         return profile
-    answer = dataclasses.replace(names, envelope=envelope, user_id=consent.user_id or names.user_id)
+    answer = dataclasses.replace(names, envelope=envelope, user_id=profile.code_user_id)
     return dataclasses.replace(profile, answer=answer)
 
 

@@ -72,8 +72,9 @@ def code_request(
     GET with them in the query string (TikTok Shop), with the app's credentials as
     [consent] client_auth (else [client]) places them."""
     consent = profile.consent
-    auth = consent.client_auth or profile.client.auth
-    return _request(profile, credentials, consent.method, consent.body, url, params, auth=auth)
+    return _request(
+        profile, credentials, consent.method, consent.body, url, params, auth=profile.exchange_auth
+    )
 
 
 def long_lived_request(

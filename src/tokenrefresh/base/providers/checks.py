@@ -151,6 +151,5 @@ def _consent(profile: Profile) -> Iterator[str]:
             "[urls] long_lived: only a provider that refreshes with the access token "
             "exchanges a short-lived one for a long-lived one"
         )
-    client_auth = consent.client_auth or profile.client.auth
-    if urls.long_lived is not None and client_auth == "none":
+    if urls.long_lived is not None and profile.exchange_auth == "none":
         yield "[consent] client_auth: the long-lived exchange sends the app's secret: not none"

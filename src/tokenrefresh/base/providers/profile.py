@@ -202,3 +202,15 @@ class Profile:
     errors: Errors
     consent: Consent
     revoke: Revoke
+
+    @property
+    def exchange_auth(self) -> ClientAuth:
+        """How the code exchange sends the app's credentials: [consent] client_auth, else
+        [client] auth (Instagram refreshes without them but exchanges a code with them)."""
+        return self.consent.client_auth or self.client.auth
+
+    @property
+    def code_user_id(self) -> str:
+        """The code answer's user id field: [consent] user_id, else [answer] user_id ("":
+        the answer names no user, and the caller says whose account it is)."""
+        return self.consent.user_id or self.answer.user_id
