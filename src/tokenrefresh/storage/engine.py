@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -227,8 +229,8 @@ def _sqlite_engine(url: URL, pool_size: int, *, create: bool) -> Engine:
         # The driver must not open transactions by itself: the "begin" hook below does.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        _switch_to_wal(cursor)
         for pragma in (
-            "journal_mode=WAL",
             f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
             "foreign_keys=ON",
             "synchronous=NORMAL",
@@ -241,6 +243,29 @@ def _sqlite_engine(url: URL, pool_size: int, *, create: bool) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode=WAL`, waiting for the lock as long as the busy timeout would.
+
+    On a database not yet in WAL mode (a new file), the switch must write the file's header,
+    and while another connection holds the write lock SQLite answers "database is locked"
+    at once, without calling the busy handler. Processes started together on a new file
+    (`db upgrade --create` in pods started together, a first cron run beside a first
+    `accounts token`) failed that way. A database already in WAL mode answers at once.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))  # jittered: the waiters do not collide
+        pause = min(pause * 2, 0.1)
 
 
 def _create_private_file(path: Path) -> None:
