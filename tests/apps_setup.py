@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+import standin_networks_a
+import standin_networks_b
 from helpers import counts
 from standin import TikTokStandIn
-from standin_providers import CLIENT_SECRET, Provider, serving
+from standin_providers import CLIENT_SECRET, Provider, serve, serving
 from tokenrefresh.adapters.crypto import TokenCipher, fingerprint
 from tokenrefresh.base.settings import Secret
 from tokenrefresh.storage.records import NewAccount
@@ -33,9 +35,11 @@ __all__ = [
     "apps",
     "assert_app_rejected",
     "assert_marked_for_reconnect",
+    "assert_untouched",
     "decrypted",
     "google_tokens",
     "instagram_token",
+    "network_app",
     "presented_to",
     "row",
     "store_account",
@@ -199,6 +203,31 @@ def app_config(
         f'base_url = "{base_url}"\n'
     )
     return {"TOKENREFRESH_CONFIG": str(path), "SECRET_OF_APP": provider.client_secret}
+
+
+NETWORKS: dict[str, type[Provider]] = {
+    **standin_networks_a.PROVIDERS,
+    **standin_networks_b.PROVIDERS,
+}
+
+
+@contextmanager
+def network_app(name: str, tmp_path: Path) -> Iterator[tuple[Any, dict[str, str]]]:
+    """The stand-in of network `name` (tests/standin_networks_a.py or _b.py) and the
+    environment of a configuration file naming one app, also called `name`, of the shipped
+    profile `name` on it."""
+    with serve(NETWORKS[name]()) as (provider, base_url):
+        yield (
+            provider,
+            app_config(tmp_path / f"{name}.toml", name, provider, base_url, profile=name),
+        )
+
+
+def assert_untouched(before: dict[str, object], after: dict[str, object]) -> None:
+    """The account's row is as it was: status, both tokens, their generation."""
+    for column in ("status", "refresh_token_ciphertext", "access_token_ciphertext"):
+        assert after[column] == before[column], column
+    assert after["token_generation"] == before["token_generation"]
 
 
 def assert_marked_for_reconnect(

@@ -3,48 +3,39 @@ Reddit and Zoom, each refreshed through the real CLI and a real database against
 stand-in (tests/standin_networks_a.py, written from the provider's documents, never from
 the profile). For each: a refresh (what was sent, and where the credentials went), a second
 refresh that presents what the first left, the answer that means "reconnect" (or, where no
-code is known, a failure with back-off), wrong client credentials, and what is special
-about its answers (TikTok's envelope, Pinterest's two expiries, LinkedIn's refresh expiry
-counted from consent). Both databases.
+code is known, a failure with back-off), and what is special about its answers (TikTok's
+envelope, Pinterest's two expiries, LinkedIn's refresh expiry counted from consent). Last,
+one table for every network of this file and tests/test_networks_b.py: its answer to
+wrong client credentials. Both databases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlalchemy import Engine
 
 from apps_setup import (
     WRONG_SECRET,
     StoreAccount,
-    app_config,
     assert_app_rejected,
     assert_marked_for_reconnect,
+    assert_untouched,
     decrypted,
+    network_app,
     presented_to,
     row,
 )
 from conftest import Cli, CliResult
 from helpers import counts
-from standin_networks_a import LinkedIn, Pinterest, Reddit, TikTokBusiness, Zoom, serving
-from standin_providers import Provider
+from standin_networks_a import LinkedIn, Pinterest, Reddit, TikTokBusiness, Zoom
+from standin_providers import Provider, Received
 
 FAST = ("--http-timeout", "0.3")
 REDIRECT = "https://app.example/callback"
-
-
-@contextmanager
-def network(name: str, tmp_path: Path) -> Iterator[tuple[Provider, dict[str, str]]]:
-    """Provider `name`'s stand-in, and the environment of one app of that name on it."""
-    with serving(name) as (provider, base_url):
-        yield (
-            provider,
-            app_config(tmp_path / f"{name}.toml", name, provider, base_url, profile=name),
-        )
 
 
 def when(value: object) -> datetime:
@@ -64,12 +55,6 @@ def refresh_account(
     return refresh(cli, env, "--account-id", str(row(engine, app, user)["id"]))
 
 
-def assert_untouched(before: dict[str, object], after: dict[str, object]) -> None:
-    for column in ("status", "refresh_token_ciphertext", "access_token_ciphertext"):
-        assert after[column] == before[column], column
-    assert after["token_generation"] == before["token_generation"]
-
-
 def assert_failed_without_verdict(after: dict[str, object], message: str) -> None:
     """A failure with back-off: still active, never marked for its user, tokens kept."""
     assert after["status"] == "active"
@@ -84,7 +69,7 @@ def assert_failed_without_verdict(after: dict[str, object], message: str) -> Non
 def test_tiktok_business_refreshes_with_json_and_reads_the_data_envelope(
     cli: Cli, store_account: StoreAccount, engine: Engine, fernet_key: str, tmp_path: Path
 ) -> None:
-    with network("tiktok-business", tmp_path) as (business, env):
+    with network_app("tiktok-business", tmp_path) as (business, env):
         assert isinstance(business, TikTokBusiness)
         access, old_refresh = business.issue()
         store_account("tiktok-business", business.open_id, access=access, refresh=old_refresh)
@@ -125,7 +110,7 @@ def test_tiktok_business_refreshes_with_json_and_reads_the_data_envelope(
 def test_tiktok_business_an_unknown_code_under_200_fails_with_back_off_never_reconnect(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
-    with network("tiktok-business", tmp_path) as (business, env):
+    with network_app("tiktok-business", tmp_path) as (business, env):
         store_account("tiktok-business", "tt-user", access="act.old", refresh="rft.unknown-here")
         before = row(engine, "tiktok-business", "tt-user")
         result = refresh(cli, env)
@@ -145,7 +130,7 @@ def test_tiktok_business_wrong_app_secret_is_a_failure_not_a_verdict(
 ) -> None:
     # No code of TikTok for Business is known to mean "the app's credentials": a wrong
     # secret (40001 at the stand-in) fails each account with back-off instead of exit 3.
-    with network("tiktok-business", tmp_path) as (business, env):
+    with network_app("tiktok-business", tmp_path) as (business, env):
         assert isinstance(business, TikTokBusiness)
         access, refresh_token = business.issue()
         store_account("tiktok-business", business.open_id, access=access, refresh=refresh_token)
@@ -169,7 +154,7 @@ def test_tiktok_business_wrong_app_secret_is_a_failure_not_a_verdict(
 def test_tiktok_business_connect_exchanges_the_auth_code_in_json(
     cli: Cli, engine: Engine, fernet_key: str, tmp_path: Path
 ) -> None:
-    with network("tiktok-business", tmp_path) as (business, env):
+    with network_app("tiktok-business", tmp_path) as (business, env):
         assert isinstance(business, TikTokBusiness)
         code = business.issue_code(REDIRECT)
         page = cli(
@@ -202,7 +187,7 @@ def test_tiktok_business_connect_exchanges_the_auth_code_in_json(
 def test_tiktok_business_revoke_sends_the_access_token_in_json(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
-    with network("tiktok-business", tmp_path) as (business, env):
+    with network_app("tiktok-business", tmp_path) as (business, env):
         assert isinstance(business, TikTokBusiness)
         access, refresh_token = business.issue()
         store_account(
@@ -232,7 +217,7 @@ def test_tiktok_business_revoke_sends_the_access_token_in_json(
 def test_linkedin_stores_the_refresh_expiry_it_is_told_and_never_extends_it(
     cli: Cli, store_account: StoreAccount, engine: Engine, fernet_key: str, tmp_path: Path
 ) -> None:
-    with network("linkedin", tmp_path) as (linkedin, env):
+    with network_app("linkedin", tmp_path) as (linkedin, env):
         assert isinstance(linkedin, LinkedIn)
         access, refresh_token = linkedin.consent(days_ago=100)  # 265 days of refresh left
         dies = datetime.fromtimestamp(linkedin.refresh_expires[refresh_token], UTC)
@@ -279,7 +264,7 @@ def test_linkedin_stores_the_refresh_expiry_it_is_told_and_never_extends_it(
 def test_linkedin_an_expired_refresh_token_means_reconnect(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
-    with network("linkedin", tmp_path) as (linkedin, env):
+    with network_app("linkedin", tmp_path) as (linkedin, env):
         assert isinstance(linkedin, LinkedIn)
         access, refresh_token = linkedin.consent(days_ago=366)  # its year is over
         store_account(
@@ -301,36 +286,13 @@ def test_linkedin_an_expired_refresh_token_means_reconnect(
     )
 
 
-def test_linkedin_wrong_client_credentials_stop_the_apps_part(
-    cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
-) -> None:
-    with network("linkedin", tmp_path) as (linkedin, env):
-        assert isinstance(linkedin, LinkedIn)
-        for user in ("li-1", "li-2"):
-            access, refresh_token = linkedin.consent()
-            store_account("linkedin", user, access=access, refresh=refresh_token)
-        before = {user: row(engine, "linkedin", user) for user in ("li-1", "li-2")}
-        result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
-
-    assert_app_rejected(
-        result,
-        tmp_path / "linkedin.toml",
-        "LinkedIn",
-        "invalid_client (HTTP 401): Client authentication failed",
-    )
-    assert linkedin.received[0].form["client_secret"] == WRONG_SECRET  # in the body, as sent
-    for user in ("li-1", "li-2"):
-        assert_untouched(before[user], row(engine, "linkedin", user))
-        assert row(engine, "linkedin", user)["last_error"] is None
-
-
 # ----------------------------------------------------------------------------- Pinterest
 
 
 def test_pinterest_continuous_refresh_with_basic_and_its_two_expiries(
     cli: Cli, store_account: StoreAccount, engine: Engine, fernet_key: str, tmp_path: Path
 ) -> None:
-    with network("pinterest", tmp_path) as (pinterest, env):
+    with network_app("pinterest", tmp_path) as (pinterest, env):
         assert isinstance(pinterest, Pinterest)
         access, old_refresh = pinterest.consent()
         store_account("pinterest", "pin-user", access=access, refresh=old_refresh)
@@ -366,7 +328,7 @@ def test_pinterest_continuous_refresh_with_basic_and_its_two_expiries(
 def test_pinterest_an_invalid_grant_code_means_reconnect(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
-    with network("pinterest", tmp_path) as (_, env):
+    with network_app("pinterest", tmp_path) as (_, env):
         store_account("pinterest", "pin-user", access="pina-old", refresh="pinr-unknown-here")
         result = refresh(cli, env)
 
@@ -379,30 +341,13 @@ def test_pinterest_an_invalid_grant_code_means_reconnect(
     )
 
 
-def test_pinterest_authentication_failed_stops_the_apps_part(
-    cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
-) -> None:
-    with network("pinterest", tmp_path) as (pinterest, env):
-        assert isinstance(pinterest, Pinterest)
-        access, refresh_token = pinterest.consent()
-        store_account("pinterest", "pin-user", access=access, refresh=refresh_token)
-        before = row(engine, "pinterest", "pin-user")
-        result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
-
-    assert_app_rejected(
-        result, tmp_path / "pinterest.toml", "Pinterest", "2 (HTTP 401): Authentication failed."
-    )
-    assert_untouched(before, row(engine, "pinterest", "pin-user"))
-    assert refresh_token in pinterest.refresh_tokens
-
-
 # ----------------------------------------------------------------------------- Reddit
 
 
 def test_reddit_keeps_its_refresh_token_and_presents_it_again(
     cli: Cli, store_account: StoreAccount, engine: Engine, fernet_key: str, tmp_path: Path
 ) -> None:
-    with network("reddit", tmp_path) as (reddit, env):
+    with network_app("reddit", tmp_path) as (reddit, env):
         assert isinstance(reddit, Reddit)
         access, refresh_token = reddit.consent()
         store_account("reddit", "t2_reddit", access=access, refresh=refresh_token)
@@ -435,7 +380,7 @@ def test_reddit_keeps_its_refresh_token_and_presents_it_again(
 def test_reddit_invalid_grant_means_reconnect(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
-    with network("reddit", tmp_path) as (_, env):
+    with network_app("reddit", tmp_path) as (_, env):
         store_account("reddit", "t2_reddit", access="eyJold", refresh="revoked-by-the-user")
         result = refresh(cli, env)
 
@@ -448,27 +393,8 @@ def test_reddit_invalid_grant_means_reconnect(
     )
 
 
-def test_reddit_wrong_client_credentials_stop_the_apps_part(
-    cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
-) -> None:
-    # Reddit's 401 carries `"error": 401`, a number where its other codes are text: read as
-    # its digits, it is listed with the app's refusals (see reddit.toml).
-    with network("reddit", tmp_path) as (reddit, env):
-        assert isinstance(reddit, Reddit)
-        access, refresh_token = reddit.consent()
-        store_account("reddit", "t2_reddit", access=access, refresh=refresh_token)
-        before = row(engine, "reddit", "t2_reddit")
-        result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
-
-    assert_app_rejected(result, tmp_path / "reddit.toml", "Reddit", "401 (HTTP 401)")
-    after = row(engine, "reddit", "t2_reddit")
-    assert_untouched(before, after)
-    assert after["last_error"] is None
-    assert [request.path for request in reddit.received] == ["/api/v1/access_token"]
-
-
 def test_reddit_consent_asks_for_a_permanent_grant(cli: Cli, tmp_path: Path) -> None:
-    with network("reddit", tmp_path) as (reddit, env):
+    with network_app("reddit", tmp_path) as (reddit, env):
         result = cli(
             "accounts", "authorize-url", "--app", "reddit", "--redirect-uri", REDIRECT, "--json",
             env=env,
@@ -492,7 +418,7 @@ def test_reddit_consent_asks_for_a_permanent_grant(cli: Cli, tmp_path: Path) -> 
 def test_reddit_revoke_sends_the_refresh_token_with_its_hint(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
-    with network("reddit", tmp_path) as (reddit, env):
+    with network_app("reddit", tmp_path) as (reddit, env):
         assert isinstance(reddit, Reddit)
         access, refresh_token = reddit.consent()
         store_account("reddit", "t2_reddit", access=access, refresh=refresh_token)
@@ -514,7 +440,7 @@ def test_reddit_revoke_sends_the_refresh_token_with_its_hint(
 def test_zoom_rotates_and_the_second_refresh_presents_the_new_token(
     cli: Cli, store_account: StoreAccount, engine: Engine, fernet_key: str, tmp_path: Path
 ) -> None:
-    with network("zoom", tmp_path) as (zoom, env):
+    with network_app("zoom", tmp_path) as (zoom, env):
         assert isinstance(zoom, Zoom)
         access, old_refresh = zoom.consent()
         store_account("zoom", "zoom-user", access=access, refresh=old_refresh)
@@ -545,7 +471,7 @@ def test_zoom_rotates_and_the_second_refresh_presents_the_new_token(
 def test_zoom_a_superseded_refresh_token_means_reconnect(
     cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
 ) -> None:
-    with network("zoom", tmp_path) as (zoom, env):
+    with network_app("zoom", tmp_path) as (zoom, env):
         assert isinstance(zoom, Zoom)
         access, superseded = zoom.consent()
         zoom.refresh_tokens.discard(superseded)  # another client refreshed it first
@@ -561,24 +487,63 @@ def test_zoom_a_superseded_refresh_token_means_reconnect(
     )
 
 
-def test_zoom_wrong_client_credentials_stop_the_apps_part(
-    cli: Cli, store_account: StoreAccount, engine: Engine, tmp_path: Path
+# ----------------------------------------------------------------------------- every network
+
+# Each network's answer to an app's wrong secret, as its stand-in gives it from the
+# provider's documents: (profile, label, what the provider said, where the secret goes).
+WRONG_APP = [
+    ("linkedin", "LinkedIn", "invalid_client (HTTP 401): Client authentication failed", "body"),
+    ("pinterest", "Pinterest", "2 (HTTP 401): Authentication failed.", "basic"),
+    # Reddit's `"error": 401` is a number where its other codes are text: read as its
+    # digits, it is listed with the app's refusals (see reddit.toml).
+    ("reddit", "Reddit", "401 (HTTP 401)", "basic"),
+    ("zoom", "Zoom", "invalid_client (HTTP 401): Invalid client_id or client_secret", "basic"),
+    ("spotify", "Spotify", "invalid_client (HTTP 400): Invalid client", "basic"),
+    # Dropbox's {"error": "invalid_client: Invalid client_id or client_secret"} runs the
+    # description into the code: the code is what comes before the colon.
+    (
+        "dropbox",
+        "Dropbox",
+        "invalid_client (HTTP 400): Invalid client_id or client_secret",
+        "basic",
+    ),
+    ("xero", "Xero", "invalid_client (HTTP 400)", "basic"),
+]
+
+
+def secret_sent(provider: Provider, call: Received, where: str) -> str | None:
+    if where == "basic":
+        credentials = provider.basic_credentials(call)
+        return None if credentials is None else credentials[1]
+    return call.form.get("client_secret")
+
+
+@pytest.mark.parametrize(
+    ("profile", "label", "said", "where"), WRONG_APP, ids=[network[0] for network in WRONG_APP]
+)
+def test_wrong_client_credentials_stop_the_apps_part_and_spend_no_token(
+    cli: Cli,
+    store_account: StoreAccount,
+    engine: Engine,
+    tmp_path: Path,
+    profile: str,
+    label: str,
+    said: str,
+    where: str,
 ) -> None:
-    with network("zoom", tmp_path) as (zoom, env):
-        assert isinstance(zoom, Zoom)
-        for user in ("zoom-1", "zoom-2", "zoom-3"):
-            access, refresh_token = zoom.consent()
-            store_account("zoom", user, access=access, refresh=refresh_token)
-        before = {user: row(engine, "zoom", user) for user in ("zoom-1", "zoom-2", "zoom-3")}
+    users = ("user-1", "user-2")
+    with network_app(profile, tmp_path) as (provider, env):
+        pairs = {user: provider.consent() for user in users}
+        for user, (access, refresh_token) in pairs.items():
+            store_account(profile, user, access=access, refresh=refresh_token)
+        before = {user: row(engine, profile, user) for user in users}
         result = refresh(cli, {**env, "SECRET_OF_APP": WRONG_SECRET})
 
-    assert_app_rejected(
-        result,
-        tmp_path / "zoom.toml",
-        "Zoom",
-        "invalid_client (HTTP 401): Invalid client_id or client_secret",
-    )
-    for user, stored in before.items():
-        assert_untouched(stored, row(engine, "zoom", user))
-    assert 1 <= len(zoom.received) <= 3  # at most the calls already in flight
-    assert len(zoom.refresh_tokens) == 3  # none spent
+    assert_app_rejected(result, tmp_path / f"{profile}.toml", label, said)
+    for user in users:
+        after = row(engine, profile, user)
+        assert_untouched(before[user], after)
+        assert after["last_error"] is None
+    assert 1 <= len(provider.received) <= len(users)  # at most the calls already in flight
+    assert {secret_sent(provider, call, where) for call in provider.received} == {WRONG_SECRET}
+    assert provider.refresh_tokens == {refresh for _, refresh in pairs.values()}  # none spent
